@@ -1,0 +1,106 @@
+package orchestration
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every TaskStore returns, so callers can test with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	// ErrConflict means a concurrent writer won; the caller may retry.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid wraps errors caused by bad input.
+	ErrInvalid = errors.New("invalid")
+)
+
+// TaskFilter selects tasks in List. Zero fields match everything. Results
+// are ordered by task id; ids are time-ordered, so this is creation order.
+type TaskFilter struct {
+	Phases    []Phase
+	PropletID string
+	// Labels matches tasks carrying all these labels (spec.labels).
+	Labels map[string]string
+	// Limit caps the page size; 0 means the store's default (100), and
+	// stores cap it at 1000.
+	Limit int
+	// Continue is the token from the previous page.
+	Continue string
+}
+
+// TaskPage is one page of List.
+type TaskPage struct {
+	Tasks []Task
+	// Continue is empty on the last page.
+	Continue string
+}
+
+// UpdateFunc mutates a task in place. It may be called more than once
+// for one Update (a store retries it after a conflict or inside a batch),
+// so it must be free of side effects other than on t. Returning an error
+// aborts the update and Update returns that error. Returning ErrNoChange
+// makes Update succeed without writing.
+type UpdateFunc func(t *Task) error
+
+// ErrNoChange is returned by an UpdateFunc to skip the write.
+var ErrNoChange = errors.New("no change")
+
+// TaskStore persists tasks. It is declared here, by its consumer, and
+// implemented by storage/bolt, storage/memory and the operator's CRD store;
+// storage/storetest is the conformance suite all of them pass.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Update is atomic per task: fn
+// sees the latest committed version and no other write to that task lands
+// between the read and the write. A nil error means the write is durable
+// (for persistent stores: it survives a process crash).
+type TaskStore interface {
+	// CreateTask stores a new task; ErrExists if the id is taken.
+	CreateTask(ctx context.Context, t Task) error
+	// GetTask returns ErrNotFound for an unknown id.
+	GetTask(ctx context.Context, id string) (Task, error)
+	// UpdateTask applies fn to the stored task and returns the result.
+	UpdateTask(ctx context.Context, id string, fn UpdateFunc) (Task, error)
+	// DeleteTask removes a task; ErrNotFound if absent.
+	DeleteTask(ctx context.Context, id string) error
+	// ListTasks returns one page of matching tasks.
+	ListTasks(ctx context.Context, f TaskFilter) (TaskPage, error)
+}
+
+// PropletStore remembers proplets that joined, so they are listed after a
+// manager restart. Liveness is not persisted: it is re-learned from the
+// broker (retained status and heartbeats).
+type PropletStore interface {
+	PutProplet(ctx context.Context, p Proplet) error
+	GetProplet(ctx context.Context, id string) (Proplet, error)
+	ListProplets(ctx context.Context) ([]Proplet, error)
+	DeleteProplet(ctx context.Context, id string) error
+}
+
+// Store is everything the engine persists.
+type Store interface {
+	TaskStore
+	PropletStore
+}
+
+// Dispatcher delivers commands to proplets (the manager's MQTT link).
+// Sending the same start twice must be harmless: proplets de-duplicate by
+// (task id, attempt).
+type Dispatcher interface {
+	StartTask(ctx context.Context, propletID string, t Task) error
+	StopTask(ctx context.Context, propletID, taskID string, attempt int, reason string) error
+}
+
+// Clock supplies time, so tests control it.
+type Clock interface {
+	Now() time.Time
+}
+
+// SystemClock is the wall clock.
+type SystemClock struct{}
+
+// Now returns time.Now().
+func (SystemClock) Now() time.Time { return time.Now() }
