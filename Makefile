@@ -16,7 +16,7 @@ build: ## build bin/propeller
 
 examples: ## build the example WASM modules into bin/wasm
 	@mkdir -p $(BIN)/wasm
-	@for e in $(EXAMPLES); do GOOS=wasip1 GOARCH=wasm $(GO) build -o $(BIN)/wasm/$$e.wasm ./examples/$$e || exit 1; done
+	@for e in $(EXAMPLES); do GOOS=wasip1 GOARCH=wasm $(GO) build $$(cat examples/$$e/buildflags 2>/dev/null) -o $(BIN)/wasm/$$e.wasm ./examples/$$e || exit 1; done
 	@for w in $(WAT); do wat2wasm $$w -o $(BIN)/wasm/$$(basename $$w .wat).wasm || exit 1; done
 
 test: build examples ## run every test (unit, integration, e2e) with -race
