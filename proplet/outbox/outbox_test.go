@@ -1,0 +1,192 @@
+package outbox_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/absmach/propeller/proplet/outbox"
+)
+
+func keysOf(t *testing.T, o *outbox.Outbox) []string {
+	t.Helper()
+	var ks []string
+	for _, e := range o.Pending() {
+		ks = append(ks, e.Key)
+	}
+	return ks
+}
+
+func TestAppendReadRemoveReopen(t *testing.T) {
+	dir := t.TempDir()
+	o, err := outbox.Open(dir, outbox.Options{})
+	require.NoError(t, err)
+
+	var seqs []uint64
+	for i := range 3 {
+		seq, added, err := o.Append(outbox.Message{Topic: "t", Payload: []byte(fmt.Sprint(i)), Key: fmt.Sprint("k", i)})
+		require.NoError(t, err)
+		require.True(t, added)
+		seqs = append(seqs, seq)
+	}
+	require.Less(t, seqs[0], seqs[1])
+	m, err := o.Read(seqs[1])
+	require.NoError(t, err)
+	require.Equal(t, "1", string(m.Payload))
+	require.NoError(t, o.Remove(seqs[1]))
+	require.NoError(t, o.Remove(seqs[1]), "removing twice is a no-op")
+	require.NoError(t, o.Close())
+	_, _, err = o.Append(outbox.Message{Topic: "t"})
+	require.ErrorIs(t, err, outbox.ErrClosed)
+
+	o2, err := outbox.Open(dir, outbox.Options{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"k0", "k2"}, keysOf(t, o2))
+	seq, added, err := o2.Append(outbox.Message{Topic: "t", Key: "k3"})
+	require.NoError(t, err)
+	require.True(t, added)
+	require.Greater(t, seq, seqs[2], "sequence continues after reopen")
+}
+
+func TestDedupByKey(t *testing.T) {
+	o, err := outbox.Open(t.TempDir(), outbox.Options{})
+	require.NoError(t, err)
+	s1, added, err := o.Append(outbox.Message{Topic: "t", Key: "a"})
+	require.NoError(t, err)
+	require.True(t, added)
+	s2, added, err := o.Append(outbox.Message{Topic: "t", Key: "a"})
+	require.NoError(t, err)
+	require.False(t, added)
+	require.Equal(t, s1, s2)
+	_, added, err = o.Append(outbox.Message{Topic: "t"})
+	require.NoError(t, err)
+	require.True(t, added)
+	_, added, err = o.Append(outbox.Message{Topic: "t"})
+	require.NoError(t, err)
+	require.True(t, added, "empty keys never deduplicate")
+	require.Equal(t, 3, o.Len())
+}
+
+func TestBound(t *testing.T) {
+	type msg struct {
+		key      string
+		terminal bool
+	}
+	cases := []struct {
+		name   string
+		max    int
+		append []msg
+		want   []string
+	}{
+		{
+			name:   "drops oldest non-terminal",
+			max:    3,
+			append: []msg{{"a", false}, {"b", true}, {"c", false}, {"d", false}},
+			want:   []string{"b", "c", "d"},
+		},
+		{
+			name:   "terminal admitted over the bound",
+			max:    2,
+			append: []msg{{"a", true}, {"b", true}, {"c", true}},
+			want:   []string{"a", "b", "c"},
+		},
+		{
+			name:   "new non-terminal dropped when only terminals remain",
+			max:    2,
+			append: []msg{{"a", true}, {"b", true}, {"c", false}},
+			want:   []string{"a", "b"},
+		},
+		{
+			name:   "terminal pushes out non-terminals",
+			max:    2,
+			append: []msg{{"a", false}, {"b", false}, {"c", true}, {"d", true}},
+			want:   []string{"c", "d"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			o, err := outbox.Open(dir, outbox.Options{MaxEntries: tc.max})
+			require.NoError(t, err)
+			for _, m := range tc.append {
+				_, _, err := o.Append(outbox.Message{Topic: "t", Key: m.key, Terminal: m.terminal})
+				require.NoError(t, err)
+			}
+			require.Equal(t, tc.want, keysOf(t, o))
+			o2, err := outbox.Open(dir, outbox.Options{MaxEntries: tc.max})
+			require.NoError(t, err)
+			require.Equal(t, tc.want, keysOf(t, o2), "dropped messages are gone from disk too")
+		})
+	}
+}
+
+func TestMaxBytes(t *testing.T) {
+	o, err := outbox.Open(t.TempDir(), outbox.Options{MaxBytes: 300})
+	require.NoError(t, err)
+	for i := range 5 {
+		_, _, err := o.Append(outbox.Message{Topic: "t", Key: fmt.Sprint(i), Payload: make([]byte, 60)})
+		require.NoError(t, err)
+	}
+	require.Less(t, o.Len(), 5)
+	ks := keysOf(t, o)
+	require.Equal(t, "4", ks[len(ks)-1], "the newest survives")
+}
+
+func TestOpenDiscardsTempAndSetsAsideCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	o, err := outbox.Open(dir, outbox.Options{})
+	require.NoError(t, err)
+	_, _, err = o.Append(outbox.Message{Topic: "t", Key: "good"})
+	require.NoError(t, err)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".tmp-99"), []byte("{half"), 0o600))
+	bad := filepath.Join(dir, fmt.Sprintf("%020d.msg", 50))
+	require.NoError(t, os.WriteFile(bad, []byte("{not json"), 0o600))
+
+	o2, err := outbox.Open(dir, outbox.Options{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"good"}, keysOf(t, o2))
+	require.NoFileExists(t, filepath.Join(dir, ".tmp-99"))
+	require.FileExists(t, bad+".corrupt")
+	seq, _, err := o2.Append(outbox.Message{Topic: "t"})
+	require.NoError(t, err)
+	require.Greater(t, seq, uint64(1))
+}
+
+func TestNotify(t *testing.T) {
+	o, err := outbox.Open(t.TempDir(), outbox.Options{})
+	require.NoError(t, err)
+	_, _, err = o.Append(outbox.Message{Topic: "t"})
+	require.NoError(t, err)
+	_, _, err = o.Append(outbox.Message{Topic: "t"})
+	require.NoError(t, err)
+	<-o.Notify()
+	select {
+	case <-o.Notify():
+		t.Fatal("notifications coalesce")
+	default:
+	}
+}
+
+func BenchmarkAppendRemove(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		b.Run(fmt.Sprintf("fsync=%v", sync), func(b *testing.B) {
+			o, err := outbox.Open(b.TempDir(), outbox.Options{NoSync: !sync})
+			require.NoError(b, err)
+			payload := make([]byte, 256)
+			b.ReportAllocs()
+			for b.Loop() {
+				seq, _, err := o.Append(outbox.Message{Topic: "t", Payload: payload})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := o.Remove(seq); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
