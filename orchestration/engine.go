@@ -1,0 +1,739 @@
+package orchestration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Deps are the engine's ports. Store and Dispatcher are required.
+type Deps struct {
+	Store      Store
+	Dispatcher Dispatcher
+	// Clock defaults to the wall clock.
+	Clock Clock
+	// NewID defaults to NewTimeIDGen(Clock).
+	NewID IDGen
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Observer, when set, is told about every task change the engine
+	// commits, in commit order per task. It runs on the engine's goroutine
+	// with the task's lock held: it must be quick and must not call back
+	// into the engine for the same task.
+	Observer func(Task)
+}
+
+// ErrTerminal is returned when an operation needs a task that has not
+// finished yet.
+var ErrTerminal = errors.New("task already finished")
+
+// Engine owns the lifecycle of every task. All methods are safe for
+// concurrent use.
+//
+// # Notes
+//
+//   - Only in-flight work lives in memory: pending ids with their placement
+//     constraints, and dispatched attempts with their deadline. Finished
+//     tasks are only in the store.
+//   - Every decision about one task is taken under that task's lock (a
+//     striped mutex), and written to the store before it is acted on, so a
+//     crash between the two leaves a state Recover can finish.
+type Engine struct {
+	cfg     Config
+	store   Store
+	disp    Dispatcher
+	clock   Clock
+	newID   IDGen
+	log     *slog.Logger
+	observe func(Task)
+
+	seed  maphash.Seed
+	locks [256]sync.Mutex
+
+	mu       sync.Mutex
+	proplets map[string]*propletState
+	order    []string // proplet ids, sorted, for round-robin
+	rrNext   int
+	flights  map[string]*flight // Scheduled/Running tasks
+	pending  map[string]*waiting
+	queue    []string // FIFO of pending ids; may hold stale ids
+	seq      uint64
+}
+
+type propletState struct {
+	Proplet
+	alive bool
+	// assigned are the in-flight task ids placed here; len is the busy
+	// slot count.
+	assigned map[string]struct{}
+}
+
+type flight struct {
+	propletID string
+	attempt   int
+	deadline  time.Time
+	// redispatch marks a Scheduled attempt recovered after a restart: the
+	// start command may never have left, so it is sent again (same attempt,
+	// which proplets de-duplicate) once the proplet is alive.
+	redispatch bool
+}
+
+type waiting struct {
+	propletID string
+	selector  map[string]string
+	notBefore time.Time
+	// reported is set once the task's Unschedulable reason was written,
+	// so a task that waits long is written once, not on every tick.
+	reported bool
+}
+
+// New builds an engine. Call Recover before serving, then Run.
+func New(cfg Config, deps Deps) (*Engine, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if deps.Store == nil || deps.Dispatcher == nil {
+		return nil, errors.New("orchestration: store and dispatcher are required")
+	}
+	if deps.Clock == nil {
+		deps.Clock = SystemClock{}
+	}
+	if deps.NewID == nil {
+		deps.NewID = NewTimeIDGen(deps.Clock)
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Observer == nil {
+		deps.Observer = func(Task) {}
+	}
+	return &Engine{
+		cfg:      cfg,
+		store:    deps.Store,
+		disp:     deps.Dispatcher,
+		clock:    deps.Clock,
+		newID:    deps.NewID,
+		log:      deps.Logger,
+		observe:  deps.Observer,
+		seed:     maphash.MakeSeed(),
+		proplets: make(map[string]*propletState),
+		flights:  make(map[string]*flight),
+		pending:  make(map[string]*waiting),
+	}, nil
+}
+
+// Config returns the effective configuration, defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
+func (e *Engine) lock(id string) func() {
+	m := &e.locks[maphash.String(e.seed, id)%uint64(len(e.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// Run ticks until ctx ends. It returns ctx.Err().
+func (e *Engine) Run(ctx context.Context) error {
+	t := time.NewTicker(e.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			e.Tick(ctx)
+		}
+	}
+}
+
+// Submit validates and stores a new task, then schedules it unless it is
+// suspended.
+func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (Task, error) {
+	if err := ValidateSpec(spec); err != nil {
+		return Task{}, err
+	}
+	now := e.clock.Now()
+	t := Task{
+		ID:   e.newID(),
+		Spec: spec,
+		Status: TaskStatus{
+			Phase:     PhasePending,
+			CreatedAt: now,
+			UpdatedAt: now,
+		},
+	}
+	if spec.Suspend {
+		t.Status.Reason = ReasonSuspended
+	}
+	unlock := e.lock(t.ID)
+	if err := e.store.CreateTask(ctx, t); err != nil {
+		unlock()
+		return Task{}, fmt.Errorf("create task: %w", err)
+	}
+	e.observe(t)
+	if !spec.Suspend {
+		e.enqueue(t)
+	}
+	unlock()
+	if !spec.Suspend {
+		e.schedule(ctx)
+	}
+	return t, nil
+}
+
+// Start releases a suspended task for scheduling.
+func (e *Engine) Start(ctx context.Context, id string) (Task, error) {
+	unlock := e.lock(id)
+	t, err := e.update(ctx, id, func(t *Task) error {
+		if t.Status.Phase.Terminal() {
+			return ErrTerminal
+		}
+		if !t.Spec.Suspend {
+			return ErrNoChange
+		}
+		t.Spec.Suspend = false
+		if t.Status.Reason == ReasonSuspended {
+			t.Status.Reason = ""
+		}
+		return nil
+	})
+	if err == nil && t.Status.Phase == PhasePending {
+		e.enqueue(t)
+	}
+	unlock()
+	if err != nil {
+		return t, err
+	}
+	e.schedule(ctx)
+	return t, nil
+}
+
+// Stop cancels a task: a pending one never runs, a dispatched one is told
+// to stop. The task ends Cancelled at once; later events from the proplet
+// about it are ignored.
+func (e *Engine) Stop(ctx context.Context, id, message string) (Task, error) {
+	unlock := e.lock(id)
+	var prev TaskStatus
+	t, err := e.update(ctx, id, func(t *Task) error {
+		if t.Status.Phase.Terminal() {
+			return ErrTerminal
+		}
+		prev = t.Status
+		e.finish(t, PhaseCancelled, ReasonCancelled, message)
+		return nil
+	})
+	if err != nil {
+		unlock()
+		return t, err
+	}
+	e.release(id)
+	inFlight := prev.Phase == PhaseScheduled || prev.Phase == PhaseRunning
+	if inFlight {
+		if err := e.disp.StopTask(ctx, prev.PropletID, id, prev.Attempt, ReasonCancelled); err != nil {
+			e.log.Warn("stop command not delivered", "task", id, "proplet", prev.PropletID, "err", err)
+		}
+	}
+	unlock()
+	if inFlight {
+		e.schedule(ctx) // its slot is free
+	}
+	return t, nil
+}
+
+// Delete stops a task if it is in flight and removes it.
+func (e *Engine) Delete(ctx context.Context, id string) error {
+	if _, err := e.Stop(ctx, id, "task deleted"); err != nil && !errors.Is(err, ErrTerminal) {
+		return err
+	}
+	unlock := e.lock(id)
+	defer unlock()
+	if err := e.store.DeleteTask(ctx, id); err != nil {
+		return fmt.Errorf("delete task: %w", err)
+	}
+	e.release(id)
+	return nil
+}
+
+// Get returns a task from the store.
+func (e *Engine) Get(ctx context.Context, id string) (Task, error) {
+	return e.store.GetTask(ctx, id)
+}
+
+// List returns a page of tasks from the store.
+func (e *Engine) List(ctx context.Context, f TaskFilter) (TaskPage, error) {
+	return e.store.ListTasks(ctx, f)
+}
+
+// RecordEvent applies a proplet's report. It returns false, and no error,
+// when the event is stale (another attempt), repeated, or out of order in a
+// way that would move the task backwards: recording is idempotent.
+func (e *Engine) RecordEvent(ctx context.Context, ev TaskEvent) (bool, error) {
+	unlock := e.lock(ev.TaskID)
+	applied, retried, err := e.recordLocked(ctx, ev)
+	unlock()
+	if errors.Is(err, ErrNotFound) {
+		return false, nil // deleted meanwhile, or never ours
+	}
+	if err != nil || !applied {
+		return false, err
+	}
+	if ev.Type == EventSucceeded || ev.Type == EventFailed || retried {
+		e.schedule(ctx)
+	}
+	return true, nil
+}
+
+func (e *Engine) recordLocked(ctx context.Context, ev TaskEvent) (applied, retried bool, err error) {
+	now := e.clock.Now()
+	t, err := e.update(ctx, ev.TaskID, func(t *Task) error {
+		st := &t.Status
+		if st.Phase.Terminal() || st.Attempt != ev.Attempt ||
+			(st.Phase != PhaseScheduled && st.Phase != PhaseRunning) ||
+			(ev.PropletID != "" && st.PropletID != ev.PropletID) {
+			return ErrNoChange
+		}
+		switch ev.Type {
+		case EventAccepted:
+			return ErrNoChange
+		case EventRunning:
+			if st.Phase != PhaseScheduled {
+				return ErrNoChange
+			}
+			st.Phase = PhaseRunning
+			st.StartedAt = now
+			st.Reason, st.Message = "", ""
+		case EventSucceeded:
+			st.Results, st.Stdout, st.Stderr, st.ExitCode = ev.Results, ev.Stdout, ev.Stderr, ev.ExitCode
+			e.finish(t, PhaseSucceeded, ReasonSucceeded, "")
+		case EventFailed:
+			st.Results, st.Stdout, st.Stderr, st.ExitCode = ev.Results, ev.Stdout, ev.Stderr, ev.ExitCode
+			reason := ev.Reason
+			if reason == "" {
+				reason = "Error"
+			}
+			e.fail(t, reason, ev.Error)
+		default:
+			return ErrNoChange
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNoChange) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	if t.Status.Phase != PhaseRunning {
+		e.release(t.ID)
+	}
+	if t.Status.Phase == PhasePending {
+		e.enqueue(t)
+		return true, true, nil
+	}
+	return true, false, nil
+}
+
+// fail ends the current attempt: back to Pending with a backoff when
+// attempts remain, else Failed.
+func (e *Engine) fail(t *Task, reason, message string) {
+	st := &t.Status
+	if st.Attempt < e.maxAttempts(t) {
+		now := e.clock.Now()
+		st.Message = fmt.Sprintf("attempt %d on %s failed: %s", st.Attempt, st.PropletID, reasonText(reason, message))
+		st.Phase = PhasePending
+		st.Reason = reason
+		st.PropletID = ""
+		st.NotBefore = now.Add(e.cfg.backoff(st.Attempt))
+		st.Deadline = time.Time{}
+		return
+	}
+	e.finish(t, PhaseFailed, reason, message)
+}
+
+func reasonText(reason, message string) string {
+	if message == "" {
+		return reason
+	}
+	return reason + ": " + message
+}
+
+func (e *Engine) finish(t *Task, phase Phase, reason, message string) {
+	st := &t.Status
+	st.Phase = phase
+	st.Reason = reason
+	st.Message = message
+	st.FinishedAt = e.clock.Now()
+	st.Deadline = time.Time{}
+	st.NotBefore = time.Time{}
+}
+
+func (e *Engine) maxAttempts(t *Task) int {
+	if t.Spec.MaxAttempts > 0 {
+		return t.Spec.MaxAttempts
+	}
+	return e.cfg.DefaultMaxAttempts
+}
+
+func (e *Engine) timeout(t *Task) time.Duration {
+	if t.Spec.Timeout > 0 {
+		return t.Spec.Timeout
+	}
+	return e.cfg.DefaultTimeout
+}
+
+// update writes through the store, stamps UpdatedAt and tells the
+// observer. Callers hold the task's lock.
+func (e *Engine) update(ctx context.Context, id string, fn UpdateFunc) (Task, error) {
+	now := e.clock.Now()
+	// Stores treat ErrNoChange as success; the engine needs to know.
+	var unchanged bool
+	t, err := e.store.UpdateTask(ctx, id, func(t *Task) error {
+		unchanged = false
+		err := fn(t)
+		if errors.Is(err, ErrNoChange) {
+			unchanged = true
+		}
+		if err != nil {
+			return err
+		}
+		t.Status.UpdatedAt = now
+		return nil
+	})
+	if err == nil && unchanged {
+		err = ErrNoChange
+	}
+	if err != nil {
+		// Callers answer with the task as it stands.
+		if errors.Is(err, ErrNoChange) || errors.Is(err, ErrTerminal) {
+			if cur, gerr := e.store.GetTask(ctx, id); gerr == nil {
+				t = cur
+			}
+		}
+		return t, err
+	}
+	e.observe(t)
+	return t, nil
+}
+
+// enqueue puts a Pending task on the queue. Callers hold its lock.
+func (e *Engine) enqueue(t Task) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.pending[t.ID]; ok {
+		return
+	}
+	e.pending[t.ID] = &waiting{
+		propletID: t.Spec.PropletID,
+		selector:  t.Spec.Selector,
+		notBefore: t.Status.NotBefore,
+	}
+	e.queue = append(e.queue, t.ID)
+}
+
+// release forgets a task's in-memory state: its queue entry, its flight and
+// the slot it held. Callers hold its lock.
+func (e *Engine) release(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.pending, id)
+	if f, ok := e.flights[id]; ok {
+		if p := e.proplets[f.propletID]; p != nil {
+			delete(p.assigned, id)
+		}
+		delete(e.flights, id)
+	}
+}
+
+type placement struct {
+	taskID    string
+	propletID string
+}
+
+// schedule places as many queued tasks as there are free slots. Callers
+// must not hold any task lock: dispatch takes them.
+func (e *Engine) schedule(ctx context.Context) {
+	for _, pl := range e.place() {
+		e.dispatch(ctx, pl)
+	}
+}
+
+// place picks proplets for queued tasks and reserves their slots.
+func (e *Engine) place() []placement {
+	now := e.clock.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	free := 0
+	for _, p := range e.proplets {
+		if p.alive {
+			free += max(0, p.Slots-len(p.assigned))
+		}
+	}
+	var out []placement
+	kept := e.queue[:0]
+	for i, id := range e.queue {
+		w, ok := e.pending[id]
+		if !ok {
+			continue // stale entry
+		}
+		if free == 0 || w.notBefore.After(now) {
+			kept = append(kept, id)
+			if free == 0 {
+				kept = append(kept, e.queue[i+1:]...)
+				break
+			}
+			continue
+		}
+		p := e.pick(w)
+		if p == nil {
+			kept = append(kept, id)
+			continue
+		}
+		p.assigned[id] = struct{}{}
+		e.flights[id] = &flight{propletID: p.ID}
+		delete(e.pending, id)
+		free--
+		out = append(out, placement{taskID: id, propletID: p.ID})
+	}
+	clear(e.queue[len(kept):])
+	e.queue = kept
+	return out
+}
+
+// pick chooses a proplet for w by policy. Callers hold e.mu.
+func (e *Engine) pick(w *waiting) *propletState {
+	eligible := func(p *propletState) bool {
+		return p.alive && len(p.assigned) < p.Slots && p.Matches(w.selector)
+	}
+	if w.propletID != "" {
+		if p := e.proplets[w.propletID]; p != nil && eligible(p) {
+			return p
+		}
+		return nil
+	}
+	n := len(e.order)
+	var best *propletState
+	for i := range n {
+		idx := i
+		if e.cfg.Policy == PolicyRoundRobin {
+			idx = (e.rrNext + i) % n
+		}
+		p := e.proplets[e.order[idx]]
+		if !eligible(p) {
+			continue
+		}
+		if e.cfg.Policy == PolicyRoundRobin {
+			e.rrNext = (idx + 1) % n
+			return p
+		}
+		// least-loaded: lowest busy share; ties go to more free slots.
+		if best == nil || len(p.assigned)*best.Slots < len(best.assigned)*p.Slots ||
+			(len(p.assigned)*best.Slots == len(best.assigned)*p.Slots && p.Slots-len(p.assigned) > best.Slots-len(best.assigned)) {
+			best = p
+		}
+	}
+	return best
+}
+
+// dispatch commits a placement: Pending -> Scheduled with a new attempt,
+// then sends the start command.
+func (e *Engine) dispatch(ctx context.Context, pl placement) {
+	unlock := e.lock(pl.taskID)
+	defer unlock()
+	now := e.clock.Now()
+	t, err := e.update(ctx, pl.taskID, func(t *Task) error {
+		if t.Status.Phase != PhasePending || t.Spec.Suspend {
+			return ErrNoChange
+		}
+		st := &t.Status
+		st.Phase = PhaseScheduled
+		st.Attempt++
+		st.PropletID = pl.propletID
+		st.ScheduledAt = now
+		st.NotBefore = time.Time{}
+		st.Deadline = now.Add(e.timeout(t) + e.cfg.DeadlineGrace)
+		if st.Reason == ReasonUnschedulable {
+			st.Reason, st.Message = "", ""
+		}
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, ErrNoChange) && !errors.Is(err, ErrNotFound) {
+			e.log.Error("schedule task", "task", pl.taskID, "err", err)
+			// Put it back so a later tick retries the write.
+			e.release(pl.taskID)
+			if t.ID != "" && t.Status.Phase == PhasePending {
+				e.enqueue(t)
+			}
+			return
+		}
+		e.release(pl.taskID)
+		return
+	}
+	e.mu.Lock()
+	if f := e.flights[pl.taskID]; f != nil {
+		f.attempt = t.Status.Attempt
+		f.deadline = t.Status.Deadline
+	}
+	e.mu.Unlock()
+	if err := e.disp.StartTask(ctx, pl.propletID, t); err != nil {
+		e.log.Warn("start command not delivered", "task", t.ID, "proplet", pl.propletID, "err", err)
+		e.failAttemptLocked(ctx, t.ID, t.Status.Attempt, ReasonDispatchFailed, err.Error())
+	}
+}
+
+// failAttemptLocked fails attempt `attempt` of a task on the engine's own
+// initiative (lost proplet, deadline, dispatch error). Callers hold the
+// task's lock.
+func (e *Engine) failAttemptLocked(ctx context.Context, id string, attempt int, reason, message string) {
+	t, err := e.update(ctx, id, func(t *Task) error {
+		if t.Status.Attempt != attempt || (t.Status.Phase != PhaseScheduled && t.Status.Phase != PhaseRunning) {
+			return ErrNoChange
+		}
+		e.fail(t, reason, message)
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, ErrNoChange) && !errors.Is(err, ErrNotFound) {
+			e.log.Error("fail attempt", "task", id, "err", err)
+		}
+		return
+	}
+	e.release(id)
+	if t.Status.Phase == PhasePending {
+		e.enqueue(t)
+	}
+}
+
+// Tick does the periodic work: proplets whose heartbeat deadline passed
+// are lost, attempts past their deadline fail, and the queue is served.
+// Run calls it; tests call it with a fake clock.
+func (e *Engine) Tick(ctx context.Context) {
+	now := e.clock.Now()
+	type victim struct {
+		id, proplet string
+		attempt     int
+		reason, msg string
+	}
+	var victims []victim
+	var redispatch []placement
+	e.mu.Lock()
+	for _, p := range e.proplets {
+		if p.LastSeen.Add(e.cfg.HeartbeatTimeout).After(now) {
+			continue
+		}
+		if p.alive {
+			e.log.Warn("proplet lost: heartbeat deadline passed", "proplet", p.ID)
+			p.alive = false
+			p.Alive = false
+		}
+		for id := range p.assigned {
+			if f := e.flights[id]; f != nil {
+				victims = append(victims, victim{id, p.ID, f.attempt, ReasonPropletLost, "no heartbeat from " + p.ID + " for " + e.cfg.HeartbeatTimeout.String()})
+			}
+		}
+	}
+	for id, f := range e.flights {
+		if !f.deadline.IsZero() && now.After(f.deadline) {
+			victims = append(victims, victim{id, f.propletID, f.attempt, ReasonDeadlineExceeded, "no result before the deadline"})
+		}
+		if f.redispatch {
+			if p := e.proplets[f.propletID]; p != nil && p.alive {
+				f.redispatch = false
+				redispatch = append(redispatch, placement{id, f.propletID})
+			}
+		}
+	}
+	e.mu.Unlock()
+
+	for _, v := range victims {
+		unlock := e.lock(v.id)
+		if v.reason == ReasonDeadlineExceeded {
+			if err := e.disp.StopTask(ctx, v.proplet, v.id, v.attempt, v.reason); err != nil {
+				e.log.Warn("stop command not delivered", "task", v.id, "err", err)
+			}
+		}
+		e.failAttemptLocked(ctx, v.id, v.attempt, v.reason, v.msg)
+		unlock()
+	}
+	e.resend(ctx, redispatch)
+	e.schedule(ctx)
+	e.reportUnschedulable(ctx)
+}
+
+// reportUnschedulable writes reason Unschedulable, with what is missing,
+// on queued tasks that no live proplet could ever take, so a user sees why
+// a task waits (say, pinned to a dead proplet).
+func (e *Engine) reportUnschedulable(ctx context.Context) {
+	type note struct{ id, msg string }
+	var notes []note
+	e.mu.Lock()
+	for id, w := range e.pending {
+		if w.reported {
+			continue
+		}
+		if msg := e.explainLocked(w); msg != "" {
+			w.reported = true
+			notes = append(notes, note{id, msg})
+		}
+	}
+	e.mu.Unlock()
+	for _, n := range notes {
+		unlock := e.lock(n.id)
+		_, err := e.update(ctx, n.id, func(t *Task) error {
+			if t.Status.Phase != PhasePending || t.Status.Reason == ReasonUnschedulable {
+				return ErrNoChange
+			}
+			t.Status.Reason = ReasonUnschedulable
+			t.Status.Message = n.msg
+			return nil
+		})
+		unlock()
+		if err != nil && !errors.Is(err, ErrNoChange) && !errors.Is(err, ErrNotFound) {
+			e.log.Warn("report unschedulable task", "task", n.id, "err", err)
+		}
+	}
+}
+
+// explainLocked says why no live proplet can take w, or "" if one can
+// (perhaps once a slot frees up). Callers hold e.mu.
+func (e *Engine) explainLocked(w *waiting) string {
+	if w.propletID != "" {
+		p := e.proplets[w.propletID]
+		switch {
+		case p == nil:
+			return "proplet " + w.propletID + " is not known"
+		case !p.alive:
+			return "proplet " + w.propletID + " is not alive"
+		case p.Slots == 0:
+			return "proplet " + w.propletID + " offers no slots"
+		}
+		return ""
+	}
+	for _, p := range e.proplets {
+		if p.alive && p.Slots > 0 && p.Matches(w.selector) {
+			return ""
+		}
+	}
+	if len(w.selector) > 0 {
+		return fmt.Sprintf("no live proplet matches selector %v", w.selector)
+	}
+	return "no live proplet"
+}
+
+// resend repeats start commands for recovered Scheduled attempts.
+func (e *Engine) resend(ctx context.Context, pls []placement) {
+	for _, pl := range pls {
+		unlock := e.lock(pl.taskID)
+		t, err := e.store.GetTask(ctx, pl.taskID)
+		if err == nil && t.Status.Phase == PhaseScheduled && t.Status.PropletID == pl.propletID {
+			if err := e.disp.StartTask(ctx, pl.propletID, t); err != nil {
+				e.log.Warn("start command not re-sent", "task", t.ID, "err", err)
+			}
+		}
+		unlock()
+	}
+}

@@ -1,0 +1,64 @@
+package orchestration
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// MaxAttemptsLimit caps TaskSpec.MaxAttempts.
+const MaxAttemptsLimit = 100
+
+// ValidateSpec reports the first problem with a task spec, wrapping
+// ErrInvalid, so every frontend refuses the same bad input the same way.
+func ValidateSpec(s TaskSpec) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInvalid)
+	}
+	switch {
+	case s.Image == "":
+		return bad("image is required")
+	case !validImage(s.Image):
+		return bad("image %q: want oci://, http://, https:// or blob://sha256:<hex>", s.Image)
+	case s.Digest != "" && !ValidDigest(s.Digest):
+		return bad("digest %q: want sha256:<64 hex>", s.Digest)
+	case s.Timeout < 0:
+		return bad("timeout must not be negative")
+	case s.MaxAttempts < 0 || s.MaxAttempts > MaxAttemptsLimit:
+		return bad("max_attempts must be between 0 and %d", MaxAttemptsLimit)
+	case s.PropletID != "" && len(s.Selector) > 0:
+		return bad("set proplet_id or selector, not both")
+	case len(s.Name) > 253:
+		return bad("name longer than 253 characters")
+	}
+	for k := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return bad("env key %q is not a valid variable name", k)
+		}
+	}
+	return nil
+}
+
+func validImage(img string) bool {
+	scheme, rest, ok := strings.Cut(img, "://")
+	if !ok || rest == "" {
+		return false
+	}
+	switch scheme {
+	case "oci", "http", "https":
+		return true
+	case "blob":
+		return ValidDigest(rest)
+	}
+	return false
+}
+
+// ValidDigest reports whether d is "sha256:" followed by 64 lowercase hex.
+func ValidDigest(d string) bool {
+	h, ok := strings.CutPrefix(d, "sha256:")
+	if !ok || len(h) != 64 || strings.ToLower(h) != h {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
