@@ -1,0 +1,209 @@
+// Package broker embeds an MQTT broker (mochi-mqtt) that authenticates the
+// manager and proplets and confines every proplet to its own topic subtree.
+package broker
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/absmach/propeller/api/wire"
+)
+
+// Config configures the embedded broker.
+type Config struct {
+	// Addr is the TCP listen address, e.g. ":1883" or "127.0.0.1:0".
+	Addr string
+	// TLS, when set, makes the listener speak TLS only.
+	TLS *tls.Config
+	// Prefix is the topic prefix; empty means wire.DefaultPrefix.
+	Prefix string
+	// ManagerUser and ManagerSecret are the manager's own login; it may
+	// publish and subscribe anywhere.
+	ManagerUser   string
+	ManagerSecret string
+	// Authenticator checks proplet logins (username = proplet id).
+	Authenticator Credentials
+	// SessionExpiry bounds how long a disconnected persistent session
+	// (subscriptions + queued QoS 1 messages) is kept; 0 means 24h.
+	SessionExpiry time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Broker is a running embedded MQTT broker.
+type Broker struct {
+	srv       *mqtt.Server
+	ln        *listeners.TCP
+	log       *slog.Logger
+	closeOnce sync.Once
+}
+
+// New validates cfg and binds the listener, so Addr is known before Start.
+func New(cfg Config) (*Broker, error) {
+	if cfg.ManagerUser == "" || cfg.ManagerSecret == "" {
+		return nil, errors.New("broker: manager user and secret are required")
+	}
+	if cfg.Authenticator == nil {
+		return nil, errors.New("broker: authenticator is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SessionExpiry <= 0 {
+		cfg.SessionExpiry = 24 * time.Hour
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumSessionExpiryInterval = uint32(cfg.SessionExpiry / time.Second)
+	// Proplets talk only to the manager; shared subscriptions would let a
+	// proplet's filter escape the per-id ACL reasoning, so turn them off.
+	caps.SharedSubAvailable = 0
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       cfg.Logger.With("component", "mqtt-broker"),
+		// $SYS is not readable by proplets anyway; publish it rarely.
+		SysTopicResendInterval: 60,
+	})
+	h := &aclHook{
+		topics:  wire.Topics{Prefix: cfg.Prefix},
+		manager: cfg.ManagerUser,
+		secret:  cfg.ManagerSecret,
+		creds:   cfg.Authenticator,
+		srv:     srv,
+		log:     cfg.Logger,
+	}
+	if err := srv.AddHook(h, nil); err != nil {
+		return nil, fmt.Errorf("broker: add auth hook: %w", err)
+	}
+	ln := listeners.NewTCP(listeners.Config{ID: "propeller", Address: cfg.Addr, TLSConfig: cfg.TLS})
+	if err := srv.AddListener(ln); err != nil {
+		return nil, fmt.Errorf("broker: listen on %s: %w", cfg.Addr, err)
+	}
+	return &Broker{srv: srv, ln: ln, log: cfg.Logger}, nil
+}
+
+// Start begins accepting clients; it does not block.
+func (b *Broker) Start() error {
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	return nil
+}
+
+// Addr is the address the listener is bound to (with the real port when
+// Config.Addr used port 0).
+func (b *Broker) Addr() string { return b.ln.Address() }
+
+// Close disconnects all clients and stops the listener. Clients' last-wills
+// are published as their connections drop.
+func (b *Broker) Close() error {
+	var err error
+	b.closeOnce.Do(func() { err = b.srv.Close() })
+	return err
+}
+
+// Kinds a proplet may publish to, and subscribe to, in its own subtree.
+var (
+	propletWrites = map[string]bool{
+		wire.KindStatus:          true,
+		wire.KindHeartbeat:       true,
+		wire.KindEvents:          true,
+		wire.KindFLUpdates:       true,
+		wire.KindArtifactRequest: true,
+	}
+	propletReads = map[string]bool{
+		wire.KindCommands:       true,
+		wire.KindArtifactChunks: true,
+	}
+)
+
+type aclHook struct {
+	mqtt.HookBase
+	topics  wire.Topics
+	manager string
+	secret  string
+	creds   Credentials
+	srv     *mqtt.Server
+	log     *slog.Logger
+}
+
+func (h *aclHook) ID() string { return "propeller-acl" }
+
+func (h *aclHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := string(cl.Properties.Username)
+	if user == h.manager {
+		if !secretEqual(pk.Connect.Password, h.secret) {
+			h.log.Warn("mqtt login refused: bad manager secret", "client", cl.ID, "remote", cl.Net.Remote)
+			return false
+		}
+		return true
+	}
+	if reason := h.refuseProplet(cl, pk, user); reason != "" {
+		h.log.Warn("mqtt login refused", "reason", reason, "user", user, "client", cl.ID, "remote", cl.Net.Remote)
+		return false
+	}
+	return true
+}
+
+// refuseProplet returns why a proplet login is refused, or "".
+func (h *aclHook) refuseProplet(cl *mqtt.Client, pk packets.Packet, id string) string {
+	if !wire.ValidID(id) {
+		return "username is not a valid proplet id"
+	}
+	// Client ids select sessions: a login with someone else's client id
+	// would kick that client off and inherit its session.
+	if !wire.OwnsClientID(id, cl.ID) || strings.HasPrefix(cl.ID, wire.ManagerClientID) {
+		return "client id does not belong to the user"
+	}
+	if existing, ok := h.srv.Clients.Get(cl.ID); ok && !bytes.Equal(existing.Properties.Username, cl.Properties.Username) {
+		return "client id is held by another user"
+	}
+	if !h.creds.Check(id, string(pk.Connect.Password)) {
+		return "bad credentials"
+	}
+	// The broker publishes a will on the client's behalf without an ACL
+	// check, so the will topic must pass the same rule as a publish.
+	if pk.Connect.WillFlag && !h.propletMay(id, pk.Connect.WillTopic, true) {
+		return "will topic outside the proplet's subtree"
+	}
+	return ""
+}
+
+func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	user := string(cl.Properties.Username)
+	if user == h.manager {
+		return true
+	}
+	ok := h.propletMay(user, topic, write)
+	if !ok {
+		h.log.Warn("mqtt acl denied", "user", user, "client", cl.ID, "topic", topic, "write", write)
+	}
+	return ok
+}
+
+// propletMay applies the subtree rule. topic may be a subscription filter:
+// a wildcard in the id or kind position never matches a literal id or kind,
+// so filters that could cross proplets are refused.
+func (h *aclHook) propletMay(id, topic string, write bool) bool {
+	pid, kind, err := h.topics.Parse(topic)
+	if err != nil || pid != id {
+		return false
+	}
+	if write {
+		return propletWrites[kind]
+	}
+	return propletReads[kind]
+}
