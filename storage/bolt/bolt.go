@@ -1,0 +1,529 @@
+// Package bolt is the standalone manager's orchestration.Store: one bbolt
+// file holding tasks, their secondary indexes and known proplets.
+//
+// Durability: a nil error from any write means the transaction was fsynced.
+// Throughput comes from sharing that fsync: concurrent writers are grouped
+// into one transaction with bbolt's DB.Batch, while a lone writer commits
+// directly so it does not pay the batch delay.
+//
+// Layout (all keys sort by task id within a prefix, so lists come out in
+// id order without sorting):
+//
+//	tasks     id                 -> record (format byte + JSON)
+//	idx       kind|parts|id      -> empty   (phase, proplet, label k/v)
+//	idxcount  kind|parts         -> uint64  (entries under that prefix)
+//	proplets  id                 -> JSON
+//	meta      "schema"           -> version
+//
+// Index entries and counts change in the same transaction as the record, so
+// they can never disagree with it, crash or not. The counts let ListTasks
+// walk the most selective index when several filters are combined.
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/storage/internal/query"
+)
+
+// ErrLocked means another process has the database open. bbolt would
+// otherwise block forever on the file lock.
+var ErrLocked = errors.New("database is locked by another process")
+
+// Defaults for Options' zero values.
+const (
+	DefaultLockTimeout   = 2 * time.Second
+	DefaultMaxBatchSize  = 1000
+	DefaultMaxBatchDelay = 2 * time.Millisecond
+)
+
+const schemaVersion = 1
+
+// recordJSON marks a JSON-encoded record, leaving room for a binary
+// encoding later without a migration of old records.
+const recordJSON byte = 1
+
+// Index kinds: the first byte of every idx key.
+const (
+	kindPhase   byte = 'p'
+	kindProplet byte = 'n'
+	kindLabel   byte = 'l'
+)
+
+var (
+	bucketTasks    = []byte("tasks")
+	bucketIdx      = []byte("idx")
+	bucketIdxCount = []byte("idxcount")
+	bucketProplets = []byte("proplets")
+	bucketMeta     = []byte("meta")
+	keySchema      = []byte("schema")
+)
+
+// Options tune Open. The zero value is sensible.
+type Options struct {
+	// LockTimeout bounds the wait for another process to release the
+	// file; 0 means DefaultLockTimeout, negative waits forever.
+	LockTimeout time.Duration
+	// MaxBatchSize caps how many writes share one transaction.
+	MaxBatchSize int
+	// MaxBatchDelay is how long the first write of a batch waits for
+	// company. Larger values trade latency under light concurrency for
+	// fewer fsyncs under heavy concurrency.
+	MaxBatchDelay time.Duration
+}
+
+// Store implements orchestration.Store on bbolt.
+type Store struct {
+	db *bbolt.DB
+	// writers counts writes in flight; a lone writer skips the batch delay.
+	writers atomic.Int64
+}
+
+var _ orchestration.Store = (*Store)(nil)
+
+// Open opens or creates the database at path.
+func Open(path string, opts Options) (*Store, error) {
+	timeout := opts.LockTimeout
+	switch {
+	case timeout == 0:
+		timeout = DefaultLockTimeout
+	case timeout < 0:
+		timeout = 0 // bbolt: wait forever
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: timeout,
+		// The map freelist keeps allocation cheap once the file has many
+		// free pages (finished tasks deleted over time).
+		FreelistType: bbolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("bolt: open %s: %w (gave up after %s)", path, ErrLocked, timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	db.MaxBatchSize = DefaultMaxBatchSize
+	if opts.MaxBatchSize > 0 {
+		db.MaxBatchSize = opts.MaxBatchSize
+	}
+	db.MaxBatchDelay = DefaultMaxBatchDelay
+	if opts.MaxBatchDelay > 0 {
+		db.MaxBatchDelay = opts.MaxBatchDelay
+	}
+	if err := db.Update(initSchema); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+func initSchema(tx *bbolt.Tx) error {
+	for _, name := range [][]byte{bucketTasks, bucketIdx, bucketIdxCount, bucketProplets, bucketMeta} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(keySchema); v != nil {
+		if len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion {
+			return fmt.Errorf("unsupported schema %x (want %d)", v, schemaVersion)
+		}
+		return nil
+	}
+	return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, schemaVersion))
+}
+
+// Close releases the file; the Store must not be used afterwards.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("bolt: close: %w", err)
+	}
+	return nil
+}
+
+// write commits fn durably. Concurrent writers share a transaction (and an
+// fsync) through DB.Batch, which may run fn more than once; every fn here
+// resets its captured results first, so a re-run is harmless.
+func (s *Store) write(fn func(*bbolt.Tx) error) error {
+	defer s.writers.Add(-1)
+	if s.writers.Add(1) == 1 {
+		return s.db.Update(fn)
+	}
+	return s.db.Batch(fn)
+}
+
+// CreateTask implements orchestration.TaskStore.
+func (s *Store) CreateTask(ctx context.Context, t orchestration.Task) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t.ID == "" {
+		return fmt.Errorf("bolt: create task: empty id: %w", orchestration.ErrInvalid)
+	}
+	rec, err := encodeTask(&t)
+	if err != nil {
+		return fmt.Errorf("bolt: create task %q: %w", t.ID, err)
+	}
+	id := []byte(t.ID)
+	keys := indexPrefixes(&t)
+	var exists bool
+	err = s.write(func(tx *bbolt.Tx) error {
+		// Rejections are reported through exists, not as a tx error: an
+		// error would make Batch roll back and re-run every write in it.
+		exists = false
+		tasks := tx.Bucket(bucketTasks)
+		if tasks.Get(id) != nil {
+			exists = true
+			return nil
+		}
+		if err := tasks.Put(id, rec); err != nil {
+			return err
+		}
+		return applyIndex(tx, t.ID, nil, keys)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: create task %q: %w", t.ID, err)
+	}
+	if exists {
+		return fmt.Errorf("bolt: create task %q: %w", t.ID, orchestration.ErrExists)
+	}
+	return nil
+}
+
+// GetTask implements orchestration.TaskStore.
+func (s *Store) GetTask(ctx context.Context, id string) (orchestration.Task, error) {
+	if err := ctx.Err(); err != nil {
+		return orchestration.Task{}, err
+	}
+	var t orchestration.Task
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketTasks).Get([]byte(id))
+		if v == nil {
+			return orchestration.ErrNotFound
+		}
+		return decodeTask(v, &t)
+	})
+	if err != nil {
+		return orchestration.Task{}, fmt.Errorf("bolt: get task %q: %w", id, err)
+	}
+	return t, nil
+}
+
+// UpdateTask implements orchestration.TaskStore. The read, fn and the write
+// happen in one transaction, so no other write to the task can interleave.
+func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.UpdateFunc) (orchestration.Task, error) {
+	if err := ctx.Err(); err != nil {
+		return orchestration.Task{}, err
+	}
+	key := []byte(id)
+	var (
+		out     orchestration.Task
+		outcome error // not-found, fn's error or bad result: no write happened
+	)
+	err := s.write(func(tx *bbolt.Tx) error {
+		out, outcome = orchestration.Task{}, nil
+		tasks := tx.Bucket(bucketTasks)
+		v := tasks.Get(key)
+		if v == nil {
+			outcome = orchestration.ErrNotFound
+			return nil
+		}
+		var cur orchestration.Task
+		if err := decodeTask(v, &cur); err != nil {
+			return err
+		}
+		next := query.CloneTask(cur)
+		if err := fn(&next); err != nil {
+			if errors.Is(err, orchestration.ErrNoChange) {
+				out = cur
+				return nil
+			}
+			outcome = err
+			return nil
+		}
+		if next.ID != id {
+			outcome = fmt.Errorf("id changed to %q: %w", next.ID, orchestration.ErrInvalid)
+			return nil
+		}
+		rec, err := encodeTask(&next)
+		if err != nil {
+			outcome = err
+			return nil
+		}
+		if err := tasks.Put(key, rec); err != nil {
+			return err
+		}
+		if err := applyIndex(tx, id, indexPrefixes(&cur), indexPrefixes(&next)); err != nil {
+			return err
+		}
+		out = next
+		return nil
+	})
+	if err != nil {
+		return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, err)
+	}
+	if outcome != nil {
+		if errors.Is(outcome, orchestration.ErrNotFound) || errors.Is(outcome, orchestration.ErrInvalid) {
+			return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, outcome)
+		}
+		// fn's own error goes back as is: it is the caller's vocabulary.
+		return orchestration.Task{}, outcome
+	}
+	return out, nil
+}
+
+// DeleteTask implements orchestration.TaskStore.
+func (s *Store) DeleteTask(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key := []byte(id)
+	var missing bool
+	err := s.write(func(tx *bbolt.Tx) error {
+		missing = false
+		tasks := tx.Bucket(bucketTasks)
+		v := tasks.Get(key)
+		if v == nil {
+			missing = true
+			return nil
+		}
+		var cur orchestration.Task
+		if err := decodeTask(v, &cur); err != nil {
+			return err
+		}
+		if err := tasks.Delete(key); err != nil {
+			return err
+		}
+		return applyIndex(tx, id, indexPrefixes(&cur), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: delete task %q: %w", id, err)
+	}
+	if missing {
+		return fmt.Errorf("bolt: delete task %q: %w", id, orchestration.ErrNotFound)
+	}
+	return nil
+}
+
+// PutProplet implements orchestration.PropletStore. It stores p as given;
+// the engine decides what persisted liveness means after a restart.
+func (s *Store) PutProplet(ctx context.Context, p orchestration.Proplet) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.ID == "" {
+		return fmt.Errorf("bolt: put proplet: empty id: %w", orchestration.ErrInvalid)
+	}
+	rec, err := json.Marshal(&p)
+	if err != nil {
+		return fmt.Errorf("bolt: put proplet %q: %w: %w", p.ID, orchestration.ErrInvalid, err)
+	}
+	err = s.write(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketProplets).Put([]byte(p.ID), rec)
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: put proplet %q: %w", p.ID, err)
+	}
+	return nil
+}
+
+// GetProplet implements orchestration.PropletStore.
+func (s *Store) GetProplet(ctx context.Context, id string) (orchestration.Proplet, error) {
+	if err := ctx.Err(); err != nil {
+		return orchestration.Proplet{}, err
+	}
+	var p orchestration.Proplet
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketProplets).Get([]byte(id))
+		if v == nil {
+			return orchestration.ErrNotFound
+		}
+		return json.Unmarshal(v, &p)
+	})
+	if err != nil {
+		return orchestration.Proplet{}, fmt.Errorf("bolt: get proplet %q: %w", id, err)
+	}
+	return p, nil
+}
+
+// ListProplets implements orchestration.PropletStore; ordered by id.
+func (s *Store) ListProplets(ctx context.Context) ([]orchestration.Proplet, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []orchestration.Proplet
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketProplets).ForEach(func(_, v []byte) error {
+			var p orchestration.Proplet
+			if err := json.Unmarshal(v, &p); err != nil {
+				return err
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: list proplets: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteProplet implements orchestration.PropletStore; ErrNotFound if absent.
+func (s *Store) DeleteProplet(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var missing bool
+	err := s.write(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketProplets)
+		missing = b.Get([]byte(id)) == nil
+		if missing {
+			return nil
+		}
+		return b.Delete([]byte(id))
+	})
+	if err != nil {
+		return fmt.Errorf("bolt: delete proplet %q: %w", id, err)
+	}
+	if missing {
+		return fmt.Errorf("bolt: delete proplet %q: %w", id, orchestration.ErrNotFound)
+	}
+	return nil
+}
+
+func encodeTask(t *orchestration.Task) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(512)
+	buf.WriteByte(recordJSON)
+	if err := json.NewEncoder(&buf).Encode(t); err != nil {
+		// Only unencodable values (NaN results) get here: bad input.
+		return nil, fmt.Errorf("encode: %w: %w", orchestration.ErrInvalid, err)
+	}
+	b := buf.Bytes()
+	return b[:len(b)-1], nil // drop the Encoder's newline
+}
+
+func decodeTask(v []byte, t *orchestration.Task) error {
+	if len(v) == 0 || v[0] != recordJSON {
+		return fmt.Errorf("unknown record format")
+	}
+	if err := json.Unmarshal(v[1:], t); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
+}
+
+// appendPart appends a length-prefixed part, so prefixes are unambiguous
+// whatever bytes ids, label keys or values contain.
+func appendPart(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func phasePrefix(p orchestration.Phase) []byte {
+	return appendPart([]byte{kindPhase}, string(p))
+}
+
+func propletPrefix(id string) []byte {
+	return appendPart([]byte{kindProplet}, id)
+}
+
+func labelPrefix(k, v string) []byte {
+	return appendPart(appendPart([]byte{kindLabel}, k), v)
+}
+
+// indexPrefixes lists the index prefixes t belongs under; the full key is
+// prefix+id. PropletID indexes the placement (Status), which is what
+// TaskFilter.PropletID matches.
+func indexPrefixes(t *orchestration.Task) [][]byte {
+	out := make([][]byte, 0, 2+len(t.Spec.Labels))
+	out = append(out, phasePrefix(t.Status.Phase))
+	if t.Status.PropletID != "" {
+		out = append(out, propletPrefix(t.Status.PropletID))
+	}
+	for k, v := range t.Spec.Labels {
+		out = append(out, labelPrefix(k, v))
+	}
+	return out
+}
+
+// applyIndex moves task id from the old prefixes to the new ones, touching
+// only entries that differ so a plain status update costs few page writes.
+func applyIndex(tx *bbolt.Tx, id string, old, new [][]byte) error {
+	idx := tx.Bucket(bucketIdx)
+	counts := tx.Bucket(bucketIdxCount)
+	has := func(set [][]byte, p []byte) bool {
+		return slices.ContainsFunc(set, func(q []byte) bool { return bytes.Equal(p, q) })
+	}
+	for _, p := range old {
+		if has(new, p) {
+			continue
+		}
+		if err := idx.Delete(append(slices.Clip(p), id...)); err != nil {
+			return err
+		}
+		if err := addCount(counts, p, -1); err != nil {
+			return err
+		}
+	}
+	for _, p := range new {
+		if has(old, p) {
+			continue
+		}
+		if err := idx.Put(append(slices.Clip(p), id...), nil); err != nil {
+			return err
+		}
+		if err := addCount(counts, p, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func addCount(b *bbolt.Bucket, prefix []byte, d int64) error {
+	n := int64(count(b, prefix)) + d
+	if n <= 0 {
+		return b.Delete(prefix)
+	}
+	return b.Put(prefix, binary.BigEndian.AppendUint64(nil, uint64(n)))
+}
+
+func count(b *bbolt.Bucket, prefix []byte) uint64 {
+	v := b.Get(prefix)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// Stats are sizes useful to operators and benchmarks.
+type Stats struct {
+	Tasks    int
+	FileSize int64
+}
+
+// Stats reports the number of tasks and the file size.
+func (s *Store) Stats() (Stats, error) {
+	var st Stats
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		st.Tasks = tx.Bucket(bucketTasks).Stats().KeyN
+		st.FileSize = tx.Size()
+		return nil
+	})
+	return st, err
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.db.Path() }
