@@ -33,6 +33,10 @@ type Config struct {
 	Proplets map[string]string
 	// AllowAnonymous disables authentication and the ACL (tests only).
 	AllowAnonymous bool
+	// User is the account Mosquitto switches to when started as root
+	// ("user" option); empty keeps Mosquitto's default ("mosquitto"),
+	// which must be able to read the generated files.
+	User string
 }
 
 // Files written by Write, relative to its dir.
@@ -54,6 +58,9 @@ func Write(dir string, c Config) (string, error) {
 	conf.WriteString("persistence false\n")
 	conf.WriteString("log_dest stderr\n")
 	conf.WriteString("max_queued_messages 10000\n")
+	if c.User != "" {
+		fmt.Fprintf(&conf, "user %s\n", c.User)
+	}
 	if c.AllowAnonymous {
 		conf.WriteString("allow_anonymous true\n")
 	} else {

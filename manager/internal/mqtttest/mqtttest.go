@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +46,9 @@ type Env struct {
 
 // Logger returns a quiet logger for tests.
 func Logger() *slog.Logger {
+	if os.Getenv("MQTTTEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
@@ -82,6 +87,7 @@ func Mosquitto(t *testing.T) Env {
 		ManagerUser:   ManagerUser,
 		ManagerSecret: ManagerSecret,
 		Proplets:      secrets,
+		User:          runAs(),
 	})
 	require.NoError(t, err)
 
@@ -140,6 +146,15 @@ func stop(c *exec.Cmd, done <-chan struct{}) {
 	<-done
 }
 
+// runAs keeps Mosquitto as the current user when tests run as root, so it
+// can read the 0600 files in the test's temp dir.
+func runAs() string {
+	if os.Geteuid() == 0 {
+		return "root"
+	}
+	return ""
+}
+
 // FreeAddr returns a loopback address with a port that was free a moment
 // ago.
 func FreeAddr(t *testing.T) string {
@@ -183,7 +198,10 @@ func Connect(t *testing.T, env Env, id string, o ProplerOpts) (*Proplet, error) 
 	t.Helper()
 	p := &Proplet{ID: id}
 	if o.ClientID == "" {
-		o.ClientID = wire.PropletClientID(id)
+		// Unique per connection: mochi keys session cleanup by client id,
+		// and a quick reconnect with the same id after a clean disconnect
+		// can lose its fresh subscriptions to the old session's cleanup.
+		o.ClientID = UniqueClientID(wire.PropletClientID(id))
 	}
 	if o.Password == "" {
 		o.Password = env.Secret(id)
@@ -224,6 +242,13 @@ func Connect(t *testing.T, env Env, id string, o ProplerOpts) (*Proplet, error) 
 	}
 	t.Cleanup(func() { p.Client.Disconnect(0) })
 	return p, nil
+}
+
+var clientSeq atomic.Uint64
+
+// UniqueClientID returns base + ":" + a process-wide sequence number.
+func UniqueClientID(base string) string {
+	return base + wire.ClientIDSeparator + strconv.FormatUint(clientSeq.Add(1), 10)
 }
 
 // MustConnect is Connect that fails the test on error.
@@ -271,4 +296,3 @@ func (p *Proplet) Kill() {
 		_ = p.conn.Close()
 	}
 }
-
