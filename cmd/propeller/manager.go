@@ -1,0 +1,149 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/orchestration"
+)
+
+// engineOptions tune the orchestration engine; both manager modes have them.
+type engineOptions struct {
+	policy           string
+	heartbeatTimeout time.Duration
+	defaultTimeout   time.Duration
+	maxAttempts      int
+}
+
+func (o *engineOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.policy, "policy", string(orchestration.PolicyRoundRobin), "scheduling policy: round-robin or least-loaded")
+	fs.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 15*time.Second, "a proplet silent for this long is lost and its tasks are retried elsewhere")
+	fs.DurationVar(&o.defaultTimeout, "default-timeout", 5*time.Minute, "deadline of a task attempt when the task sets none")
+	fs.IntVar(&o.maxAttempts, "max-attempts", 3, "attempts of a task when the task sets none")
+}
+
+func (o *engineOptions) config() orchestration.Config {
+	return orchestration.Config{
+		Policy:             orchestration.Policy(o.policy),
+		HeartbeatTimeout:   o.heartbeatTimeout,
+		DefaultTimeout:     o.defaultTimeout,
+		DefaultMaxAttempts: o.maxAttempts,
+	}
+}
+
+// brokerOptions say how a manager reaches MQTT.
+type brokerOptions struct {
+	broker         string
+	brokerUser     string
+	brokerPassword string
+	brokerCA       string
+	mqttAddr       string
+	prefix         string
+}
+
+func (o *brokerOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.broker, "broker", "", "external MQTT broker, mqtt://host:1883 or mqtts://host:8883; empty embeds one")
+	fs.StringVar(&o.brokerUser, "broker-username", wire.ManagerClientID, "MQTT username of the manager on an external broker")
+	fs.StringVar(&o.brokerPassword, "broker-password", "", "MQTT password of the manager on an external broker")
+	fs.StringVar(&o.brokerCA, "broker-ca", "", "CA bundle (PEM) that signed an external mqtts:// broker's certificate")
+	fs.StringVar(&o.mqttAddr, "mqtt-addr", ":1883", "listen address of the embedded MQTT broker")
+	fs.StringVar(&o.prefix, "prefix", wire.DefaultPrefix, "MQTT topic prefix")
+}
+
+type standaloneOptions struct {
+	engineOptions
+	brokerOptions
+	dataDir        string
+	httpAddr       string
+	tlsCert        string
+	tlsKey         string
+	maxUploadBytes int64
+}
+
+func defaultDataDir() string {
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".propeller")
+	}
+	return ".propeller"
+}
+
+func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
+	o.engineOptions.AddFlags(fs)
+	o.brokerOptions.AddFlags(fs)
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "state directory: bbolt database, tokens, uploaded modules")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "listen address of the REST API")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate (PEM) for HTTPS and the embedded broker's TLS listener")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
+	fs.Int64Var(&o.maxUploadBytes, "max-upload-bytes", 32<<20, "largest WASM module accepted over REST")
+}
+
+func newStandaloneCommand(g *globalOptions, r runners) *cobra.Command {
+	o := &standaloneOptions{}
+	cmd := &cobra.Command{
+		Use:   "standalone",
+		Short: "Run the manager on a bare host: REST API, MQTT, bbolt state",
+		Long: `Run the manager on a bare host.
+
+It stores state in a bbolt file under --data-dir, serves the REST API on
+--http-addr and, unless --broker names an external MQTT broker, embeds a
+broker on --mqtt-addr. On first start it writes <data-dir>/api-token (the
+REST bearer token) and <data-dir>/join-token (the proplets' credential).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.resolve(cmd, "manager"); err != nil {
+				return err
+			}
+			return r.standalone(cmd, o)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+type operatorOptions struct {
+	engineOptions
+	brokerOptions
+	embeddedBroker bool
+	metricsAddr    string
+	healthAddr     string
+	leaderElect    bool
+	namespace      string
+}
+
+func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
+	o.engineOptions.AddFlags(fs)
+	o.brokerOptions.AddFlags(fs)
+	fs.BoolVar(&o.embeddedBroker, "embedded-broker", false, "embed an MQTT broker instead of connecting to --broker")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "listen address of the Prometheus metrics endpoint")
+	fs.StringVar(&o.healthAddr, "health-addr", ":8081", "listen address of the health probes")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
+	fs.StringVar(&o.namespace, "namespace", "", "watch only this namespace (default: all)")
+}
+
+func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {
+	o := &operatorOptions{}
+	cmd := &cobra.Command{
+		Use:   "operator",
+		Short: "Run the manager as a Kubernetes operator (CRDs in propeller.absmach.io/v1alpha1)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.resolve(cmd, "manager"); err != nil {
+				return err
+			}
+			return r.operator(cmd, o)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// errOperatorUnavailable is returned until the operator frontend lands.
+var errOperatorUnavailable = errors.New("the Kubernetes operator is not part of this build yet; use `propeller manager standalone`")
+
+func runOperator(*cobra.Command, *operatorOptions) error { return errOperatorUnavailable }

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/absmach/propeller/api/wire"
+)
+
+type propletOptions struct {
+	broker            string
+	id                string
+	token             string
+	labels            map[string]string
+	slots             int
+	cacheDir          string
+	cacheBytes        int64
+	memoryPages       uint32
+	defaultTimeout    time.Duration
+	heartbeatInterval time.Duration
+	prefix            string
+	tlsCA             string
+	tlsCert           string
+	tlsKey            string
+}
+
+func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&o.broker, "broker", "mqtt://127.0.0.1:1883", "MQTT broker, mqtt://host:1883 or mqtts://host:8883")
+	fs.StringVar(&o.id, "id", host, "proplet id: letters, digits, '-', '_' and '.'")
+	fs.StringVar(&o.token, "token", "", "credential: the manager's join token or a per-proplet secret")
+	fs.StringToStringVar(&o.labels, "labels", nil, "labels that tasks select on, k=v,k2=v2")
+	fs.IntVar(&o.slots, "slots", 4, "tasks run at the same time")
+	fs.StringVar(&o.cacheDir, "cache-dir", filepath.Join(os.TempDir(), "propeller-proplet"), "cache of modules, compiled code and undelivered events")
+	fs.Int64Var(&o.cacheBytes, "cache-bytes", 512<<20, "size bound of the module cache")
+	fs.Uint32Var(&o.memoryPages, "memory-pages", 4096, "largest linear memory a module may grow to, in 64 KiB pages (4096 = 256 MiB)")
+	fs.DurationVar(&o.defaultTimeout, "default-timeout", 5*time.Minute, "deadline of a task that sets none")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 5*time.Second, "how often liveness is reported")
+	fs.StringVar(&o.prefix, "prefix", wire.DefaultPrefix, "MQTT topic prefix")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA bundle (PEM) that signed the broker's certificate")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "client key (PEM) for mutual TLS")
+}
+
+func newPropletCommand(g *globalOptions, r runners) *cobra.Command {
+	o := &propletOptions{}
+	cmd := &cobra.Command{
+		Use:   "proplet",
+		Short: "Run the worker that executes WASM tasks sent over MQTT",
+		Long: `Run a proplet: it joins the broker as --id with --token, announces its
+--labels and --slots, and runs the tasks the manager sends it with wazero,
+each under a deadline and a memory limit.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.resolve(cmd, "proplet"); err != nil {
+				return err
+			}
+			return r.proplet(cmd, o)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
