@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/broker"
 )
 
@@ -65,4 +66,21 @@ func selfSigned(t *testing.T) tls.Certificate {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	require.NoError(t, err)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func TestOwnsClientID(t *testing.T) {
+	cases := []struct {
+		id, client string
+		ok         bool
+	}{
+		{"a", "a", true},
+		{"a", "a:1", true},
+		{"a", "a:", false},
+		{"a", "ab", false},
+		{"a", "b", false},
+		{"a", "a-1", false},
+	}
+	for _, tc := range cases {
+		require.Equal(t, tc.ok, wire.OwnsClientID(tc.id, tc.client), "%s/%s", tc.id, tc.client)
+	}
 }
