@@ -3,7 +3,9 @@
 // guest and come back to the proplet.
 //
 // Usage: hello [-exit N] [args...]; it greets $GREETING (default "hello"),
-// echoes its arguments, copies stdin to stdout and exits with N.
+// echoes its arguments, copies stdin to stdout and exits with N. With
+// $HELLO_READ it prints that file, with $HELLO_WRITE it writes one, to show
+// which host directories the proplet mounted.
 package main
 
 import (
@@ -46,6 +48,20 @@ func main() {
 	}
 	if len(in) > 0 {
 		fmt.Printf("stdin=%s\n", in)
+	}
+	if path := os.Getenv("HELLO_READ"); path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "read %s: %v\n", path, err)
+			os.Exit(1)
+		}
+		fmt.Printf("file=%s\n", data)
+	}
+	if path := os.Getenv("HELLO_WRITE"); path != "" {
+		if err := os.WriteFile(path, []byte("written by hello"), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "write %s: %v\n", path, err)
+			os.Exit(1)
+		}
 	}
 	fmt.Fprintf(os.Stderr, "exiting with %d\n", code)
 	os.Exit(code)
