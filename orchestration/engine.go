@@ -195,6 +195,9 @@ func (e *Engine) Start(ctx context.Context, id string) (Task, error) {
 		if !t.Spec.Suspend {
 			return ErrNoChange
 		}
+		if t.Spec.Image == "" {
+			return fmt.Errorf("task %s has no module to run: %w", t.ID, ErrInvalid)
+		}
 		t.Spec.Suspend = false
 		if t.Status.Reason == ReasonSuspended {
 			t.Status.Reason = ""
@@ -210,6 +213,29 @@ func (e *Engine) Start(ctx context.Context, id string) (Task, error) {
 	}
 	e.schedule(ctx)
 	return t, nil
+}
+
+// EditSuspended changes the spec of a suspended task, say to attach the
+// module uploaded after creation. A task that may already be scheduled
+// cannot change: ErrConflict.
+func (e *Engine) EditSuspended(ctx context.Context, id string, fn func(*TaskSpec) error) (Task, error) {
+	unlock := e.lock(id)
+	defer unlock()
+	return e.update(ctx, id, func(t *Task) error {
+		if !t.Spec.Suspend || t.Status.Phase != PhasePending {
+			return fmt.Errorf("task %s is %s and not suspended: %w", t.ID, t.Status.Phase, ErrConflict)
+		}
+		spec := t.Spec
+		if err := fn(&spec); err != nil {
+			return err
+		}
+		spec.Suspend = true
+		if err := ValidateSpec(spec); err != nil {
+			return err
+		}
+		t.Spec = spec
+		return nil
+	})
 }
 
 // Stop cancels a task: a pending one never runs, a dispatched one is told

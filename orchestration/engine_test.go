@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -610,4 +611,36 @@ func TestIDsAreOrdered(t *testing.T) {
 		require.Greater(t, id, prev, fmt.Sprint(i))
 		prev = id
 	}
+}
+
+func TestModuleAttachedAfterCreate(t *testing.T) {
+	h := newHarness(t, testCfg)
+	h.join("p1", 1, nil)
+	task, err := h.eng.Submit(h.ctx, orchestration.TaskSpec{Name: "later", Suspend: true})
+	require.NoError(t, err)
+
+	_, err = h.eng.Start(h.ctx, task.ID)
+	require.ErrorIs(t, err, orchestration.ErrInvalid, "nothing to run yet")
+
+	_, err = h.eng.EditSuspended(h.ctx, task.ID, func(s *orchestration.TaskSpec) error {
+		s.Image = "ftp://nope"
+		return nil
+	})
+	require.ErrorIs(t, err, orchestration.ErrInvalid)
+
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	got, err := h.eng.EditSuspended(h.ctx, task.ID, func(s *orchestration.TaskSpec) error {
+		s.Image = "blob://" + digest
+		s.Suspend = false // ignored: editing never releases the task
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, "blob://"+digest, got.Spec.Image)
+	require.True(t, got.Spec.Suspend)
+
+	_, err = h.eng.Start(h.ctx, task.ID)
+	require.NoError(t, err)
+	require.Equal(t, orchestration.PhaseScheduled, h.get(task.ID).Status.Phase)
+	_, err = h.eng.EditSuspended(h.ctx, task.ID, func(*orchestration.TaskSpec) error { return nil })
+	require.ErrorIs(t, err, orchestration.ErrConflict)
 }

@@ -16,9 +16,9 @@ func ValidateSpec(s TaskSpec) error {
 		return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInvalid)
 	}
 	switch {
-	case s.Image == "":
-		return bad("image is required")
-	case !validImage(s.Image):
+	case s.Image == "" && !s.Suspend:
+		return bad("image is required (or create the task suspended and upload its module)")
+	case s.Image != "" && !validImage(s.Image):
 		return bad("image %q: want oci://, http://, https:// or blob://sha256:<hex>", s.Image)
 	case s.Digest != "" && !ValidDigest(s.Digest):
 		return bad("digest %q: want sha256:<64 hex>", s.Digest)
