@@ -5,6 +5,7 @@
 package blobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -89,7 +90,7 @@ func (s *Store) Put(r io.Reader, limit int64) (digest string, size int64, err er
 
 // PutBytes stores b.
 func (s *Store) PutBytes(b []byte) (string, error) {
-	d, _, err := s.Put(strings.NewReader(string(b)), 0)
+	d, _, err := s.Put(bytes.NewReader(b), 0)
 	return d, err
 }
 

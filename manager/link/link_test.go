@@ -47,7 +47,7 @@ func newSink() *sink {
 }
 
 func (s *sink) PropletUp(_ context.Context, p orchestration.Proplet) error { s.ups <- p; return nil }
-func (s *sink) PropletDown(_ context.Context, id string) error            { s.downs <- id; return nil }
+func (s *sink) PropletDown(_ context.Context, id string) error             { s.downs <- id; return nil }
 func (s *sink) Heartbeat(_ context.Context, hb orchestration.Heartbeat) error {
 	s.hbs <- hb
 	return nil

@@ -80,21 +80,26 @@ func Mosquitto(t *testing.T) Env {
 	for _, id := range KnownProplets {
 		secrets[id] = "secret-" + id
 	}
-	addr := FreeAddr(t)
 	dir := t.TempDir()
-	conf, err := mosquitto.Write(dir, mosquitto.Config{
-		Listen:        addr,
-		ManagerUser:   ManagerUser,
-		ManagerSecret: ManagerSecret,
-		Proplets:      secrets,
-		User:          runAs(),
-	})
-	require.NoError(t, err)
+	var addr, conf string
+	writeConf := func() {
+		addr = FreeAddr(t)
+		var err error
+		conf, err = mosquitto.Write(dir, mosquitto.Config{
+			Listen:        addr,
+			ManagerUser:   ManagerUser,
+			ManagerSecret: ManagerSecret,
+			Proplets:      secrets,
+			User:          runAs(),
+		})
+		require.NoError(t, err)
+	}
 
 	var mu sync.Mutex
 	var cmd *exec.Cmd
 	var exited chan struct{}
-	start := func(t *testing.T) {
+	// start returns Mosquitto's log if it exited instead of listening.
+	start := func(t *testing.T) string {
 		c := exec.Command("/usr/sbin/mosquitto", "-c", conf)
 		logf, err := os.Create(dir + "/mosquitto.log")
 		require.NoError(t, err)
@@ -105,6 +110,7 @@ func Mosquitto(t *testing.T) Env {
 		mu.Lock()
 		cmd, exited = c, done
 		mu.Unlock()
+		t.Cleanup(func() { stop(c, done) })
 		require.Eventually(t, func() bool {
 			select {
 			case <-done:
@@ -121,12 +127,21 @@ func Mosquitto(t *testing.T) Env {
 		select {
 		case <-done:
 			log, _ := os.ReadFile(dir + "/mosquitto.log")
-			t.Fatalf("mosquitto exited: %s", log)
+			return string(log)
 		default:
+			return ""
 		}
-		t.Cleanup(func() { stop(c, done) })
 	}
-	start(t)
+	// Another process may grab the free port before Mosquitto binds it
+	// (other test binaries run in parallel): try again on a new port.
+	var failure string
+	for range 5 {
+		writeConf()
+		if failure = start(t); failure == "" {
+			break
+		}
+	}
+	require.Empty(t, failure, "mosquitto did not start")
 	return Env{
 		Name:   "mosquitto",
 		URL:    "mqtt://" + addr,
@@ -136,7 +151,7 @@ func Mosquitto(t *testing.T) Env {
 			c, done := cmd, exited
 			mu.Unlock()
 			stop(c, done)
-			start(t)
+			require.Empty(t, start(t), "mosquitto did not restart")
 		},
 	}
 }
