@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -43,9 +44,13 @@ type Config struct {
 // Broker is a running embedded MQTT broker.
 type Broker struct {
 	srv       *mqtt.Server
-	ln        *listeners.TCP
+	ln        *trackedListener
 	log       *slog.Logger
 	closeOnce sync.Once
+
+	mu     sync.Mutex
+	closed bool
+	conns  int // connections being served
 }
 
 // New validates cfg and binds the listener, so Addr is known before Start.
@@ -84,11 +89,41 @@ func New(cfg Config) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	ln := listeners.NewTCP(listeners.Config{ID: "propeller", Address: cfg.Addr, TLSConfig: cfg.TLS})
-	if err := srv.AddListener(ln); err != nil {
+	b := &Broker{srv: srv, log: cfg.Logger}
+	b.ln = &trackedListener{TCP: listeners.NewTCP(listeners.Config{ID: "propeller", Address: cfg.Addr, TLSConfig: cfg.TLS}), b: b}
+	if err := srv.AddListener(b.ln); err != nil {
 		return nil, fmt.Errorf("broker: listen on %s: %w", cfg.Addr, err)
 	}
-	return &Broker{srv: srv, ln: ln, log: cfg.Logger}, nil
+	return b, nil
+}
+
+// trackedListener orders every connection's end before Close. mochi adds
+// each connection to a WaitGroup that Server.Close waits on, without a
+// happens-before edge between the two (a data race under -race); taking
+// b.mu after each connection and in Close provides that edge.
+type trackedListener struct {
+	*listeners.TCP
+	b *Broker
+}
+
+func (l *trackedListener) Serve(establish listeners.EstablishFn) {
+	l.TCP.Serve(func(id string, c net.Conn) error {
+		l.b.mu.Lock()
+		closed := l.b.closed
+		if !closed {
+			l.b.conns++
+		}
+		l.b.mu.Unlock()
+		if closed {
+			return c.Close()
+		}
+		defer func() {
+			l.b.mu.Lock()
+			l.b.conns--
+			l.b.mu.Unlock()
+		}()
+		return establish(id, c)
+	})
 }
 
 // Start begins accepting clients; it does not block.
@@ -107,7 +142,12 @@ func (b *Broker) Addr() string { return b.ln.Address() }
 // are published as their connections drop.
 func (b *Broker) Close() error {
 	var err error
-	b.closeOnce.Do(func() { err = b.srv.Close() })
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		err = b.srv.Close()
+	})
 	return err
 }
 

@@ -290,6 +290,7 @@ func TestTLSListener(t *testing.T) {
 	tok = plain.Connect()
 	require.True(t, tok.WaitTimeout(10*time.Second))
 	require.Error(t, tok.Error())
+	require.Eventually(t, b.Idle, 10*time.Second, 5*time.Millisecond)
 }
 
 func TestNewValidates(t *testing.T) {
