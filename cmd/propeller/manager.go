@@ -57,6 +57,7 @@ func (o *brokerOptions) AddFlags(fs *pflag.FlagSet) {
 }
 
 type standaloneOptions struct {
+	*globalOptions
 	engineOptions
 	brokerOptions
 	dataDir        string
@@ -84,7 +85,7 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 }
 
 func newStandaloneCommand(g *globalOptions, r runners) *cobra.Command {
-	o := &standaloneOptions{}
+	o := &standaloneOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "standalone",
 		Short: "Run the manager on a bare host: REST API, MQTT, bbolt state",
@@ -107,6 +108,7 @@ REST bearer token) and <data-dir>/join-token (the proplets' credential).`,
 }
 
 type operatorOptions struct {
+	*globalOptions
 	engineOptions
 	brokerOptions
 	embeddedBroker bool
@@ -127,7 +129,7 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 }
 
 func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {
-	o := &operatorOptions{}
+	o := &operatorOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "operator",
 		Short: "Run the manager as a Kubernetes operator (CRDs in propeller.absmach.io/v1alpha1)",

@@ -12,6 +12,7 @@ import (
 )
 
 type propletOptions struct {
+	*globalOptions
 	broker            string
 	id                string
 	token             string
@@ -47,7 +48,7 @@ func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
 }
 
 func newPropletCommand(g *globalOptions, r runners) *cobra.Command {
-	o := &propletOptions{}
+	o := &propletOptions{globalOptions: g}
 	cmd := &cobra.Command{
 		Use:   "proplet",
 		Short: "Run the worker that executes WASM tasks sent over MQTT",

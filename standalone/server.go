@@ -1,0 +1,256 @@
+// Package standalone is the manager for bare edge hosts: the orchestration
+// engine over a bbolt store, the MQTT link to proplets (through an embedded
+// broker unless an external one is configured) and the REST API.
+package standalone
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/manager/blobs"
+	"github.com/absmach/propeller/manager/broker"
+	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/storage/bolt"
+)
+
+// Config configures the standalone manager. It is passed by value.
+type Config struct {
+	// DataDir holds the database, the tokens and uploaded modules.
+	DataDir  string
+	HTTPAddr string
+	// MQTTAddr is where the embedded broker listens; unused with Broker.
+	MQTTAddr string
+	// Broker, when set, is an external broker URL (mqtt://, mqtts://) used
+	// instead of the embedded one, logging in as BrokerUser/BrokerPassword.
+	Broker         string
+	BrokerUser     string
+	BrokerPassword string
+	// BrokerCA is a PEM bundle to verify an external mqtts:// broker.
+	BrokerCA string
+	// TLSCert and TLSKey enable HTTPS and the embedded broker's TLS.
+	TLSCert, TLSKey string
+	Prefix          string
+	Engine          orchestration.Config
+	MaxUploadBytes  int64
+	Logger          *slog.Logger
+	// Ready, when set, receives the bound addresses once serving, so
+	// callers (tests) can use port 0.
+	Ready func(Addrs)
+}
+
+// Addrs are the addresses the manager bound.
+type Addrs struct {
+	HTTP string
+	MQTT string
+}
+
+// Token file names under DataDir.
+const (
+	APITokenFile      = "api-token"
+	JoinTokenFile     = "join-token"
+	managerSecretFile = "manager-secret"
+)
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	apiToken, err := ensureToken(filepath.Join(cfg.DataDir, APITokenFile), log)
+	if err != nil {
+		return err
+	}
+	joinToken, err := ensureToken(filepath.Join(cfg.DataDir, JoinTokenFile), log)
+	if err != nil {
+		return err
+	}
+	var serverTLS *tls.Config
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	store, err := bolt.Open(filepath.Join(cfg.DataDir, "propeller.db"), bolt.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	blobStore, err := blobs.Open(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+
+	linkCfg := link.Config{
+		Username: cfg.BrokerUser,
+		Password: cfg.BrokerPassword,
+		Prefix:   cfg.Prefix,
+		Logger:   log,
+		Blobs:    blobStore,
+	}
+	var addrs Addrs
+	if cfg.Broker == "" {
+		secret, err := ensureToken(filepath.Join(cfg.DataDir, managerSecretFile), log)
+		if err != nil {
+			return err
+		}
+		b, err := broker.New(broker.Config{
+			Addr:          cfg.MQTTAddr,
+			TLS:           serverTLS,
+			Prefix:        cfg.Prefix,
+			ManagerUser:   wire.ManagerClientID,
+			ManagerSecret: secret,
+			Authenticator: broker.NewTokenCredentials(joinToken),
+			Logger:        log,
+		})
+		if err != nil {
+			return err
+		}
+		if err := b.Start(); err != nil {
+			return err
+		}
+		defer b.Close()
+		addrs.MQTT = b.Addr()
+		linkCfg.Username, linkCfg.Password = wire.ManagerClientID, secret
+		linkCfg.BrokerURL = "mqtt://" + loopback(addrs.MQTT)
+		if serverTLS != nil {
+			// The manager dials its own listener on loopback; the
+			// certificate is for the proplets' host name.
+			linkCfg.BrokerURL = "mqtts://" + loopback(addrs.MQTT)
+			linkCfg.TLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // self-connection on loopback
+		}
+		log.Info("embedded MQTT broker listening", "addr", addrs.MQTT)
+	} else {
+		linkCfg.BrokerURL = cfg.Broker
+		if cfg.BrokerCA != "" {
+			pem, err := os.ReadFile(cfg.BrokerCA)
+			if err != nil {
+				return fmt.Errorf("broker ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("broker ca %s: no PEM certificates", cfg.BrokerCA)
+			}
+			linkCfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		addrs.MQTT = cfg.Broker
+	}
+
+	metrics := newMetrics()
+	linkCfg.ObserveDispatch = metrics.observeDispatch
+	sink := &engineSink{}
+	mqttLink, err := link.New(linkCfg, sink)
+	if err != nil {
+		return err
+	}
+	defer mqttLink.Close()
+	engine, err := orchestration.New(cfg.Engine, orchestration.Deps{
+		Store:      store,
+		Dispatcher: mqttLink,
+		Logger:     log,
+		Observer:   metrics.observeTask,
+	})
+	if err != nil {
+		return err
+	}
+	sink.Engine = engine
+	if err := engine.Recover(ctx); err != nil {
+		return err
+	}
+	metrics.register(engine, store, mqttLink)
+
+	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = mqttLink.Start(connectCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	engineDone := make(chan struct{})
+	go func() {
+		defer close(engineDone)
+		_ = engine.Run(ctx)
+	}()
+
+	api, err := NewAPI(APIConfig{
+		Engine:         engine,
+		Blobs:          blobStore,
+		Token:          apiToken,
+		MaxUploadBytes: cfg.MaxUploadBytes,
+		Ready: func() error {
+			if !mqttLink.Connected() {
+				return errors.New("not connected to the MQTT broker")
+			}
+			return nil
+		},
+		Metrics: metrics.handler(),
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	if serverTLS != nil {
+		ln = tls.NewListener(ln, serverTLS)
+	}
+	addrs.HTTP = ln.Addr().String()
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	scheme := "http"
+	if serverTLS != nil {
+		scheme = "https"
+	}
+	log.Info("REST API listening", "url", scheme+"://"+addrs.HTTP, "token_file", filepath.Join(cfg.DataDir, APITokenFile), "join_token_file", filepath.Join(cfg.DataDir, JoinTokenFile))
+	if cfg.Ready != nil {
+		cfg.Ready(addrs)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("http: %w", err)
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	<-engineDone
+	return nil
+}
+
+// engineSink hands the link's reports to the engine, which is built after
+// the link (the engine needs the link as its dispatcher).
+type engineSink struct {
+	*orchestration.Engine
+}
+
+// loopback turns a listen address into one to dial on this host.
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
