@@ -181,6 +181,10 @@ func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (Task, error) {
 	unlock()
 	if !spec.Suspend {
 		e.schedule(ctx)
+		// Answer with where the task stands now, usually Scheduled.
+		if cur, err := e.store.GetTask(ctx, t.ID); err == nil {
+			t = cur
+		}
 	}
 	return t, nil
 }
@@ -212,6 +216,9 @@ func (e *Engine) Start(ctx context.Context, id string) (Task, error) {
 		return t, err
 	}
 	e.schedule(ctx)
+	if cur, err := e.store.GetTask(ctx, id); err == nil {
+		t = cur
+	}
 	return t, nil
 }
 
