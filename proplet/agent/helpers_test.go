@@ -50,6 +50,7 @@ type manager struct {
 	fl         []wire.FLUpdate
 	subscribed int
 	onRequest  func(id string, req wire.ArtifactRequest)
+	onEvent    func(wire.Event) // called with mu held
 }
 
 func newManager(t testing.TB, url string) *manager {
@@ -124,6 +125,9 @@ func (m *manager) onMessage(_ mqtt.Client, msg mqtt.Message) {
 		var e wire.Event
 		if wire.Decode(msg.Payload(), &e) == nil {
 			m.events = append(m.events, e)
+			if m.onEvent != nil {
+				m.onEvent(e)
+			}
 		}
 	case wire.KindFLUpdates:
 		var u wire.FLUpdate
