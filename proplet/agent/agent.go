@@ -134,7 +134,6 @@ type Agent struct {
 	log      *slog.Logger
 	topics   wire.Topics
 	instance string
-	started  time.Time
 
 	server string
 	opts   *mqtt.ClientOptions // template; every connection gets a copy
@@ -178,7 +177,6 @@ func New(cfg Config) (*Agent, error) {
 		log:       cfg.Logger.With("component", "agent", "proplet", cfg.ID),
 		topics:    wire.Topics{Prefix: cfg.Prefix},
 		instance:  randomID(),
-		started:   time.Now(),
 		server:    server,
 		connSig:   make(chan struct{}, 1),
 		ackedSig:  make(chan struct{}, 1),
