@@ -39,15 +39,22 @@ type BlobStore interface {
 	Put(r io.Reader, limit int64) (digest string, size int64, err error)
 }
 
-// apiError is the body of every error response.
-type apiError struct {
-	Error   string `json:"error"`
+// Error is the body of every error response.
+type Error struct {
+	Message string `json:"error"`
 	Details string `json:"details,omitempty"`
 }
 
-// httpError builds an echo error whose body is an apiError.
+func (e Error) Error() string {
+	if e.Details == "" {
+		return e.Message
+	}
+	return e.Message + ": " + e.Details
+}
+
+// httpError builds an echo error whose body is an Error.
 func httpError(code int, msg string, details ...string) *echo.HTTPError {
-	return echo.NewHTTPError(code, apiError{Error: msg, Details: strings.Join(details, "; ")})
+	return echo.NewHTTPError(code, Error{Message: msg, Details: strings.Join(details, "; ")})
 }
 
 // API is the REST frontend over the engine.
@@ -142,25 +149,25 @@ func errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	code, body := http.StatusInternalServerError, apiError{Error: "internal error"}
+	code, body := http.StatusInternalServerError, Error{Message: "internal error"}
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &he):
 		code = he.Code
 		switch m := he.Message.(type) {
-		case apiError:
+		case Error:
 			body = m
 		case string:
-			body = apiError{Error: m}
+			body = Error{Message: m}
 		default:
-			body = apiError{Error: http.StatusText(code)}
+			body = Error{Message: http.StatusText(code)}
 		}
 	case errors.Is(err, orchestration.ErrInvalid):
-		code, body = http.StatusBadRequest, apiError{Error: "invalid request", Details: err.Error()}
+		code, body = http.StatusBadRequest, Error{Message: "invalid request", Details: err.Error()}
 	case errors.Is(err, orchestration.ErrNotFound):
-		code, body = http.StatusNotFound, apiError{Error: "not found", Details: err.Error()}
+		code, body = http.StatusNotFound, Error{Message: "not found", Details: err.Error()}
 	case errors.Is(err, orchestration.ErrTerminal), errors.Is(err, orchestration.ErrConflict), errors.Is(err, orchestration.ErrExists):
-		code, body = http.StatusConflict, apiError{Error: "conflict", Details: err.Error()}
+		code, body = http.StatusConflict, Error{Message: "conflict", Details: err.Error()}
 	default:
 		c.Logger().Error(err)
 	}
@@ -171,8 +178,8 @@ func errorHandler(err error, c echo.Context) {
 	_ = c.JSON(code, body)
 }
 
-// taskRequest is the body of POST /tasks.
-type taskRequest struct {
+// TaskRequest is the body of POST /tasks; see docs/openapi.yaml.
+type TaskRequest struct {
 	Name           string            `json:"name"`
 	File           []byte            `json:"file,omitempty"`
 	ImageURL       string            `json:"image_url,omitempty"`
@@ -190,8 +197,8 @@ type taskRequest struct {
 	Suspend        bool              `json:"suspend,omitempty"`
 }
 
-// taskResponse is how a task looks over REST.
-type taskResponse struct {
+// Task is how a task looks over REST.
+type Task struct {
 	ID             string            `json:"id"`
 	Name           string            `json:"name,omitempty"`
 	State          string            `json:"state"`
@@ -228,10 +235,10 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func toResponse(t orchestration.Task) taskResponse {
+func toResponse(t orchestration.Task) Task {
 	pinned := t.Spec.PropletID
 	st := t.Status
-	r := taskResponse{
+	r := Task{
 		ID: t.ID, Name: t.Spec.Name, State: string(st.Phase),
 		ImageURL: t.Spec.Image, Digest: t.Spec.Digest, Function: t.Spec.Function,
 		Inputs: t.Spec.Inputs, CLIArgs: t.Spec.CLIArgs, Env: t.Spec.Env, Labels: t.Spec.Labels,
@@ -283,7 +290,7 @@ func decodeJSON(c echo.Context, limit int64, v any) error {
 }
 
 func (a *API) createTask(c echo.Context) error {
-	var req taskRequest
+	var req TaskRequest
 	// Base64 inflates the module by a third.
 	if err := decodeJSON(c, a.maxUploadBytes*4/3+64<<10, &req); err != nil {
 		return err
@@ -332,8 +339,9 @@ func (a *API) getTask(c echo.Context) error {
 	return c.JSON(http.StatusOK, toResponse(t))
 }
 
-type taskList struct {
-	Tasks    []taskResponse `json:"tasks"`
+// TaskList is one page of GET /tasks.
+type TaskList struct {
+	Tasks    []Task `json:"tasks"`
 	Continue string         `json:"continue,omitempty"`
 }
 
@@ -370,7 +378,7 @@ func (a *API) listTasks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := taskList{Tasks: make([]taskResponse, 0, len(page.Tasks)), Continue: page.Continue}
+	out := TaskList{Tasks: make([]Task, 0, len(page.Tasks)), Continue: page.Continue}
 	for _, t := range page.Tasks {
 		out.Tasks = append(out.Tasks, toResponse(t))
 	}
@@ -442,7 +450,8 @@ func (a *API) uploadWasm(c echo.Context) error {
 	return c.JSON(http.StatusOK, toResponse(t))
 }
 
-type propletResponse struct {
+// Proplet is how a proplet looks over REST.
+type Proplet struct {
 	ID          string            `json:"id"`
 	Alive       bool              `json:"alive"`
 	Labels      map[string]string `json:"labels,omitempty"`
@@ -454,8 +463,13 @@ type propletResponse struct {
 	Running     []string          `json:"running"`
 }
 
-func toProplet(p orchestration.Proplet) propletResponse {
-	r := propletResponse{
+// PropletList is the body of GET /proplets.
+type PropletList struct {
+	Proplets []Proplet `json:"proplets"`
+}
+
+func toProplet(p orchestration.Proplet) Proplet {
+	r := Proplet{
 		ID: p.ID, Alive: p.Alive, Labels: p.Labels, Slots: p.Slots, MemoryBytes: p.MemoryBytes,
 		Runtime: p.Runtime, Version: p.Version, LastSeen: timePtr(p.LastSeen), Running: p.Running,
 	}
@@ -470,9 +484,7 @@ func (a *API) listProplets(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Proplets []propletResponse `json:"proplets"`
-	}{Proplets: make([]propletResponse, 0, len(ps))}
+	out := PropletList{Proplets: make([]Proplet, 0, len(ps))}
 	for _, p := range ps {
 		out.Proplets = append(out.Proplets, toProplet(p))
 	}

@@ -64,5 +64,6 @@ each under a deadline and a memory limit.`,
 		},
 	}
 	o.AddFlags(cmd.Flags())
+	cmd.AddCommand(newPropletListCommand(g))
 	return cmd
 }

@@ -56,6 +56,7 @@ config file, which wins over the default.`,
 	root.AddCommand(
 		newManagerCommand(g, r),
 		newPropletCommand(g, r),
+		newTaskCommand(g),
 		newVersionCommand(),
 	)
 	return root
