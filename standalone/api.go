@@ -342,7 +342,7 @@ func (a *API) getTask(c echo.Context) error {
 // TaskList is one page of GET /tasks.
 type TaskList struct {
 	Tasks    []Task `json:"tasks"`
-	Continue string         `json:"continue,omitempty"`
+	Continue string `json:"continue,omitempty"`
 }
 
 func (a *API) listTasks(c echo.Context) error {
