@@ -21,10 +21,25 @@ import (
 // catches hangs and is never a pass condition.
 const guard = 2 * time.Minute
 
-func newRuntime(t *testing.T, cfg runtime.Config) *runtime.Runtime {
+// sharedCacheDir is one compilation cache for the tests that are not about
+// it: compiling a Go module takes seconds under -race, loading it does not.
+var sharedCacheDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "runtime-test-cache-")
+	if err != nil {
+		panic(err)
+	}
+	sharedCacheDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newRuntime(t testing.TB, cfg runtime.Config) *runtime.Runtime {
 	t.Helper()
 	if cfg.CompilationCacheDir == "" {
-		cfg.CompilationCacheDir = t.TempDir()
+		cfg.CompilationCacheDir = sharedCacheDir
 	}
 	rt, err := runtime.New(context.Background(), cfg)
 	require.NoError(t, err)
