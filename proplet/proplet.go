@@ -1,0 +1,96 @@
+// Package proplet is the worker: it joins the broker, runs the WASM tasks
+// the manager sends it with wazero, and reports back. This file wires the
+// agent (MQTT), the artifact fetcher and the runtime together.
+package proplet
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/absmach/propeller/proplet/agent"
+	"github.com/absmach/propeller/proplet/runtime"
+)
+
+// Config configures a proplet. It is passed by value.
+type Config struct {
+	BrokerURL string
+	ID        string
+	Token     string
+	TLS       *tls.Config
+	Prefix    string
+	Labels    map[string]string
+	Slots     int
+	// CacheDir holds fetched modules, compiled code, the outbox and FL
+	// scratch space; it survives restarts.
+	CacheDir   string
+	CacheBytes int64
+	// MemoryPages caps every module's linear memory (64 KiB pages).
+	MemoryPages       uint32
+	DefaultTimeout    time.Duration
+	HeartbeatInterval time.Duration
+	Version           string
+	Logger            *slog.Logger
+	// NewFetcher builds the artifact fetcher over the cache dir, with the
+	// agent as the relay for blobs only the manager has.
+	NewFetcher func(dir string, maxBytes int64, relay Relay, log *slog.Logger) (Fetcher, error)
+}
+
+// Relay fetches a blob from the manager over MQTT.
+type Relay interface {
+	Fetch(ctx context.Context, digest string) ([]byte, error)
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dirs := map[string]string{}
+	for _, name := range []string{"state", "compiled", "blobs", "work"} {
+		d := filepath.Join(cfg.CacheDir, name)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("cache dir: %w", err)
+		}
+		dirs[name] = d
+	}
+	rt, err := runtime.New(ctx, runtime.Config{
+		CompilationCacheDir: dirs["compiled"],
+		DefaultMemoryPages:  cfg.MemoryPages,
+		MaxMemoryPages:      cfg.MemoryPages,
+		DefaultTimeout:      cfg.DefaultTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("runtime: %w", err)
+	}
+	defer rt.Close(context.WithoutCancel(ctx))
+
+	ag, err := agent.New(agent.Config{
+		BrokerURL:         cfg.BrokerURL,
+		ID:                cfg.ID,
+		Token:             cfg.Token,
+		TLS:               cfg.TLS,
+		Prefix:            cfg.Prefix,
+		Labels:            cfg.Labels,
+		Slots:             cfg.Slots,
+		MemoryBytes:       int64(cfg.MemoryPages) * 64 << 10,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		StateDir:          dirs["state"],
+		Logger:            log,
+		Version:           cfg.Version,
+	})
+	if err != nil {
+		return err
+	}
+	fetcher, err := cfg.NewFetcher(dirs["blobs"], cfg.CacheBytes, ag, log)
+	if err != nil {
+		return fmt.Errorf("artifacts: %w", err)
+	}
+	log.Info("proplet starting", "id", cfg.ID, "broker", cfg.BrokerURL, "slots", cfg.Slots, "labels", cfg.Labels)
+	return ag.Run(ctx, &executor{fetch: fetcher, run: rt, workDir: dirs["work"], timeout: cfg.DefaultTimeout})
+}
