@@ -1,0 +1,430 @@
+// Package artifact fetches WebAssembly modules for a proplet: inline bytes,
+// http(s)://, oci:// (a wasm OCI artifact, layer media type
+// application/wasm) and relay://sha256:<hex> through the manager. Every blob
+// is verified by sha256 before it is returned and kept in a size-bounded
+// content-addressed disk cache, so a module is downloaded once per device.
+package artifact
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+
+	"github.com/absmach/propeller/api/wire"
+)
+
+// Media types of the wasm OCI artifact layout.
+const (
+	MediaTypeWasm = "application/wasm"
+	// MediaTypeWasmLegacy is the layer type older wasm-to-oci tools push.
+	MediaTypeWasmLegacy = "application/vnd.wasm.content.layer.v1+wasm"
+	// MediaTypeWasmConfig is the config blob type of a wasm artifact.
+	MediaTypeWasmConfig = "application/vnd.wasm.config.v0+json"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultMaxBytes      = 64 << 20
+	DefaultCacheMaxBytes = 512 << 20
+	DefaultTimeout       = time.Minute
+)
+
+// Errors a caller may want to tell apart.
+var (
+	ErrDigestMismatch = errors.New("digest mismatch")
+	ErrTooLarge       = errors.New("artifact too large")
+	ErrUnsupported    = errors.New("unsupported artifact source")
+	ErrNoRelay        = errors.New("no artifact relay configured")
+)
+
+// Relay fetches a blob by digest through the manager, for proplets that can
+// reach only the broker. The agent implements it over MQTT.
+type Relay interface {
+	Fetch(ctx context.Context, digest string) ([]byte, error)
+}
+
+// PlainHTTP says when oci:// may talk to a registry without TLS.
+type PlainHTTP int
+
+const (
+	// PlainHTTPNever always uses TLS.
+	PlainHTTPNever PlainHTTP = iota
+	// PlainHTTPLoopback allows plain HTTP to localhost and loopback IPs
+	// only: a registry on the device itself or a test server.
+	PlainHTTPLoopback
+	// PlainHTTPAlways never uses TLS (trusted networks only).
+	PlainHTTPAlways
+)
+
+// Config is fixed for the life of a Fetcher.
+type Config struct {
+	// CacheDir holds the blob cache; empty disables it.
+	CacheDir string
+	// CacheMaxBytes bounds the cache.
+	CacheMaxBytes int64
+	// MaxBytes bounds one artifact; bigger ones fail with ErrTooLarge
+	// before they are read in full.
+	MaxBytes int64
+	// Timeout bounds one network fetch.
+	Timeout time.Duration
+	// HTTPClient is used for http(s):// and oci://; nil uses a client
+	// with default transport.
+	HTTPClient *http.Client
+	// OCIPlainHTTP selects registries reached without TLS.
+	OCIPlainHTTP PlainHTTP
+	// OCICredential resolves registry credentials; nil is anonymous.
+	OCICredential auth.CredentialFunc
+	// Relay serves relay:// URIs; nil makes them fail with ErrNoRelay.
+	Relay Relay
+}
+
+// Fetcher resolves wire.Artifacts to verified bytes. It is safe for
+// concurrent use.
+type Fetcher struct {
+	cfg   Config
+	cache *Cache
+	http  *http.Client
+}
+
+// Blob is a fetched, verified module.
+type Blob struct {
+	Digest string
+	Data   []byte
+	// Source is the scheme it came from: inline, http, oci, relay.
+	Source string
+	// CacheHit is true when no network fetch was needed.
+	CacheHit bool
+}
+
+// New creates a Fetcher and opens its cache.
+func New(cfg Config) (*Fetcher, error) {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.CacheMaxBytes <= 0 {
+		cfg.CacheMaxBytes = DefaultCacheMaxBytes
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	f := &Fetcher{cfg: cfg, http: cfg.HTTPClient}
+	if f.http == nil {
+		f.http = &http.Client{}
+	}
+	if cfg.CacheDir != "" {
+		c, err := OpenCache(cfg.CacheDir, cfg.CacheMaxBytes)
+		if err != nil {
+			return nil, err
+		}
+		f.cache = c
+	}
+	return f, nil
+}
+
+// Cache returns the blob cache, nil when disabled.
+func (f *Fetcher) Cache() *Cache { return f.cache }
+
+// Fetch returns the module bytes an artifact names. When a.Digest is set
+// the result always hashes to it (a mismatch is an error wrapping
+// ErrDigestMismatch) and a cached copy is used without any network access.
+func (f *Fetcher) Fetch(ctx context.Context, a wire.Artifact) (Blob, error) {
+	want := a.Digest
+	if want != "" {
+		if _, err := parseDigest(want); err != nil {
+			return Blob{}, err
+		}
+	}
+	switch {
+	case a.URI != "" && len(a.Inline) > 0:
+		return Blob{}, errors.New("artifact has both uri and inline bytes")
+	case a.URI == "" && len(a.Inline) == 0:
+		return Blob{}, errors.New("artifact has neither uri nor inline bytes")
+	case len(a.Inline) > 0:
+		if int64(len(a.Inline)) > f.cfg.MaxBytes {
+			return Blob{}, fmt.Errorf("%w: inline module is %d bytes, limit %d", ErrTooLarge, len(a.Inline), f.cfg.MaxBytes)
+		}
+		return f.accept(a.Inline, want, "inline", "inline")
+	}
+
+	scheme, rest, ok := strings.Cut(a.URI, "://")
+	if !ok {
+		return Blob{}, fmt.Errorf("%w: %q has no scheme", ErrUnsupported, a.URI)
+	}
+	source := scheme
+	if scheme == "https" {
+		source = "http"
+	}
+	if scheme == "relay" {
+		// The URI itself names the content.
+		if _, err := parseDigest(rest); err != nil {
+			return Blob{}, fmt.Errorf("relay uri: %w", err)
+		}
+		if want != "" && want != rest {
+			return Blob{}, fmt.Errorf("%w: relay uri names %s, task says %s", ErrDigestMismatch, rest, want)
+		}
+		want = rest
+	}
+	if want != "" {
+		if b, ok := f.cached(want, source); ok {
+			return b, nil
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	switch scheme {
+	case "http", "https":
+		data, err := f.fetchHTTP(ctx, a.URI)
+		if err != nil {
+			return Blob{}, err
+		}
+		return f.accept(data, want, a.URI, source)
+	case "oci":
+		return f.fetchOCI(ctx, rest, want)
+	case "relay":
+		if f.cfg.Relay == nil {
+			return Blob{}, ErrNoRelay
+		}
+		data, err := f.cfg.Relay.Fetch(ctx, want)
+		if err != nil {
+			return Blob{}, fmt.Errorf("relay %s: %w", want, err)
+		}
+		return f.accept(data, want, a.URI, source)
+	default:
+		return Blob{}, fmt.Errorf("%w: scheme %q", ErrUnsupported, scheme)
+	}
+}
+
+func (f *Fetcher) cached(digest, source string) (Blob, bool) {
+	if f.cache == nil {
+		return Blob{}, false
+	}
+	data, ok := f.cache.Get(digest)
+	if !ok {
+		return Blob{}, false
+	}
+	return Blob{Digest: digest, Data: data, Source: source, CacheHit: true}, true
+}
+
+// accept verifies data against want (when set) and caches it.
+func (f *Fetcher) accept(data []byte, want, from, source string) (Blob, error) {
+	got := Digest(data)
+	if want != "" && got != want {
+		return Blob{}, fmt.Errorf("%w: %s has %s, expected %s", ErrDigestMismatch, from, got, want)
+	}
+	if f.cache != nil {
+		// A full disk must not fail a task whose bytes we already hold.
+		_, _ = f.cache.Put(data)
+	}
+	return Blob{Digest: got, Data: data, Source: source}, nil
+}
+
+func (f *Fetcher) fetchHTTP(ctx context.Context, uri string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, fmt.Errorf("http artifact: %w", err)
+	}
+	resp, err := f.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("http artifact: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("http artifact %s: status %s", uri, resp.Status)
+	}
+	if resp.ContentLength > f.cfg.MaxBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, uri, resp.ContentLength, f.cfg.MaxBytes)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("http artifact %s: %w", uri, err)
+	}
+	if int64(len(data)) > f.cfg.MaxBytes {
+		return nil, fmt.Errorf("%w: %s exceeds %d bytes", ErrTooLarge, uri, f.cfg.MaxBytes)
+	}
+	return data, nil
+}
+
+// fetchOCI pulls the manifest ref names, picks its wasm layer and pulls
+// that, verified against the layer descriptor. A tag is resolved on every
+// call (tags move), but a layer already cached is not downloaded again.
+func (f *Fetcher) fetchOCI(ctx context.Context, ref, want string) (Blob, error) {
+	repo, err := f.repository(ref)
+	if err != nil {
+		return Blob{}, err
+	}
+	reference := repo.Reference.Reference
+	if reference == "" {
+		reference = "latest"
+	}
+	mdesc, rc, err := repo.FetchReference(ctx, reference)
+	if err != nil {
+		return Blob{}, fmt.Errorf("oci %s: resolve: %w", ref, err)
+	}
+	raw, err := content.ReadAll(rc, mdesc)
+	rc.Close()
+	if err != nil {
+		return Blob{}, fmt.Errorf("oci %s: manifest: %w", ref, err)
+	}
+	layer, err := wasmLayer(mdesc, raw)
+	if err != nil {
+		return Blob{}, fmt.Errorf("oci %s: %w", ref, err)
+	}
+	if want != "" && layer.Digest.String() != want {
+		return Blob{}, fmt.Errorf("%w: oci %s holds %s, expected %s", ErrDigestMismatch, ref, layer.Digest, want)
+	}
+	if b, ok := f.cached(layer.Digest.String(), "oci"); ok {
+		return b, nil
+	}
+	if layer.Size > f.cfg.MaxBytes {
+		return Blob{}, fmt.Errorf("%w: oci %s layer is %d bytes, limit %d", ErrTooLarge, ref, layer.Size, f.cfg.MaxBytes)
+	}
+	// content.FetchAll checks size and digest against the descriptor.
+	data, err := content.FetchAll(ctx, repo, layer)
+	if err != nil {
+		return Blob{}, fmt.Errorf("oci %s: layer %s: %w", ref, layer.Digest, err)
+	}
+	return f.accept(data, layer.Digest.String(), "oci://"+ref, "oci")
+}
+
+func wasmLayer(desc ocispec.Descriptor, raw []byte) (ocispec.Descriptor, error) {
+	switch desc.MediaType {
+	case ocispec.MediaTypeImageManifest, "application/vnd.docker.distribution.manifest.v2+json":
+	default:
+		return ocispec.Descriptor{}, fmt.Errorf("manifest media type %q is not an image manifest", desc.MediaType)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("manifest: %w", err)
+	}
+	var found []ocispec.Descriptor
+	for _, l := range m.Layers {
+		if l.MediaType == MediaTypeWasm || l.MediaType == MediaTypeWasmLegacy {
+			found = append(found, l)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return ocispec.Descriptor{}, fmt.Errorf("no layer of media type %s", MediaTypeWasm)
+	case 1:
+		return found[0], nil
+	default:
+		return ocispec.Descriptor{}, fmt.Errorf("%d wasm layers, expected one", len(found))
+	}
+}
+
+func (f *Fetcher) repository(ref string) (*remote.Repository, error) {
+	return newRepository(ref, f.http, f.cfg.OCIPlainHTTP, f.cfg.OCICredential)
+}
+
+func newRepository(ref string, hc *http.Client, plain PlainHTTP, cred auth.CredentialFunc) (*remote.Repository, error) {
+	repo, err := remote.NewRepository(ref)
+	if err != nil {
+		return nil, fmt.Errorf("oci reference %q: %w", ref, err)
+	}
+	switch plain {
+	case PlainHTTPAlways:
+		repo.PlainHTTP = true
+	case PlainHTTPLoopback:
+		repo.PlainHTTP = isLoopback(repo.Reference.Registry)
+	}
+	repo.Client = &auth.Client{Client: hc, Credential: cred, Cache: auth.NewCache()}
+	return repo, nil
+}
+
+func isLoopback(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// PushOptions configures PushOCI.
+type PushOptions struct {
+	PlainHTTP   PlainHTTP
+	Credential  auth.CredentialFunc
+	HTTPClient  *http.Client
+	Annotations map[string]string
+}
+
+// PushOCI uploads wasm as a wasm OCI artifact (config
+// MediaTypeWasmConfig, one MediaTypeWasm layer) and tags it. ref is
+// host[:port]/repo:tag, with or without the oci:// prefix. It returns the
+// manifest digest; the layer digest is Digest(wasm).
+func PushOCI(ctx context.Context, ref string, wasm []byte, opts PushOptions) (string, error) {
+	ref = strings.TrimPrefix(ref, "oci://")
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	repo, err := newRepository(ref, hc, opts.PlainHTTP, opts.Credential)
+	if err != nil {
+		return "", err
+	}
+	tag := repo.Reference.Reference
+	if tag == "" {
+		tag = "latest"
+	}
+	layer := content.NewDescriptorFromBytes(MediaTypeWasm, wasm)
+	config, err := json.Marshal(map[string]any{
+		"architecture": "wasm",
+		"os":           "wasip1",
+		"layerDigests": []string{layer.Digest.String()},
+	})
+	if err != nil {
+		return "", err
+	}
+	configDesc := content.NewDescriptorFromBytes(MediaTypeWasmConfig, config)
+	for _, b := range []struct {
+		desc ocispec.Descriptor
+		data []byte
+	}{{layer, wasm}, {configDesc, config}} {
+		if err := pushIfMissing(ctx, repo, b.desc, b.data); err != nil {
+			return "", fmt.Errorf("push %s: %w", ref, err)
+		}
+	}
+	manifest, err := json.Marshal(ocispec.Manifest{
+		Versioned:   specs.Versioned{SchemaVersion: 2},
+		MediaType:   ocispec.MediaTypeImageManifest,
+		Config:      configDesc,
+		Layers:      []ocispec.Descriptor{layer},
+		Annotations: opts.Annotations,
+	})
+	if err != nil {
+		return "", err
+	}
+	mdesc := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, manifest)
+	if err := repo.PushReference(ctx, mdesc, bytes.NewReader(manifest), tag); err != nil {
+		return "", fmt.Errorf("push %s: manifest: %w", ref, err)
+	}
+	return mdesc.Digest.String(), nil
+}
+
+func pushIfMissing(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, data []byte) error {
+	ok, err := repo.Exists(ctx, desc)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	return repo.Push(ctx, desc, bytes.NewReader(data))
+}
