@@ -13,6 +13,7 @@ import (
 
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/proplet/agent"
+	"github.com/absmach/propeller/proplet/artifact"
 	"github.com/absmach/propeller/proplet/runtime"
 )
 
@@ -39,7 +40,7 @@ const (
 
 // Fetcher turns an artifact reference into verified bytes.
 type Fetcher interface {
-	Fetch(ctx context.Context, a wire.Artifact) ([]byte, error)
+	Fetch(ctx context.Context, a wire.Artifact) (artifact.Blob, error)
 }
 
 // Runner runs one module.
@@ -75,7 +76,7 @@ func (x *executor) Execute(ctx context.Context, st wire.StartTask, running func(
 		defer cancel()
 	}
 	fetchStart := time.Now()
-	wasm, err := x.fetch.Fetch(ctx, st.Artifact)
+	mod, err := x.fetch.Fetch(ctx, st.Artifact)
 	if err != nil {
 		reason := wire.ReasonArtifact
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -89,8 +90,8 @@ func (x *executor) Execute(ctx context.Context, st wire.StartTask, running func(
 
 	job := runtime.Job{
 		Name:        st.Name,
-		Wasm:        wasm,
-		Digest:      st.Artifact.Digest,
+		Wasm:        mod.Data,
+		Digest:      mod.Digest,
 		Function:    st.Function,
 		Inputs:      st.Inputs,
 		Args:        st.CLIArgs,
@@ -165,7 +166,7 @@ func (x *executor) prepareFL(ctx context.Context, st wire.StartTask, job *runtim
 			return nil, fmt.Errorf("fl scratch dir: %w", err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(f.modelDir, modelFileName), model, 0o400); err != nil {
+	if err := os.WriteFile(filepath.Join(f.modelDir, modelFileName), model.Data, 0o400); err != nil {
 		f.cleanup()
 		return nil, fmt.Errorf("fl model: %w", err)
 	}

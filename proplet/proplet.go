@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/absmach/propeller/proplet/agent"
+	"github.com/absmach/propeller/proplet/artifact"
 	"github.com/absmach/propeller/proplet/runtime"
 )
 
@@ -33,16 +34,10 @@ type Config struct {
 	MemoryPages       uint32
 	DefaultTimeout    time.Duration
 	HeartbeatInterval time.Duration
-	Version           string
-	Logger            *slog.Logger
-	// NewFetcher builds the artifact fetcher over the cache dir, with the
-	// agent as the relay for blobs only the manager has.
-	NewFetcher func(dir string, maxBytes int64, relay Relay, log *slog.Logger) (Fetcher, error)
-}
-
-// Relay fetches a blob from the manager over MQTT.
-type Relay interface {
-	Fetch(ctx context.Context, digest string) ([]byte, error)
+	// OCIPlainHTTP selects registries reached without TLS.
+	OCIPlainHTTP artifact.PlainHTTP
+	Version      string
+	Logger       *slog.Logger
 }
 
 // Run serves until ctx ends.
@@ -87,7 +82,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	fetcher, err := cfg.NewFetcher(dirs["blobs"], cfg.CacheBytes, ag, log)
+	// The agent relays blobs only the manager has (relay://).
+	fetcher, err := artifact.New(artifact.Config{
+		CacheDir:      dirs["blobs"],
+		CacheMaxBytes: cfg.CacheBytes,
+		OCIPlainHTTP:  cfg.OCIPlainHTTP,
+		Relay:         ag,
+	})
 	if err != nil {
 		return fmt.Errorf("artifacts: %w", err)
 	}

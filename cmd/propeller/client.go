@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -170,7 +171,11 @@ func newTaskCreateCommand(co *clientOptions) *cobra.Command {
 
 func printResult(w io.Writer, t standalone.Task) {
 	if len(t.Results) > 0 {
-		fmt.Fprintf(w, "results: %v\n", t.Results)
+		parts := make([]string, len(t.Results))
+		for i, r := range t.Results {
+			parts[i] = strconv.FormatFloat(r, 'f', -1, 64)
+		}
+		fmt.Fprintf(w, "results: [%s]\n", strings.Join(parts, " "))
 	}
 	if t.ExitCode != nil {
 		fmt.Fprintf(w, "exit code: %d\n", *t.ExitCode)

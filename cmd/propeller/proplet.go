@@ -27,6 +27,7 @@ type propletOptions struct {
 	tlsCA             string
 	tlsCert           string
 	tlsKey            string
+	ociPlainHTTP      string
 }
 
 func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
@@ -45,6 +46,7 @@ func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA bundle (PEM) that signed the broker's certificate")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "client key (PEM) for mutual TLS")
+	fs.StringVar(&o.ociPlainHTTP, "oci-plain-http", "loopback", "when oci:// registries may be reached without TLS: never, loopback or always")
 }
 
 func newPropletCommand(g *globalOptions, r runners) *cobra.Command {
