@@ -5,8 +5,11 @@ BIN := bin
 PKGS := ./...
 EXAMPLES := $(patsubst examples/%/main.go,%,$(wildcard examples/*/main.go))
 WAT := $(wildcard examples/wat/*.wat)
+ENVTEST_ASSETS := $(abspath $(BIN)/k8s)
+CONTROLLER_TOOLS_VERSION := v0.23.0
+CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
-.PHONY: help build examples test test-short bench lint generate demo clean
+.PHONY: help build examples test test-short bench lint generate manifests envtest demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -14,13 +17,21 @@ help: ## list targets
 build: ## build bin/propeller
 	$(GO) build -o $(BIN)/propeller ./cmd/propeller
 
-examples: ## build the example WASM modules into bin/wasm
+deps: ## install missing system tools (wat2wasm, mosquitto) from Debian packages
+	@missing=""; command -v wat2wasm >/dev/null || missing="$$missing wabt"; \
+	  [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing="$$missing mosquitto"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	  fi
+
+examples: deps ## build the example WASM modules into bin/wasm
 	@mkdir -p $(BIN)/wasm
 	@for e in $(EXAMPLES); do GOOS=wasip1 GOARCH=wasm $(GO) build $$(cat examples/$$e/buildflags 2>/dev/null) -o $(BIN)/wasm/$$e.wasm ./examples/$$e || exit 1; done
 	@for w in $(WAT); do wat2wasm $$w -o $(BIN)/wasm/$$(basename $$w .wat).wasm || exit 1; done
 
-test: build examples ## run every test (unit, integration, e2e) with -race
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+test: build examples envtest ## run every test (unit, integration, e2e) with -race
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)
@@ -32,8 +43,27 @@ lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-generate: ## regenerate generated code
+demo: build examples ## run manager + embedded broker + a proplet + sample tasks
+	./examples/demo.sh
+
+generate: ## regenerate generated code (go generate + CRD deepcopy)
 	$(GO) generate $(PKGS)
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+manifests: ## regenerate CRDs (deploy/crd) and RBAC (deploy/rbac) from kubebuilder markers
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:dir=deploy/crd
+	$(CONTROLLER_GEN) rbac:roleName=propeller-operator paths=./operator/... output:rbac:dir=deploy/rbac
+
+# envtest: kube-apiserver and etcd for controller tests, built from source
+# through the Go module proxy (tools/envtest/*) so a fresh machine needs only Go.
+# The binaries are skipped when present; `make clean` removes them.
+envtest: $(ENVTEST_ASSETS)/kube-apiserver $(ENVTEST_ASSETS)/etcd ## build kube-apiserver + etcd into bin/k8s
+
+$(ENVTEST_ASSETS)/kube-apiserver:
+	cd tools/envtest/kube-apiserver && $(GO) build -trimpath -o $(abspath $@) k8s.io/kubernetes/cmd/kube-apiserver
+
+$(ENVTEST_ASSETS)/etcd:
+	cd tools/envtest/etcd && $(GO) build -trimpath -o $(abspath $@) go.etcd.io/etcd/server/v3
 
 clean:
 	rm -rf $(BIN)
