@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Blobs:    blobStore,
 	}
 	var addrs Addrs
+	admit := func() {}
 	if cfg.Broker == "" {
 		secret, err := ensureToken(filepath.Join(cfg.DataDir, managerSecretFile), log)
 		if err != nil {
@@ -119,6 +120,7 @@ func Run(ctx context.Context, cfg Config) error {
 			ManagerSecret: secret,
 			Authenticator: broker.NewTokenCredentials(joinToken),
 			Logger:        log,
+			HoldProplets:  true,
 		})
 		if err != nil {
 			return err
@@ -127,6 +129,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer b.Close()
+		admit = b.AdmitProplets
 		addrs.MQTT = b.Addr()
 		linkCfg.Username, linkCfg.Password = wire.ManagerClientID, secret
 		linkCfg.BrokerURL = "mqtt://" + loopback(addrs.MQTT)
@@ -182,6 +185,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	admit() // the link is subscribed: nothing a proplet sends can be lost now
 	engineDone := make(chan struct{})
 	go func() {
 		defer close(engineDone)

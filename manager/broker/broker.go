@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -39,10 +40,17 @@ type Config struct {
 	SessionExpiry time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// HoldProplets makes the broker answer proplets "server unavailable"
+	// until AdmitProplets is called. A freshly started embedded broker has
+	// no sessions: a proplet reconnecting before the manager subscribed
+	// would publish its queued results to nobody. Proplets retry with
+	// backoff, so holding them costs a few seconds, never a result.
+	HoldProplets bool
 }
 
 // Broker is a running embedded MQTT broker.
 type Broker struct {
+	hook      *aclHook
 	srv       *mqtt.Server
 	ln        *trackedListener
 	log       *slog.Logger
@@ -86,10 +94,11 @@ func New(cfg Config) (*Broker, error) {
 		srv:     srv,
 		log:     cfg.Logger,
 	}
+	h.held.Store(cfg.HoldProplets)
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	b := &Broker{srv: srv, log: cfg.Logger}
+	b := &Broker{hook: h, srv: srv, log: cfg.Logger}
 	b.ln = &trackedListener{TCP: listeners.NewTCP(listeners.Config{ID: "propeller", Address: cfg.Addr, TLSConfig: cfg.TLS}), b: b}
 	if err := srv.AddListener(b.ln); err != nil {
 		return nil, fmt.Errorf("broker: listen on %s: %w", cfg.Addr, err)
@@ -125,6 +134,9 @@ func (l *trackedListener) Serve(establish listeners.EstablishFn) {
 		return establish(id, c)
 	})
 }
+
+// AdmitProplets ends HoldProplets: proplets may connect from now on.
+func (b *Broker) AdmitProplets() { b.hook.held.Store(false) }
 
 // Start begins accepting clients; it does not block.
 func (b *Broker) Start() error {
@@ -168,6 +180,7 @@ var (
 
 type aclHook struct {
 	mqtt.HookBase
+	held    atomic.Bool
 	topics  wire.Topics
 	manager string
 	secret  string
@@ -179,7 +192,23 @@ type aclHook struct {
 func (h *aclHook) ID() string { return "propeller-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+// errHeld rejects a proplet while the broker holds them back.
+var errHeld = errors.New("broker: proplets are held until the manager is subscribed")
+
+// OnConnect turns proplets away, with a retryable code, while held.
+func (h *aclHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
+	if !h.held.Load() || string(cl.Properties.Username) == h.manager {
+		return nil
+	}
+	code := packets.ErrServerUnavailable
+	if cl.Properties.ProtocolVersion >= 5 {
+		code = packets.ErrServerBusy
+	}
+	_ = h.srv.SendConnack(cl, code, false, nil)
+	return errHeld
 }
 
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {

@@ -22,18 +22,20 @@ import (
 const guard = 2 * time.Minute
 
 // sharedCacheDir is one compilation cache for the tests that are not about
-// it: compiling a Go module takes seconds under -race, loading it does not.
+// it: compiling a Go module takes tens of seconds under -race, loading it
+// does not. It lives in the user cache dir, like Go's build cache, so
+// repeated test runs skip compiling too; entries are keyed by module hash,
+// wazero version and CPU, so reuse is safe. TestCompilationCacheRestart
+// uses its own empty dir.
 var sharedCacheDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "runtime-test-cache-")
+	base, err := os.UserCacheDir()
 	if err != nil {
-		panic(err)
+		base = os.TempDir()
 	}
-	sharedCacheDir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	sharedCacheDir = filepath.Join(base, "propeller", "wazero-test-cache")
+	os.Exit(m.Run())
 }
 
 func newRuntime(t testing.TB, cfg runtime.Config) *runtime.Runtime {
@@ -174,6 +176,7 @@ func TestRunLimits(t *testing.T) {
 		{name: "deadline on go module", job: runtime.Job{Wasm: exampletest.Build(t, "spin"), Timeout: 200 * time.Millisecond}, reason: wire.ReasonDeadlineExceeded},
 		{name: "memory bomb", job: runtime.Job{Wasm: exampletest.Build(t, "membomb"), MemoryPages: 32}, reason: wire.ReasonMemoryLimit, errContain: "limit of 32 pages"},
 		{name: "memory bomb default limit", job: runtime.Job{Wasm: exampletest.Build(t, "membomb")}, reason: wire.ReasonMemoryLimit, errContain: "limit of 1024 pages"},
+		{name: "go module runs out of memory", job: runtime.Job{Wasm: exampletest.Build(t, "cpu"), Args: []string{"200000000"}, MemoryPages: 512}, reason: wire.ReasonMemoryLimit, errContain: "limit of 512 pages"},
 		{name: "go module over its initial memory", job: runtime.Job{Wasm: exampletest.Build(t, "hello"), MemoryPages: 2}, reason: wire.ReasonMemoryLimit, errContain: "at start"},
 		{name: "trap in _start", job: runtime.Job{Wasm: exampletest.Build(t, "trap")}, reason: wire.ReasonTrap, errContain: "unreachable"},
 		{name: "too much memory asked", job: runtime.Job{Wasm: exampletest.Build(t, "add"), Function: "add", Inputs: []float64{1, 2}, MemoryPages: 5000}, reason: wire.ReasonInvalidTask, errContain: "limit of 4096"},
