@@ -29,9 +29,9 @@ func TestHoldPropletsUntilAdmitted(t *testing.T) {
 	env := mqtttest.Env{Name: "held", URL: "mqtt://" + b.Addr(), Secret: func(string) string { return mqtttest.JoinToken }}
 
 	connect := func(user, pass string) error {
-		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+b.Addr()).
+		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).
 			SetClientID(mqtttest.UniqueClientID(user)).SetUsername(user).SetPassword(pass).
-			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5*time.Second))
+			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second))
 		tok := c.Connect()
 		tok.Wait()
 		if tok.Error() == nil {
