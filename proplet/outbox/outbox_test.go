@@ -2,8 +2,6 @@ package outbox_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -135,27 +133,6 @@ func TestMaxBytes(t *testing.T) {
 	require.Equal(t, "4", ks[len(ks)-1], "the newest survives")
 }
 
-func TestOpenDiscardsTempAndSetsAsideCorrupt(t *testing.T) {
-	dir := t.TempDir()
-	o, err := outbox.Open(dir, outbox.Options{})
-	require.NoError(t, err)
-	_, _, err = o.Append(outbox.Message{Topic: "t", Key: "good"})
-	require.NoError(t, err)
-
-	require.NoError(t, os.WriteFile(filepath.Join(dir, ".tmp-99"), []byte("{half"), 0o600))
-	bad := filepath.Join(dir, fmt.Sprintf("%020d.msg", 50))
-	require.NoError(t, os.WriteFile(bad, []byte("{not json"), 0o600))
-
-	o2, err := outbox.Open(dir, outbox.Options{})
-	require.NoError(t, err)
-	require.Equal(t, []string{"good"}, keysOf(t, o2))
-	require.NoFileExists(t, filepath.Join(dir, ".tmp-99"))
-	require.FileExists(t, bad+".corrupt")
-	seq, _, err := o2.Append(outbox.Message{Topic: "t"})
-	require.NoError(t, err)
-	require.Greater(t, seq, uint64(1))
-}
-
 func TestNotify(t *testing.T) {
 	o, err := outbox.Open(t.TempDir(), outbox.Options{})
 	require.NoError(t, err)
@@ -168,25 +145,5 @@ func TestNotify(t *testing.T) {
 	case <-o.Notify():
 		t.Fatal("notifications coalesce")
 	default:
-	}
-}
-
-func BenchmarkAppendRemove(b *testing.B) {
-	for _, sync := range []bool{true, false} {
-		b.Run(fmt.Sprintf("fsync=%v", sync), func(b *testing.B) {
-			o, err := outbox.Open(b.TempDir(), outbox.Options{NoSync: !sync})
-			require.NoError(b, err)
-			payload := make([]byte, 256)
-			b.ReportAllocs()
-			for b.Loop() {
-				seq, _, err := o.Append(outbox.Message{Topic: "t", Payload: payload})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := o.Remove(seq); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }
