@@ -377,6 +377,7 @@ func (e *Engine) fail(t *Task, reason, message string) {
 	if st.Attempt < e.maxAttempts(t) {
 		now := e.clock.Now()
 		st.Message = fmt.Sprintf("attempt %d on %s failed: %s", st.Attempt, st.PropletID, reasonText(reason, message))
+		st.LastFailure = st.Message
 		st.Phase = PhasePending
 		st.Reason = reason
 		st.PropletID = ""

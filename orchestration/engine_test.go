@@ -292,6 +292,7 @@ func TestRetryWithBackoff(t *testing.T) {
 	require.Equal(t, orchestration.PhasePending, got.Status.Phase)
 	require.Equal(t, "Trap", got.Status.Reason)
 	require.Contains(t, got.Status.Message, "attempt 1 on p1 failed: Trap: boom")
+	require.Equal(t, got.Status.Message, got.Status.LastFailure)
 	require.Equal(t, h.clock.Now().Add(time.Second), got.Status.NotBefore)
 
 	h.eng.Tick(h.ctx)

@@ -82,12 +82,16 @@ type TaskStatus struct {
 	// Attempt counts dispatches: 0 before the first one.
 	Attempt int `json:"attempt"`
 	// Reason is a CamelCase word; Message is for humans.
-	Reason   string    `json:"reason,omitempty"`
-	Message  string    `json:"message,omitempty"`
-	Results  []float64 `json:"results,omitempty"`
-	Stdout   string    `json:"stdout,omitempty"`
-	Stderr   string    `json:"stderr,omitempty"`
-	ExitCode *int      `json:"exit_code,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// LastFailure says why the latest retried attempt failed; it outlives
+	// the retry, so a task that succeeded on attempt 2 still tells why
+	// attempt 1 did not.
+	LastFailure string    `json:"last_failure,omitempty"`
+	Results     []float64 `json:"results,omitempty"`
+	Stdout      string    `json:"stdout,omitempty"`
+	Stderr      string    `json:"stderr,omitempty"`
+	ExitCode    *int      `json:"exit_code,omitempty"`
 
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`

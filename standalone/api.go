@@ -221,6 +221,7 @@ type Task struct {
 	ExitCode       *int              `json:"exit_code,omitempty"`
 	Reason         string            `json:"reason,omitempty"`
 	Error          string            `json:"error,omitempty"`
+	LastFailure    string            `json:"last_failure,omitempty"`
 	CreatedAt      time.Time         `json:"created_at"`
 	UpdatedAt      time.Time         `json:"updated_at"`
 	ScheduledAt    *time.Time        `json:"scheduled_at,omitempty"`
@@ -246,7 +247,7 @@ func toResponse(t orchestration.Task) Task {
 		Selector: t.Spec.Selector, Suspend: t.Spec.Suspend,
 		PropletID: st.PropletID, Attempt: st.Attempt,
 		Results: st.Results, Stdout: st.Stdout, Stderr: st.Stderr, ExitCode: st.ExitCode,
-		Reason: st.Reason, Error: st.Message,
+		Reason: st.Reason, Error: st.Message, LastFailure: st.LastFailure,
 		CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt,
 		ScheduledAt: timePtr(st.ScheduledAt), StartedAt: timePtr(st.StartedAt), FinishedAt: timePtr(st.FinishedAt),
 	}

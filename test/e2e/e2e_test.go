@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/stretchr/testify/require"
+
+	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/examples/exampletest"
+	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/standalone/client"
+)
+
+// primes below N, as examples/cpu prints them.
+const (
+	cpuArg    = "3000000"
+	cpuPrimes = "216816\n"
+)
+
+// TestCommandAndFunction runs a command module and an exported function
+// through two proplets, over the embedded broker and over Mosquitto.
+func TestCommandAndFunction(t *testing.T) {
+	hello := exampletest.Build(t, "hello")
+	add := exampletest.Build(t, "add")
+	arith := exampletest.Build(t, "arith")
+	for _, broker := range []string{"embedded", "mosquitto"} {
+		t.Run(broker, func(t *testing.T) {
+			s := newSystem(t)
+			if broker == "mosquitto" {
+				s.withMosquitto("edge-a", "edge-b")
+			}
+			s.startManager()
+			s.startProplet("edge-a", "--labels", "zone=a")
+			s.startProplet("edge-b", "--labels", "zone=b")
+			s.waitAlive("edge-a", "edge-b")
+
+			cmd := s.create(standalone.TaskRequest{Name: "hello", File: hello, CLIArgs: []string{"edge"}, Env: map[string]string{"GREETING": "hi"}, Selector: map[string]string{"zone": "b"}})
+			fn := s.create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{40, 2}})
+			fib := s.create(standalone.TaskRequest{Name: "fib", File: arith, Function: "fib", Inputs: []float64{30}, PropletID: "edge-a"})
+
+			got := s.wait(cmd.ID)
+			require.Equal(t, "Succeeded", got.State, got.Error)
+			require.Equal(t, "edge-b", got.PropletID)
+			require.Contains(t, got.Stdout, "hi from wasm")
+			require.Contains(t, got.Stdout, "arg[0]=edge")
+			require.NotNil(t, got.ExitCode)
+			require.Equal(t, 0, *got.ExitCode)
+
+			got = s.wait(fn.ID)
+			require.Equal(t, "Succeeded", got.State, got.Error)
+			require.Equal(t, []float64{42}, got.Results)
+
+			got = s.wait(fib.ID)
+			require.Equal(t, "Succeeded", got.State, got.Error)
+			require.Equal(t, "edge-a", got.PropletID)
+			require.Equal(t, []float64{832040}, got.Results)
+		})
+	}
+}
+
+// TestManagerKilledMidRun: SIGKILL the manager while tasks run, start it
+// again on the same data dir; every accepted task reaches exactly one
+// terminal state and no result is lost.
+func TestManagerKilledMidRun(t *testing.T) {
+	cpu := exampletest.Build(t, "cpu")
+	s := newSystem(t)
+	s.startManager()
+	s.startProplet("edge-a", "--slots", "2")
+	s.startProplet("edge-b", "--slots", "2")
+	s.waitAlive("edge-a", "edge-b")
+
+	const n = 12
+	ids := make([]string, 0, n)
+	for range n {
+		ids = append(ids, s.create(standalone.TaskRequest{Name: "cpu", File: cpu, CLIArgs: []string{cpuArg}}).ID)
+	}
+	require.Eventually(t, func() bool {
+		l, err := s.client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}})
+		return err == nil && len(l.Tasks) > 0
+	}, 60*time.Second, 10*time.Millisecond, "nothing started running")
+
+	s.manager.kill()
+	s.startManager()
+
+	for _, id := range ids {
+		got := s.wait(id)
+		require.Equal(t, "Succeeded", got.State, "%s: %s %s", id, got.Reason, got.Error)
+		require.Equal(t, cpuPrimes, got.Stdout, "result of %s", id)
+		if got.Attempt > 1 {
+			require.NotEmpty(t, got.LastFailure, "a re-run of %s must say why", id)
+		}
+	}
+	l, err := s.client.ListTasks(context.Background(), client.ListFilter{Limit: 100})
+	require.NoError(t, err)
+	require.Len(t, l.Tasks, n, "no task lost or duplicated")
+}
+
+// TestPropletKilledTasksRetried: a proplet dies with tasks running; they
+// finish on the other proplet.
+func TestPropletKilledTasksRetried(t *testing.T) {
+	spin := exampletest.Build(t, "cpu")
+	s := newSystem(t)
+	s.startManager()
+	victim := s.startProplet("edge-a", "--slots", "3")
+	s.waitAlive("edge-a")
+
+	var ids []string
+	for range 3 {
+		ids = append(ids, s.create(standalone.TaskRequest{Name: "long", File: spin, CLIArgs: []string{"40000000"}, MaxAttempts: 2}).ID)
+	}
+	require.Eventually(t, func() bool {
+		l, err := s.client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}, PropletID: "edge-a"})
+		return err == nil && len(l.Tasks) == 3
+	}, 60*time.Second, 10*time.Millisecond, "tasks did not start on edge-a")
+	s.startProplet("edge-b", "--slots", "3")
+	s.waitAlive("edge-b")
+
+	victim.kill()
+	for _, id := range ids {
+		got := s.wait(id)
+		require.Equal(t, "Succeeded", got.State, "%s %s", got.Reason, got.Error)
+		require.Equal(t, "edge-b", got.PropletID)
+		require.Equal(t, 2, got.Attempt)
+		require.Contains(t, got.LastFailure, "PropletLost", "the retry says why")
+		require.Equal(t, "2433654\n", got.Stdout)
+	}
+}
+
+// TestRefusals: bad tokens, bad credentials and a proplet forging another
+// proplet's events are refused, and the system keeps working.
+func TestRefusals(t *testing.T) {
+	add := exampletest.Build(t, "add")
+	s := newSystem(t)
+	s.startManager()
+	s.startProplet("edge-a")
+	s.waitAlive("edge-a")
+
+	// REST without and with a wrong token.
+	for _, tok := range []string{"", "wrong"} {
+		c, err := client.New("http://"+s.httpAddr, tok, client.Options{})
+		require.NoError(t, err)
+		_, err = c.ListTasks(context.Background(), client.ListFilter{})
+		var se *client.StatusError
+		require.True(t, errors.As(err, &se), "%v", err)
+		require.Equal(t, http.StatusUnauthorized, se.Code)
+	}
+	// Not a module.
+	_, err := s.client.CreateTask(context.Background(), standalone.TaskRequest{Name: "junk", File: []byte("MZ\x90\x00 not wasm")})
+	var se *client.StatusError
+	require.True(t, errors.As(err, &se))
+	require.Equal(t, http.StatusBadRequest, se.Code)
+
+	// A proplet with a wrong credential never joins.
+	bad := start(t, "proplet-bad", "proplet", "--broker", s.brokerURL, "--id", "edge-bad", "--token", "wrong",
+		"--cache-dir", filepath.Join(t.TempDir(), "bad"), "--log-level", "debug")
+	require.Eventually(t, func() bool { return bad.logContains("connect failed") }, 30*time.Second, 20*time.Millisecond)
+	ps, err := s.client.Proplets(context.Background())
+	require.NoError(t, err)
+	for _, p := range ps {
+		require.NotEqual(t, "edge-bad", p.ID)
+	}
+
+	// A task for edge-a, and an impostor with the join token trying to
+	// finish it by publishing on edge-a's event topic.
+	task := s.create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{1, 2}, PropletID: "edge-a", Suspend: true})
+	imp := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+s.mqttAddr).SetClientID("edge-evil").
+		SetUsername("edge-evil").SetPassword(s.token("edge-evil")).SetAutoReconnect(false))
+	tok := imp.Connect()
+	tok.Wait()
+	require.NoError(t, tok.Error())
+	forged, err := json.Marshal(wire.Event{V: wire.Version, TaskID: task.ID, Attempt: 1, Type: wire.EventSucceeded, Result: &wire.Result{Results: []float64{666}}})
+	require.NoError(t, err)
+	imp.Publish(wire.Topics{}.Events("edge-a"), 1, false, forged).Wait()
+	imp.Disconnect(0)
+
+	_, err = s.client.StartTask(context.Background(), task.ID)
+	require.NoError(t, err)
+	got := s.wait(task.ID)
+	require.Equal(t, "Succeeded", got.State)
+	require.Equal(t, []float64{3}, got.Results, "the forged result was refused")
+	require.True(t, s.manager.logContains("edge-evil"), "the broker logged the refusal")
+
+	// Oversized upload.
+	big := append([]byte{0, 'a', 's', 'm', 1, 0, 0, 0}, make([]byte, 40<<20)...)
+	up := s.create(standalone.TaskRequest{Name: "big"})
+	_, err = s.client.UploadWasm(context.Background(), up.ID, big)
+	require.True(t, errors.As(err, &se), "%v", err)
+	require.Equal(t, http.StatusRequestEntityTooLarge, se.Code)
+	select {
+	case <-s.manager.done:
+		t.Fatal("the manager exited")
+	default:
+	}
+}
