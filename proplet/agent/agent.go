@@ -1,8 +1,9 @@
 // Package agent is the proplet's MQTT side: it announces the proplet
 // (retained status, last-will, heartbeats), takes start/stop commands from
 // its own command topic, runs them through an Executor within a slot limit,
-// and reports events and FL updates through a persistent outbox so results
-// survive broker outages and proplet restarts. It also serves as the
+// and reports terminal events and FL updates through a persistent outbox so
+// results survive broker outages and proplet restarts (progress events are
+// best effort, see Agent.hint). It also serves as the
 // artifact relay client (Fetch) over the proplet's artifacts topics.
 package agent
 
@@ -46,7 +47,8 @@ type Config struct {
 	MemoryBytes int64
 	// HeartbeatInterval defaults to 5s.
 	HeartbeatInterval time.Duration
-	// StateDir holds the outbox and the attempt ledger; required.
+	// StateDir holds the outbox and the attempt ledger (StateDir/outbox);
+	// required.
 	StateDir string
 	Logger   *slog.Logger
 	Version  string
@@ -184,22 +186,23 @@ func New(cfg Config) (*Agent, error) {
 		finishing: map[wire.TaskRef]bool{},
 		fetches:   map[string]*assembly{},
 	}
+	// One log holds the outbox and the attempt ledger, so a final event
+	// and the ledger's record of the attempt share one fsync.
 	a.ob, err = outbox.Open(filepath.Join(cfg.StateDir, "outbox"), outbox.Options{
 		MaxEntries: cfg.OutboxMaxEntries, MaxBytes: cfg.OutboxMaxBytes, Logger: a.log, NoSync: cfg.NoSync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a.led, err = openLedger(cfg.StateDir, cfg.RememberFinished, !cfg.NoSync)
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
+	a.led = openLedger(a.ob, cfg.RememberFinished)
 	if err := a.failUnfinished(); err != nil {
+		_ = a.ob.Close()
 		return nil, err
 	}
 
 	will, err := wire.Encode(a.status(wire.StateOffline))
 	if err != nil {
+		_ = a.ob.Close()
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.opts = mqtt.NewClientOptions().
@@ -218,6 +221,9 @@ func New(cfg Config) (*Agent, error) {
 		SetKeepAlive(30*time.Second).
 		SetBinaryWill(a.topics.Status(cfg.ID), will, 1, true).
 		SetOrderMatters(true).
+		// A start command is acknowledged once its acceptance is durable
+		// (see Agent.start), not when the handler returns.
+		SetAutoAckDisabled(true).
 		// Queued messages of a persistent session arrive before our
 		// SUBSCRIBE completes; only a default handler sees them.
 		SetDefaultPublishHandler(a.onMessage)
@@ -332,7 +338,7 @@ loop:
 	if c := a.current(); c != nil {
 		c.client.Disconnect(250)
 	}
-	return errors.Join(a.ob.Close(), a.led.Close())
+	return a.ob.Close()
 }
 
 // flush waits until the outbox is empty or done fires.
@@ -373,11 +379,13 @@ func (a *Agent) mustEncode(msg any) []byte {
 func (a *Agent) onMessage(_ mqtt.Client, m mqtt.Message) {
 	switch m.Topic() {
 	case a.topics.Commands(a.cfg.ID):
-		a.onCommand(m.Payload())
+		a.onCommand(m.Payload(), m.Ack)
 	case a.topics.ArtifactChunks(a.cfg.ID):
 		a.onChunk(m.Payload())
+		m.Ack()
 	default:
 		a.log.Warn("message on unexpected topic", "topic", m.Topic())
+		m.Ack()
 	}
 }
 

@@ -31,47 +31,53 @@ func (a *Agent) sendLoop(ctx context.Context) {
 func (a *Agent) sendOn(ctx context.Context, c *conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	inflight := map[uint64]bool{}
+	// Messages become visible in sequence order, so everything above last
+	// is yet to be sent on c.
+	var last uint64
+	inflight := 0
 	acked := make(chan uint64)
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
 		blocked := false
-		for _, e := range a.ob.Pending() {
-			if len(inflight) >= a.cfg.InflightWindow {
+	fill:
+		for inflight < a.cfg.InflightWindow {
+			es := a.ob.PendingAfter(last, a.cfg.InflightWindow-inflight)
+			if len(es) == 0 {
 				break
 			}
-			if inflight[e.Seq] {
-				continue
-			}
-			msg, err := a.ob.Read(e.Seq)
-			if errors.Is(err, os.ErrNotExist) {
-				continue // dropped to make room meanwhile
-			}
-			if err != nil {
-				a.log.Error("outbox read", "seq", e.Seq, "err", err)
-				blocked = true
-				break
-			}
-			ack, err := a.publishAck(c, msg.Topic, false, msg.Payload)
-			if err != nil {
-				// Keep order: nothing after it goes out before it.
-				a.log.Debug("outbox publish deferred", "seq", e.Seq, "err", err)
-				blocked = true
-				break
-			}
-			inflight[e.Seq] = true
-			go func(seq uint64) {
-				select {
-				case <-ack:
-				case <-ctx.Done():
-					return
+			for _, e := range es {
+				msg, err := a.ob.Read(e.Seq)
+				if errors.Is(err, os.ErrNotExist) {
+					last = e.Seq
+					continue // dropped to make room meanwhile
 				}
-				select {
-				case acked <- seq:
-				case <-ctx.Done():
+				if err != nil {
+					a.log.Error("outbox read", "seq", e.Seq, "err", err)
+					blocked = true
+					break fill
 				}
-			}(e.Seq)
+				ack, err := a.publishAck(c, msg.Topic, false, msg.Payload)
+				if err != nil {
+					// Keep order: nothing after it goes out before it.
+					a.log.Debug("outbox publish deferred", "seq", e.Seq, "err", err)
+					blocked = true
+					break fill
+				}
+				last = e.Seq
+				inflight++
+				go func(seq uint64) {
+					select {
+					case <-ack:
+					case <-ctx.Done():
+						return
+					}
+					select {
+					case acked <- seq:
+					case <-ctx.Done():
+					}
+				}(e.Seq)
+			}
 		}
 		if blocked {
 			retry.Reset(time.Second)
@@ -82,7 +88,7 @@ func (a *Agent) sendOn(ctx context.Context, c *conn) {
 		case <-c.lost:
 			return
 		case seq := <-acked:
-			delete(inflight, seq)
+			inflight--
 			if err := a.ob.Remove(seq); err != nil {
 				a.log.Error("outbox remove", "seq", seq, "err", err)
 			}

@@ -31,30 +31,42 @@ func kindOf(eventType string) string {
 	return eventType
 }
 
-func (a *Agent) onCommand(payload []byte) {
+// onCommand handles a command. ack acknowledges its delivery to the
+// broker; until then a persistent session redelivers it after a crash, so
+// it is called only once what the command changed is durable.
+func (a *Agent) onCommand(payload []byte, ack func()) {
 	var cmd wire.Command
 	if err := wire.Decode(payload, &cmd); err != nil {
 		a.log.Warn("dropping undecodable command", "err", err)
+		ack()
 		return
 	}
 	switch {
 	case cmd.Type == wire.CommandStart && cmd.Start != nil:
-		a.start(*cmd.Start)
+		a.start(*cmd.Start, ack)
 	case cmd.Type == wire.CommandStop && cmd.Stop != nil:
 		a.stop(*cmd.Stop)
+		ack()
 	default:
 		a.log.Warn("dropping malformed command", "type", cmd.Type)
+		ack()
 	}
 }
 
-// start runs in paho's router goroutine, before the command is
-// acknowledged to the broker; everything it writes to disk is therefore
-// durable before the manager's message is consumed.
-func (a *Agent) start(st wire.StartTask) {
+// start runs in paho's router goroutine, so commands are handled in the
+// order they were sent, but it must not wait for the disk there: that
+// would serialise every acceptance behind its own fsync. The attempt's
+// goroutine makes the acceptance durable (sharing an fsync with whatever
+// else is being committed), acknowledges the command and only then runs
+// the module. A crash before that leaves the command unacknowledged, so
+// the broker redelivers it; a crash after it finds the acceptance in the
+// ledger. Either way the module runs at most once.
+func (a *Agent) start(st wire.StartTask, ack func()) {
 	ref := wire.TaskRef{TaskID: st.TaskID, Attempt: st.Attempt}
 	log := a.log.With("task", ref.TaskID, "attempt", ref.Attempt)
 	if ref.TaskID == "" {
 		log.Warn("dropping start without task id")
+		ack()
 		return
 	}
 
@@ -62,19 +74,27 @@ func (a *Agent) start(st wire.StartTask) {
 	if _, ok := a.running[ref]; ok || a.finishing[ref] || a.led.Seen(ref) {
 		a.mu.Unlock()
 		log.Info("duplicate start ignored")
-		return
-	}
-	if len(a.running) >= a.cfg.Slots {
-		a.mu.Unlock()
-		log.Warn("no free slot", "slots", a.cfg.Slots)
-		// Not recorded in the ledger: the manager may offer the same
-		// attempt again once a slot frees up.
-		a.emit(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventFailed,
-			Reason: wire.ReasonNoCapacity, Error: fmt.Sprintf("all %d slots busy", a.cfg.Slots)}, false)
+		ack()
 		return
 	}
 	if a.runCtx.Err() != nil {
 		a.mu.Unlock()
+		// Unacknowledged: the next process gets it again.
+		return
+	}
+	if len(a.running) >= a.cfg.Slots {
+		a.tasks.Add(1)
+		a.mu.Unlock()
+		log.Warn("no free slot", "slots", a.cfg.Slots)
+		// Not recorded in the ledger: the manager may offer the same
+		// attempt again once a slot frees up. Durable, so the manager
+		// learns to reschedule even across a crash.
+		go func() {
+			defer a.tasks.Done()
+			a.emit(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventFailed,
+				Reason: wire.ReasonNoCapacity, Error: fmt.Sprintf("all %d slots busy", a.cfg.Slots)}, false)
+			ack()
+		}()
 		return
 	}
 	ctx, cancel := context.WithCancel(a.runCtx)
@@ -83,12 +103,7 @@ func (a *Agent) start(st wire.StartTask) {
 	a.tasks.Add(1)
 	a.mu.Unlock()
 
-	if err := a.led.Accept(ref); err != nil {
-		log.Error("ledger", "err", err)
-	}
-	a.emit(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventAccepted}, true)
-	log.Info("task accepted")
-	go a.execute(ctx, st, ref, at)
+	go a.execute(ctx, st, ref, at, ack)
 }
 
 func (a *Agent) stop(sp wire.StopTask) {
@@ -103,14 +118,23 @@ func (a *Agent) stop(sp wire.StopTask) {
 	a.log.Info("stop", "task", ref.TaskID, "attempt", ref.Attempt, "running", ok, "reason", sp.Reason)
 }
 
-func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef, at *attempt) {
+func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef, at *attempt, ack func()) {
 	defer a.tasks.Done()
 	defer at.cancel()
+
+	if err := a.led.Accept(ref); err != nil {
+		// Running anyway keeps the proplet useful on a failing disk; the
+		// price is a possible second run should it also crash.
+		a.log.Error("ledger", "task", ref.TaskID, "attempt", ref.Attempt, "err", err)
+	}
+	ack()
+	a.hint(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventAccepted})
+	a.log.Debug("task accepted", "task", ref.TaskID, "attempt", ref.Attempt)
 
 	var once sync.Once
 	announce := func() {
 		once.Do(func() {
-			a.emit(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventRunning}, true)
+			a.hint(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventRunning})
 		})
 	}
 	begin := time.Now()
@@ -142,6 +166,7 @@ func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef
 		announce()
 	}
 
+	var msgs []outbox.Message
 	if out.FL != nil {
 		up := *out.FL
 		if up.TaskID == "" {
@@ -151,19 +176,23 @@ func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef
 		if up.Time.IsZero() {
 			up.Time = time.Now().UTC()
 		}
-		a.enqueue(a.topics.FLUpdates(a.cfg.ID), &up, eventKey(ref, "fl"), true)
+		if m, ok := a.message(a.topics.FLUpdates(a.cfg.ID), &up, eventKey(ref, "fl"), true); ok {
+			msgs = append(msgs, m)
+		}
 	}
-	a.emit(ev, true)
-	// Order matters for crash safety: the final event is on disk before the
-	// ledger says finished, and failUnfinished covers a crash in between.
-	if err := a.led.Finish(ref); err != nil {
-		a.log.Error("ledger", "err", err)
+	if m, ok := a.message(a.topics.Events(a.cfg.ID), a.stamp(ev), eventKey(ref, "final"), true); ok {
+		msgs = append(msgs, m)
+	}
+	// One commit: the FL update and the final event, then the ledger's
+	// finish. failUnfinished covers a crash before it.
+	if _, err := a.led.Finish(ref, msgs...); err != nil {
+		a.log.Error("final report not stored; it is lost", "task", ref.TaskID, "attempt", ref.Attempt, "err", err)
 	}
 
 	a.mu.Lock()
 	delete(a.finishing, ref)
 	a.mu.Unlock()
-	a.log.Info("task finished", "task", ref.TaskID, "attempt", ref.Attempt, "type", ev.Type,
+	a.log.Debug("task finished", "task", ref.TaskID, "attempt", ref.Attempt, "type", ev.Type,
 		"reason", ev.Reason, "took", time.Since(begin))
 }
 
@@ -179,30 +208,61 @@ func (a *Agent) runExecutor(ctx context.Context, st wire.StartTask, running func
 	return a.exec.Execute(ctx, st, running)
 }
 
-// emit queues an event for delivery. dedup=false is for reports that are
-// not tied to the attempt's lifecycle (NoCapacity rejections).
-func (a *Agent) emit(ev wire.Event, dedup bool) {
+func (a *Agent) stamp(ev wire.Event) *wire.Event {
 	ev.Instance = a.instance
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
-	key := ""
-	if dedup {
-		key = eventKey(wire.TaskRef{TaskID: ev.TaskID, Attempt: ev.Attempt}, kindOf(ev.Type))
-	}
-	terminal := ev.Type == wire.EventSucceeded || ev.Type == wire.EventFailed
-	a.enqueue(a.topics.Events(a.cfg.ID), &ev, key, terminal)
+	return &ev
 }
 
-func (a *Agent) enqueue(topic string, msg any, key string, terminal bool) {
-	payload, err := wire.Encode(msg)
+// hint publishes a progress event (accepted, running) at QoS 1 without the
+// outbox and without waiting for the broker. These events only refine what
+// the manager shows; it accepts an attempt's terminal event straight from
+// Scheduled, idempotently and in any order, so a hint lost with a
+// connection or a crash costs nothing, while making it durable would cost
+// two fsyncs per task. Only terminal events and FL updates, which carry
+// results that exist nowhere else, go through the outbox and are delivered
+// at least once across broker outages and restarts.
+func (a *Agent) hint(ev wire.Event) {
+	c := a.current()
+	if c == nil {
+		return
+	}
+	payload, err := wire.Encode(a.stamp(ev))
 	if err != nil {
 		a.log.Error("encode", "err", err)
 		return
 	}
-	if _, _, err := a.ob.Append(outbox.Message{Topic: topic, Payload: payload, Key: key, Terminal: terminal}); err != nil {
-		a.log.Error("outbox append failed; message lost", "topic", topic, "key", key, "err", err)
+	if _, err := a.publishAck(c, a.topics.Events(a.cfg.ID), false, payload); err != nil {
+		a.log.Debug("progress event not published", "task", ev.TaskID, "type", ev.Type, "err", err)
 	}
+}
+
+// emit durably queues a terminal event outside an attempt's lifecycle.
+// dedup=false is for reports that are not tied to the attempt's lifecycle
+// (NoCapacity rejections).
+func (a *Agent) emit(ev wire.Event, dedup bool) {
+	key := ""
+	if dedup {
+		key = eventKey(wire.TaskRef{TaskID: ev.TaskID, Attempt: ev.Attempt}, kindOf(ev.Type))
+	}
+	m, ok := a.message(a.topics.Events(a.cfg.ID), a.stamp(ev), key, true)
+	if !ok {
+		return
+	}
+	if _, _, err := a.ob.Append(m); err != nil {
+		a.log.Error("outbox append failed; message lost", "topic", m.Topic, "key", key, "err", err)
+	}
+}
+
+func (a *Agent) message(topic string, msg any, key string, terminal bool) (outbox.Message, bool) {
+	payload, err := wire.Encode(msg)
+	if err != nil {
+		a.log.Error("encode", "err", err)
+		return outbox.Message{}, false
+	}
+	return outbox.Message{Topic: topic, Payload: payload, Key: key, Terminal: terminal}, true
 }
 
 // failUnfinished reports attempts that a previous process accepted but
@@ -213,11 +273,15 @@ func (a *Agent) failUnfinished() error {
 		pendingFinal[e.Key] = true
 	}
 	for _, ref := range a.led.Unfinished() {
+		var msgs []outbox.Message
 		if !pendingFinal[eventKey(ref, "final")] {
-			a.emit(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventFailed,
-				Reason: wire.ReasonStopped, Error: "proplet restarted while the attempt was running"}, true)
+			ev := wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventFailed,
+				Reason: wire.ReasonStopped, Error: "proplet restarted while the attempt was running"}
+			if m, ok := a.message(a.topics.Events(a.cfg.ID), a.stamp(ev), eventKey(ref, "final"), true); ok {
+				msgs = append(msgs, m)
+			}
 		}
-		if err := a.led.Finish(ref); err != nil {
+		if _, err := a.led.Finish(ref, msgs...); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
 	}
