@@ -105,7 +105,7 @@ func TestManagerKilledMidRun(t *testing.T) {
 // TestPropletKilledTasksRetried: a proplet dies with tasks running; they
 // finish on the other proplet.
 func TestPropletKilledTasksRetried(t *testing.T) {
-	spin := exampletest.Build(t, "cpu")
+	cpu := exampletest.Build(t, "cpu")
 	s := newSystem(t)
 	s.startManager()
 	victim := s.startProplet("edge-a", "--slots", "3")
@@ -113,7 +113,7 @@ func TestPropletKilledTasksRetried(t *testing.T) {
 
 	var ids []string
 	for range 3 {
-		ids = append(ids, s.create(standalone.TaskRequest{Name: "long", File: spin, CLIArgs: []string{"40000000"}, MaxAttempts: 2}).ID)
+		ids = append(ids, s.create(standalone.TaskRequest{Name: "long", File: cpu, CLIArgs: []string{"15000000"}, MaxAttempts: 2}).ID)
 	}
 	require.Eventually(t, func() bool {
 		l, err := s.client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}, PropletID: "edge-a"})
@@ -129,7 +129,7 @@ func TestPropletKilledTasksRetried(t *testing.T) {
 		require.Equal(t, "edge-b", got.PropletID)
 		require.Equal(t, 2, got.Attempt)
 		require.Contains(t, got.LastFailure, "PropletLost", "the retry says why")
-		require.Equal(t, "2433654\n", got.Stdout)
+		require.Equal(t, "970704\n", got.Stdout)
 	}
 }
 

@@ -54,7 +54,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func start(t *testing.T, name string, args ...string) *proc {
+func start(t testing.TB, name string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(logPath)
@@ -92,7 +92,7 @@ func (p *proc) kill() {
 }
 
 // stop sends SIGTERM and waits for a graceful exit.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	select {
@@ -107,7 +107,7 @@ func (p *proc) logContains(s string) bool {
 	return bytes.Contains(b, []byte(s))
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -117,7 +117,7 @@ func freeAddr(t *testing.T) string {
 
 // system is one manager with its proplets.
 type system struct {
-	t        *testing.T
+	t        testing.TB
 	dataDir  string
 	httpAddr string
 	mqttAddr string
@@ -135,7 +135,7 @@ type externalBroker struct {
 	secrets       map[string]string
 }
 
-func newSystem(t *testing.T) *system {
+func newSystem(t testing.TB) *system {
 	s := &system{t: t, dataDir: t.TempDir(), httpAddr: freeAddr(t), mqttAddr: freeAddr(t), proplets: map[string]*proc{}}
 	s.brokerURL = "mqtt://" + s.mqttAddr
 	return s
