@@ -2,9 +2,9 @@
 // file holding tasks, their secondary indexes and known proplets.
 //
 // Durability: a nil error from any write means the transaction was fsynced.
-// Throughput comes from sharing that fsync: concurrent writers are grouped
-// into one transaction with bbolt's DB.Batch, while a lone writer commits
-// directly so it does not pay the batch delay.
+// Throughput comes from sharing that fsync (group commit, see commit.go):
+// writes that arrive while a commit is in progress all go into the next
+// transaction, so a lone writer pays one commit and many writers share one.
 //
 // Layout (all keys sort by task id within a prefix, so lists come out in
 // id order without sorting):
@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -44,9 +43,8 @@ var ErrLocked = errors.New("database is locked by another process")
 
 // Defaults for Options' zero values.
 const (
-	DefaultLockTimeout   = 2 * time.Second
-	DefaultMaxBatchSize  = 1000
-	DefaultMaxBatchDelay = 2 * time.Millisecond
+	DefaultLockTimeout  = 2 * time.Second
+	DefaultMaxBatchSize = 1000
 )
 
 const schemaVersion = 1
@@ -76,19 +74,15 @@ type Options struct {
 	// LockTimeout bounds the wait for another process to release the
 	// file; 0 means DefaultLockTimeout, negative waits forever.
 	LockTimeout time.Duration
-	// MaxBatchSize caps how many writes share one transaction.
+	// MaxBatchSize caps how many writes share one transaction, bounding
+	// the work lost to a re-run when one of them fails.
 	MaxBatchSize int
-	// MaxBatchDelay is how long the first write of a batch waits for
-	// company. Larger values trade latency under light concurrency for
-	// fewer fsyncs under heavy concurrency.
-	MaxBatchDelay time.Duration
 }
 
 // Store implements orchestration.Store on bbolt.
 type Store struct {
 	db *bbolt.DB
-	// writers counts writes in flight; a lone writer skips the batch delay.
-	writers atomic.Int64
+	gc *groupCommit
 }
 
 var _ orchestration.Store = (*Store)(nil)
@@ -114,19 +108,15 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	db.MaxBatchSize = DefaultMaxBatchSize
-	if opts.MaxBatchSize > 0 {
-		db.MaxBatchSize = opts.MaxBatchSize
-	}
-	db.MaxBatchDelay = DefaultMaxBatchDelay
-	if opts.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = opts.MaxBatchDelay
-	}
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	batch := DefaultMaxBatchSize
+	if opts.MaxBatchSize > 0 {
+		batch = opts.MaxBatchSize
+	}
+	return &Store{db: db, gc: startGroupCommit(db, batch)}, nil
 }
 
 func initSchema(tx *bbolt.Tx) error {
@@ -145,23 +135,21 @@ func initSchema(tx *bbolt.Tx) error {
 	return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, schemaVersion))
 }
 
-// Close releases the file; the Store must not be used afterwards.
+// Close waits for writes in flight, then releases the file. Later writes
+// fail with ErrClosed.
 func (s *Store) Close() error {
+	s.gc.stop()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("bolt: close: %w", err)
 	}
 	return nil
 }
 
-// write commits fn durably. Concurrent writers share a transaction (and an
-// fsync) through DB.Batch, which may run fn more than once; every fn here
-// resets its captured results first, so a re-run is harmless.
+// write commits fn durably, sharing the transaction with concurrent
+// writes. fn may run more than once (see groupCommit), so every fn here
+// resets what it captured before doing anything else.
 func (s *Store) write(fn func(*bbolt.Tx) error) error {
-	defer s.writers.Add(-1)
-	if s.writers.Add(1) == 1 {
-		return s.db.Update(fn)
-	}
-	return s.db.Batch(fn)
+	return s.gc.do(fn)
 }
 
 // CreateTask implements orchestration.TaskStore.
@@ -181,7 +169,7 @@ func (s *Store) CreateTask(ctx context.Context, t orchestration.Task) error {
 	var exists bool
 	err = s.write(func(tx *bbolt.Tx) error {
 		// Rejections are reported through exists, not as a tx error: an
-		// error would make Batch roll back and re-run every write in it.
+		// error would roll back and re-run every write sharing the tx.
 		exists = false
 		tasks := tx.Bucket(bucketTasks)
 		if tasks.Get(id) != nil {

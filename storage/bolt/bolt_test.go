@@ -77,3 +77,23 @@ func TestReopenKeepsTasksAndIndexes(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []orchestration.Proplet{{ID: "p-1", Slots: 2}}, ps)
 }
+
+func TestWritesAfterCloseAndPanickingUpdate(t *testing.T) {
+	ctx := t.Context()
+	s := openT(t, filepath.Join(t.TempDir(), "propeller.db"))
+	require.NoError(t, s.CreateTask(ctx, storetest.NewTask("t-1", orchestration.PhasePending)))
+	// A panicking UpdateFunc panics in its caller and leaves the shared
+	// committer working.
+	require.Panics(t, func() {
+		_, _ = s.UpdateTask(ctx, "t-1", func(*orchestration.Task) error { panic("boom") })
+	})
+	got, err := s.UpdateTask(ctx, "t-1", func(tk *orchestration.Task) error {
+		tk.Status.Attempt = 7
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 7, got.Status.Attempt)
+
+	require.NoError(t, s.Close())
+	require.ErrorIs(t, s.CreateTask(ctx, storetest.NewTask("t-2", orchestration.PhasePending)), bolt.ErrClosed)
+}
