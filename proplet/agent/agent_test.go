@@ -299,6 +299,7 @@ func TestOutboxSurvivesRestart(t *testing.T) {
 	px.Cut(true)
 	fx.release(task)
 	require.Eventually(t, func() bool { return a.Pending() > 0 }, waitFor, 5*time.Millisecond)
+	require.Equal(t, 1, a.Pending(), "only the terminal event is kept; progress events are hints")
 	a.Stop(t)
 
 	cfg.BrokerURL = b.URL()

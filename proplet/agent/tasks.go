@@ -14,6 +14,10 @@ import (
 type attempt struct {
 	cancel  context.CancelFunc
 	stopped bool // a stop command asked for it; guarded by Agent.mu
+	// accepted is closed once the acceptance is durable. A redelivered
+	// start is acknowledged only after it, or a crash in between would
+	// lose the command with nothing on disk to show for it.
+	accepted chan struct{}
 }
 
 // eventKey names one logical message of one attempt in the outbox, so the
@@ -71,7 +75,16 @@ func (a *Agent) start(st wire.StartTask, ack func()) {
 	}
 
 	a.mu.Lock()
-	if _, ok := a.running[ref]; ok || a.finishing[ref] || a.led.Seen(ref) {
+	if at, ok := a.running[ref]; ok {
+		a.mu.Unlock()
+		log.Info("duplicate start ignored")
+		go func() {
+			<-at.accepted
+			ack()
+		}()
+		return
+	}
+	if a.finishing[ref] || a.led.Seen(ref) {
 		a.mu.Unlock()
 		log.Info("duplicate start ignored")
 		ack()
@@ -98,7 +111,7 @@ func (a *Agent) start(st wire.StartTask, ack func()) {
 		return
 	}
 	ctx, cancel := context.WithCancel(a.runCtx)
-	at := &attempt{cancel: cancel}
+	at := &attempt{cancel: cancel, accepted: make(chan struct{})}
 	a.running[ref] = at
 	a.tasks.Add(1)
 	a.mu.Unlock()
@@ -127,6 +140,7 @@ func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef
 		// price is a possible second run should it also crash.
 		a.log.Error("ledger", "task", ref.TaskID, "attempt", ref.Attempt, "err", err)
 	}
+	close(at.accepted)
 	ack()
 	a.hint(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventAccepted})
 	a.log.Debug("task accepted", "task", ref.TaskID, "attempt", ref.Attempt)
