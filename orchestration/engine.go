@@ -170,16 +170,25 @@ func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (Task, error) {
 		t.Status.Reason = ReasonSuspended
 	}
 	unlock := e.lock(t.ID)
+	// With no backlog, place the task before storing it: one durable
+	// write instead of two on the path to the proplet.
+	placed := !spec.Suspend && e.placeNow(&t, now)
 	if err := e.store.CreateTask(ctx, t); err != nil {
+		if placed {
+			e.release(t.ID)
+		}
 		unlock()
 		return Task{}, fmt.Errorf("create task: %w", err)
 	}
 	e.observe(t)
-	if !spec.Suspend {
+	switch {
+	case placed:
+		e.send(ctx, t)
+	case !spec.Suspend:
 		e.enqueue(t)
 	}
 	unlock()
-	if !spec.Suspend {
+	if !placed && !spec.Suspend {
 		e.schedule(ctx)
 		// Answer with where the task stands now, usually Scheduled.
 		if cur, err := e.store.GetTask(ctx, t.ID); err == nil {
@@ -187,6 +196,47 @@ func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (Task, error) {
 		}
 	}
 	return t, nil
+}
+
+// placeNow picks a proplet for a new task when nothing waits ahead of it,
+// reserves the slot and marks t Scheduled. Callers hold t's lock.
+func (e *Engine) placeNow(t *Task, now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.pending) > 0 {
+		return false // FIFO: the queue goes first
+	}
+	p := e.pick(&waiting{propletID: t.Spec.PropletID, selector: t.Spec.Selector})
+	if p == nil {
+		return false
+	}
+	e.markScheduled(t, p.ID, now)
+	p.assigned[t.ID] = struct{}{}
+	e.flights[t.ID] = &flight{propletID: p.ID, attempt: t.Status.Attempt, deadline: t.Status.Deadline}
+	return true
+}
+
+// markScheduled starts a new attempt of t on a proplet.
+func (e *Engine) markScheduled(t *Task, propletID string, now time.Time) {
+	st := &t.Status
+	st.Phase = PhaseScheduled
+	st.Attempt++
+	st.PropletID = propletID
+	st.ScheduledAt = now
+	st.NotBefore = time.Time{}
+	st.Deadline = now.Add(e.timeout(t) + e.cfg.DeadlineGrace)
+	if st.Reason == ReasonUnschedulable {
+		st.Reason, st.Message = "", ""
+	}
+}
+
+// send delivers the start command of t's current attempt; a failed
+// delivery fails the attempt. Callers hold t's lock.
+func (e *Engine) send(ctx context.Context, t Task) {
+	if err := e.disp.StartTask(ctx, t.Status.PropletID, t); err != nil {
+		e.log.Warn("start command not delivered", "task", t.ID, "proplet", t.Status.PropletID, "err", err)
+		e.failAttemptLocked(ctx, t.ID, t.Status.Attempt, ReasonDispatchFailed, err.Error())
+	}
 }
 
 // Start releases a suspended task for scheduling.
@@ -582,16 +632,7 @@ func (e *Engine) dispatch(ctx context.Context, pl placement) {
 		if t.Status.Phase != PhasePending || t.Spec.Suspend {
 			return ErrNoChange
 		}
-		st := &t.Status
-		st.Phase = PhaseScheduled
-		st.Attempt++
-		st.PropletID = pl.propletID
-		st.ScheduledAt = now
-		st.NotBefore = time.Time{}
-		st.Deadline = now.Add(e.timeout(t) + e.cfg.DeadlineGrace)
-		if st.Reason == ReasonUnschedulable {
-			st.Reason, st.Message = "", ""
-		}
+		e.markScheduled(t, pl.propletID, now)
 		return nil
 	})
 	if err != nil {
@@ -613,10 +654,7 @@ func (e *Engine) dispatch(ctx context.Context, pl placement) {
 		f.deadline = t.Status.Deadline
 	}
 	e.mu.Unlock()
-	if err := e.disp.StartTask(ctx, pl.propletID, t); err != nil {
-		e.log.Warn("start command not delivered", "task", t.ID, "proplet", pl.propletID, "err", err)
-		e.failAttemptLocked(ctx, t.ID, t.Status.Attempt, ReasonDispatchFailed, err.Error())
-	}
+	e.send(ctx, t)
 }
 
 // failAttemptLocked fails attempt `attempt` of a task on the engine's own

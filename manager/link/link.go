@@ -8,6 +8,7 @@ package link
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -51,7 +52,7 @@ type BlobSource interface {
 const (
 	DefaultChunkSize = 256 << 10
 	DefaultInlineMax = 64 << 10
-	defaultWorkers   = 4
+	defaultWorkers   = 64
 	maxRelays        = 4
 	relayWindow      = 8
 )
@@ -82,8 +83,8 @@ type Config struct {
 	// means DefaultInlineMax, negative disables inlining.
 	InlineMax int
 	// Workers is the number of goroutines handling incoming messages; 0
-	// means 4. Messages of one proplet are always handled in order by the
-	// same worker.
+	// means 64. A proplet's status and heartbeats, and a task's events, are
+	// always handled in order by the same worker.
 	Workers int
 	// ObserveDispatch, when set, is called with the publish-to-PUBACK
 	// latency of every successful command (for a histogram).
@@ -351,14 +352,28 @@ func (l *Link) onConnect(c mqtt.Client) {
 }
 
 // enqueue is paho's handler: it must return at once.
+//
+// Messages are sharded so that what must stay ordered does: a proplet's
+// status and heartbeats by proplet, a task's events by task. Events of
+// different tasks of one busy proplet are handled in parallel, which lets
+// the store commit many of them per fsync.
 func (l *Link) enqueue(_ mqtt.Client, m mqtt.Message) {
 	l.received.Add(1)
-	id, _, err := l.topics.Parse(m.Topic())
+	id, kind, err := l.topics.Parse(m.Topic())
 	if err != nil {
 		id = ""
 	}
+	key := id
+	if kind == wire.KindEvents || kind == wire.KindFLUpdates {
+		var ref struct {
+			TaskID string `json:"task_id"`
+		}
+		if json.Unmarshal(m.Payload(), &ref) == nil && ref.TaskID != "" {
+			key = ref.TaskID
+		}
+	}
 	h := fnv.New32a()
-	h.Write([]byte(id))
+	h.Write([]byte(key))
 	l.shards[h.Sum32()%uint32(len(l.shards))].push(m)
 }
 
