@@ -370,22 +370,39 @@ func (e *Engine) RecordEvent(ctx context.Context, ev TaskEvent) (bool, error) {
 	return true, nil
 }
 
+// applies reports whether ev would change t: it is for t's current
+// attempt, from t's proplet, and moves t forward.
+func applies(t *Task, ev TaskEvent) bool {
+	st := &t.Status
+	if st.Attempt != ev.Attempt || (st.Phase != PhaseScheduled && st.Phase != PhaseRunning) ||
+		(ev.PropletID != "" && st.PropletID != ev.PropletID) {
+		return false
+	}
+	switch ev.Type {
+	case EventRunning:
+		return st.Phase == PhaseScheduled
+	case EventSucceeded, EventFailed:
+		return true
+	}
+	return false // accepted changes nothing the engine records
+}
+
 func (e *Engine) recordLocked(ctx context.Context, ev TaskEvent) (applied, retried bool, err error) {
+	// Most ignorable events (hints, duplicates, stale attempts) are told
+	// apart with a read, sparing a write transaction and its fsync.
+	if cur, err := e.store.GetTask(ctx, ev.TaskID); err != nil {
+		return false, false, err
+	} else if !applies(&cur, ev) {
+		return false, false, nil
+	}
 	now := e.clock.Now()
 	t, err := e.update(ctx, ev.TaskID, func(t *Task) error {
 		st := &t.Status
-		if st.Phase.Terminal() || st.Attempt != ev.Attempt ||
-			(st.Phase != PhaseScheduled && st.Phase != PhaseRunning) ||
-			(ev.PropletID != "" && st.PropletID != ev.PropletID) {
+		if !applies(t, ev) {
 			return ErrNoChange
 		}
 		switch ev.Type {
-		case EventAccepted:
-			return ErrNoChange
 		case EventRunning:
-			if st.Phase != PhaseScheduled {
-				return ErrNoChange
-			}
 			st.Phase = PhaseRunning
 			st.StartedAt = now
 			st.Reason, st.Message = "", ""

@@ -99,10 +99,11 @@ func TestTaskOutcomes(t *testing.T) {
 		want     []string
 		reason   string
 	}{
-		{"success", "ok", []string{wire.EventAccepted, wire.EventRunning, wire.EventSucceeded}, ""},
-		{"trap", "trap", []string{wire.EventAccepted, wire.EventRunning, wire.EventFailed}, wire.ReasonTrap},
-		{"fails before running", "fail-early", []string{wire.EventAccepted, wire.EventFailed}, wire.ReasonArtifact},
-		{"executor panic", "panic", []string{wire.EventAccepted, wire.EventRunning, wire.EventFailed}, wire.ReasonInvalidTask},
+		// Attempts that end within hintDelay send only their terminal event.
+		{"success", "ok", []string{wire.EventSucceeded}, ""},
+		{"trap", "trap", []string{wire.EventFailed}, wire.ReasonTrap},
+		{"fails before running", "fail-early", []string{wire.EventFailed}, wire.ReasonArtifact},
+		{"executor panic", "panic", []string{wire.EventFailed}, wire.ReasonInvalidTask},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -365,4 +366,25 @@ func TestConfigValidation(t *testing.T) {
 		_, err := agent.New(cfg)
 		require.NoError(t, err, u)
 	}
+}
+
+// TestProgressHintsForLongTasks: an attempt still running after the hint
+// delay reports accepted and running before its terminal event.
+func TestProgressHintsForLongTasks(t *testing.T) {
+	b := startMochi(t)
+	m := newManager(t, b.URL())
+	id := randID("p-")
+	fx := newFakeExec()
+	startOnline(t, m, testConfig(t, b.URL(), id), fx)
+
+	task := randID("t-")
+	m.start(t, id, wire.StartTask{TaskID: task, Attempt: 1, Function: "block"})
+	m.waitEvent(t, task, wire.EventRunning)
+	fx.release(task)
+	m.waitEvent(t, task, wire.EventSucceeded)
+	var types []string
+	for _, e := range m.eventsOf(task) {
+		types = append(types, e.Type)
+	}
+	require.Equal(t, []string{wire.EventAccepted, wire.EventRunning, wire.EventSucceeded}, types)
 }

@@ -142,17 +142,12 @@ func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef
 	}
 	close(at.accepted)
 	ack()
-	a.hint(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventAccepted})
 	a.log.Debug("task accepted", "task", ref.TaskID, "attempt", ref.Attempt)
 
-	var once sync.Once
-	announce := func() {
-		once.Do(func() {
-			a.hint(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventRunning})
-		})
-	}
+	prog := a.newProgress(ref)
 	begin := time.Now()
-	out := a.runExecutor(ctx, st, announce)
+	out := a.runExecutor(ctx, st, prog.running)
+	prog.finish()
 
 	// Free the slot before the final event can reach the manager, which
 	// may offer the slot again right away; finishing still blocks a
@@ -175,9 +170,6 @@ func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef
 		}
 	} else {
 		ev.Type = wire.EventSucceeded
-		// An executor that forgot to announce still ran the module; keep
-		// the documented accepted -> running -> succeeded order.
-		announce()
 	}
 
 	var msgs []outbox.Message
@@ -228,6 +220,63 @@ func (a *Agent) stamp(ev wire.Event) *wire.Event {
 		ev.Time = time.Now().UTC()
 	}
 	return &ev
+}
+
+// hintDelay is how long an attempt runs before its progress hints go out.
+// Most tasks finish sooner, and then their terminal event alone tells the
+// manager everything: no hint message, no store write for it.
+const hintDelay = 20 * time.Millisecond
+
+// progress sends an attempt's accepted and running hints, late and only if
+// the attempt is still going by then.
+type progress struct {
+	a       *Agent
+	ref     wire.TaskRef
+	mu      sync.Mutex
+	timer   *time.Timer
+	sent    bool // accepted went out
+	started bool // the module runs
+	done    bool
+}
+
+func (a *Agent) newProgress(ref wire.TaskRef) *progress {
+	p := &progress{a: a, ref: ref}
+	p.timer = time.AfterFunc(hintDelay, p.fire)
+	return p
+}
+
+func (p *progress) fire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	p.sent = true
+	p.a.hint(wire.Event{TaskID: p.ref.TaskID, Attempt: p.ref.Attempt, Type: wire.EventAccepted})
+	if p.started {
+		p.a.hint(wire.Event{TaskID: p.ref.TaskID, Attempt: p.ref.Attempt, Type: wire.EventRunning})
+	}
+}
+
+// running is the executor's callback when the module starts.
+func (p *progress) running() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.done {
+		return
+	}
+	p.started = true
+	if p.sent {
+		p.a.hint(wire.Event{TaskID: p.ref.TaskID, Attempt: p.ref.Attempt, Type: wire.EventRunning})
+	}
+}
+
+// finish suppresses hints once the terminal event is on its way.
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done = true
+	p.timer.Stop()
 }
 
 // hint publishes a progress event (accepted, running) at QoS 1 without the
