@@ -79,6 +79,8 @@ type APIConfig struct {
 	Ready func() error
 	// Metrics serves /metrics; nil disables it.
 	Metrics http.Handler
+	// FL serves the federated-learning routes; nil disables them.
+	FL *FLAPI
 }
 
 // NewAPI builds the echo server with every route.
@@ -118,6 +120,7 @@ func NewAPI(cfg APIConfig) (*echo.Echo, error) {
 	g.GET("/proplets", a.listProplets)
 	g.GET("/proplets/:id", a.getProplet)
 	g.DELETE("/proplets/:id", a.deleteProplet)
+	registerFL(g, cfg)
 	return e, nil
 }
 

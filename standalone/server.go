@@ -159,6 +159,8 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics := newMetrics()
 	linkCfg.ObserveDispatch = metrics.observeDispatch
 	sink := &engineSink{}
+	flh := &flHook{}
+	linkCfg.FL = flh
 	mqttLink, err := link.New(linkCfg, sink)
 	if err != nil {
 		return err
@@ -168,7 +170,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Store:      store,
 		Dispatcher: mqttLink,
 		Logger:     log,
-		Observer:   metrics.observeTask,
+		Observer:   flh.observer(metrics.observeTask),
 	})
 	if err != nil {
 		return err
@@ -178,6 +180,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	metrics.register(engine, store, mqttLink)
+	flc, flDone, err := startFL(ctx, flh, engine, store, blobStore, log)
+	if err != nil {
+		return err
+	}
 
 	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = mqttLink.Start(connectCtx)
@@ -204,6 +210,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		},
 		Metrics: metrics.handler(),
+		FL:      &FLAPI{Jobs: flc, Blobs: blobStore},
 	})
 	if err != nil {
 		return err
@@ -238,6 +245,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
 	<-engineDone
+	<-flDone
 	return nil
 }
 

@@ -1,0 +1,139 @@
+package standalone_test
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/absmach/propeller/api/safetensors"
+	"github.com/absmach/propeller/manager/blobs"
+	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/orchestration/fl"
+	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/storage/memory"
+)
+
+func newFLRig(t *testing.T) (*apiRig, *fl.Coordinator, *orchestration.Engine) {
+	t.Helper()
+	disp := &recordingDispatcher{}
+	eng, err := orchestration.New(orchestration.Config{}, orchestration.Deps{Store: memory.New(), Dispatcher: disp, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	bs, err := blobs.Open(t.TempDir())
+	require.NoError(t, err)
+	c, err := fl.New(fl.Config{}, fl.Deps{Store: memory.NewFLStore(), Engine: eng, Blobs: bs, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	e, err := standalone.NewAPI(standalone.APIConfig{Engine: eng, Blobs: bs, Token: token, MaxUploadBytes: 1 << 20,
+		FL: &standalone.FLAPI{Jobs: c, Blobs: bs}})
+	require.NoError(t, err)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return &apiRig{t: t, srv: srv, eng: eng, disp: disp}, c, eng
+}
+
+func TestFederatedJobsAPI(t *testing.T) {
+	r, c, _ := newFLRig(t)
+	model, err := safetensors.EncodeF32(map[string][]float32{"w": {0, 0}}, nil, nil)
+	require.NoError(t, err)
+	body := func(v map[string]any) []byte {
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		return b
+	}
+	spec := map[string]any{
+		"experimentId": "e1",
+		"initialModel": model,
+		"taskWasm":     wasmHeader,
+		"participants": []map[string]any{{"propletId": "p1"}, {"propletId": "p2"}},
+		"kOfN":         2,
+		"rounds":       map[string]any{"total": 1},
+		"aggregator":   map[string]any{"algorithm": "fedmedian"},
+	}
+	code, job := r.do(http.MethodPost, "/federated-jobs", "application/json", body(spec), "Bearer "+token)
+	require.Equal(t, http.StatusCreated, code, job)
+	id := job["id"].(string)
+	status := job["status"].(map[string]any)
+	require.Equal(t, "Running", status["phase"])
+	require.EqualValues(t, 1, status["currentRound"])
+	rounds := status["rounds"].([]any)
+	require.Len(t, rounds[0].(map[string]any)["participants"], 2)
+
+	code, got := r.do(http.MethodGet, "/federated-jobs/"+id, "", nil, "Bearer "+token)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, id, got["id"])
+	code, list := r.do(http.MethodGet, "/federated-jobs", "", nil, "Bearer "+token)
+	require.Equal(t, http.StatusOK, code)
+	require.Len(t, list["jobs"], 1)
+	code, cps := r.do(http.MethodGet, "/federated-jobs/"+id+"/checkpoints", "", nil, "Bearer "+token)
+	require.Equal(t, http.StatusOK, code)
+	require.Empty(t, cps["checkpoints"])
+
+	// The initial model is served by digest.
+	modelDigest := status["modelDigest"].(string)
+	req, err := http.NewRequest(http.MethodGet, r.srv.URL+"/models/"+modelDigest, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_ = resp.Body.Close()
+
+	code, stopped := r.do(http.MethodPost, "/federated-jobs/"+id+"/stop", "", nil, "Bearer "+token)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "Stopped", stopped["status"].(map[string]any)["phase"])
+	code, _ = r.do(http.MethodPost, "/federated-jobs/"+id+"/stop", "", nil, "Bearer "+token)
+	require.Equal(t, http.StatusConflict, code)
+
+	j, err := c.Get(t.Context(), id)
+	require.NoError(t, err)
+	require.Equal(t, fl.JobStopped, j.Status.Phase)
+}
+
+func TestFederatedJobsAPIRefusals(t *testing.T) {
+	r, _, _ := newFLRig(t)
+	model, err := safetensors.EncodeF32(map[string][]float32{"w": {0}}, nil, nil)
+	require.NoError(t, err)
+	base := func() map[string]any {
+		return map[string]any{
+			"initialModel": model, "taskWasm": wasmHeader,
+			"participants": []map[string]any{{"propletId": "p1"}}, "rounds": map[string]any{"total": 1},
+		}
+	}
+	tests := []struct {
+		name string
+		mod  func(map[string]any)
+		code int
+	}{
+		{"unknown field", func(m map[string]any) { m["bogus"] = 1 }, http.StatusBadRequest},
+		{"not a model", func(m map[string]any) { m["initialModel"] = []byte("junk") }, http.StatusBadRequest},
+		{"not wasm", func(m map[string]any) { m["taskWasm"] = []byte("junk") }, http.StatusBadRequest},
+		{"model twice", func(m map[string]any) { m["modelRef"] = "blob://sha256:00" }, http.StatusBadRequest},
+		{"no rounds", func(m map[string]any) { m["rounds"] = map[string]any{"total": 0} }, http.StatusBadRequest},
+		{"bad algorithm", func(m map[string]any) { m["aggregator"] = map[string]any{"algorithm": "x"} }, http.StatusBadRequest},
+		{"missing model blob", func(m map[string]any) {
+			delete(m, "initialModel")
+			m["modelRef"] = "blob://sha256:" + "0000000000000000000000000000000000000000000000000000000000000000"
+		}, http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := base()
+			tc.mod(m)
+			b, err := json.Marshal(m)
+			require.NoError(t, err)
+			code, body := r.do(http.MethodPost, "/federated-jobs", "application/json", b, "Bearer "+token)
+			require.Equal(t, tc.code, code, body)
+		})
+	}
+	for _, path := range []string{"/federated-jobs/nope", "/federated-jobs/nope/checkpoints", "/models/sha256:" + "1111111111111111111111111111111111111111111111111111111111111111"} {
+		code, _ := r.do(http.MethodGet, path, "", nil, "Bearer "+token)
+		require.Equal(t, http.StatusNotFound, code, path)
+	}
+	code, _ := r.do(http.MethodGet, "/models/xyz", "", nil, "Bearer "+token)
+	require.Equal(t, http.StatusBadRequest, code)
+	code, _ = r.do(http.MethodGet, "/federated-jobs", "", nil, "")
+	require.Equal(t, http.StatusUnauthorized, code)
+}
