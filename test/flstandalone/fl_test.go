@@ -1,0 +1,186 @@
+package flstandalone
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/stretchr/testify/require"
+
+	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/examples/fl/digits"
+	"github.com/absmach/propeller/orchestration/fl"
+)
+
+// trainSamples is the size of the training split every round covers when
+// all three shards report.
+const trainSamples = 1438
+
+// requireRoundsSound checks every closed round counts each participant at
+// most once and that checkpoints match closed rounds one to one.
+func requireRoundsSound(t *testing.T, j fl.Job) {
+	t.Helper()
+	closed := 0
+	for _, r := range j.Status.Rounds {
+		seen := map[string]bool{}
+		var total int64
+		for _, u := range r.Updates {
+			require.False(t, seen[u.TaskID], "round %s counts task %s twice", r.ID, u.TaskID)
+			require.False(t, seen[u.PropletID], "round %s counts proplet %s twice", r.ID, u.PropletID)
+			seen[u.TaskID], seen[u.PropletID] = true, true
+			total += u.NumSamples
+		}
+		if r.Phase == fl.RoundClosed {
+			require.Equal(t, total, j.Status.Checkpoints[closed].TotalSamples)
+			require.Equal(t, r.Checkpoint, j.Status.Checkpoints[closed].Digest)
+			closed++
+		}
+	}
+	require.Len(t, j.Status.Checkpoints, closed)
+}
+
+// Three proplets train for several rounds; the final global model is
+// within two points of the same model trained centrally by this test.
+func TestFederatedMatchesCentralised(t *testing.T) {
+	const rounds = 4
+	s := newSystem(t, "p1", "p2", "p3")
+	j := s.create(jobSpec(t, rounds, nil))
+	j = s.waitDone(j.ID)
+	require.Equal(t, fl.JobSucceeded, j.Status.Phase, j.Status.Message)
+	requireRoundsSound(t, j)
+	require.Len(t, j.Status.Checkpoints, rounds)
+	for i, c := range j.Status.Checkpoints {
+		require.Equal(t, i+1, c.Round)
+		require.Equal(t, int64(trainSamples), c.TotalSamples)
+		require.ElementsMatch(t, []string{"p1", "p2", "p3"}, c.Participants)
+		require.Contains(t, c.Metrics, "accuracy")
+		require.Contains(t, c.Metrics, "loss")
+	}
+	// The checkpoint chain: round n+1 trained from round n's model.
+	for i := 1; i < len(j.Status.Rounds); i++ {
+		require.Equal(t, "blob://"+j.Status.Rounds[i-1].Checkpoint, j.Status.Rounds[i].ModelURI)
+	}
+	code, _ := s.call(http.MethodGet, "/federated-jobs/"+j.ID+"/checkpoints", nil)
+	require.Equal(t, http.StatusOK, code)
+
+	fed := s.accuracy(j.Status.ModelDigest)
+	all, err := digits.Load()
+	require.NoError(t, err)
+	train, test := digits.Split(all)
+	var central digits.Model
+	central.Train(train, digits.TrainConfig{Epochs: rounds * epochs, LR: lr, BatchSize: batch, Seed: 1})
+	_, centralAcc := central.Evaluate(test)
+	t.Logf("held-out accuracy: federated %.4f, centralised %.4f", fed, centralAcc)
+	require.InDelta(t, centralAcc, fed, 0.02)
+}
+
+// kOfN below n: a proplet killed mid-round does not stop the job; an update
+// that arrives for a closed round is rejected and shows in the status.
+func TestKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
+	s := newSystem(t, "p1", "p2", "p3")
+	j := s.create(jobSpec(t, 2, func(m map[string]any) { m["kOfN"] = 2 }))
+	j = s.waitJob(j.ID, 3*time.Minute, func(j fl.Job) bool {
+		for _, p := range j.Status.Rounds[0].Participants {
+			if p.PropletID == "p3" {
+				return p.State == fl.PartRunning
+			}
+		}
+		return false
+	}, "p3 never ran round 1")
+	p3Task := j.Status.Rounds[0].Participants[2].TaskID
+	require.NotEmpty(t, p3Task)
+	s.proplets["p3"].kill()
+
+	j = s.waitDone(j.ID)
+	require.Equal(t, fl.JobSucceeded, j.Status.Phase, j.Status.Message)
+	require.Len(t, j.Status.Checkpoints, 2)
+	requireRoundsSound(t, j)
+	for _, r := range j.Status.Rounds {
+		require.Len(t, r.Updates, 2)
+		for _, u := range r.Updates {
+			require.NotEqual(t, "p3", u.PropletID)
+		}
+	}
+
+	// p3's update for round 1 turns up after all (as from a proplet that
+	// was cut off): it is late.
+	opts := paho.NewClientOptions().AddBroker("tcp://" + s.mqttAddr).
+		SetClientID("p3" + wire.ClientIDSeparator + "late").SetUsername("p3").SetPassword(s.joinToken()).
+		SetConnectTimeout(10 * time.Second)
+	c := paho.NewClient(opts)
+	tok := c.Connect()
+	require.True(t, tok.WaitTimeout(10*time.Second))
+	require.NoError(t, tok.Error())
+	defer c.Disconnect(100)
+	var zero digits.Model
+	tensor, err := zero.Encode(nil)
+	require.NoError(t, err)
+	payload, err := wire.Encode(&wire.FLUpdate{JobID: j.ID, RoundID: "1", TaskID: p3Task, Attempt: 1, NumSamples: 480, Tensor: tensor, Time: time.Now()})
+	require.NoError(t, err)
+	pub := c.Publish(wire.Topics{}.FLUpdates("p3"), 1, false, payload)
+	require.True(t, pub.WaitTimeout(10*time.Second))
+	require.NoError(t, pub.Error())
+
+	j = s.waitJob(j.ID, time.Minute, func(j fl.Job) bool { return j.Status.RejectedTotal > 0 }, "late update not recorded")
+	last := j.Status.Rejected[len(j.Status.Rejected)-1]
+	require.Equal(t, fl.RejectLate, last.Reason)
+	require.Equal(t, "1", last.RoundID)
+	require.Equal(t, p3Task, last.TaskID)
+	require.Len(t, j.Status.Checkpoints, 2, "the late update changed nothing")
+}
+
+// One poisoned client: fedmedian and trimmedmean keep the model accurate,
+// fedavg visibly does not.
+func TestPoisonedClient(t *testing.T) {
+	s := newSystem(t, "p1", "p2", "p3")
+	poisoned := func(algo string, cfg map[string]float64) func(map[string]any) {
+		return func(m map[string]any) {
+			m["participants"] = []map[string]any{{"propletId": "p1"}, {"propletId": "p2"},
+				{"propletId": "p3", "hyperparams": map[string]any{"poison": -20}}}
+			m["aggregator"] = map[string]any{"algorithm": algo, "config": cfg}
+		}
+	}
+	jobs := map[string]fl.Job{
+		"fedavg":      s.create(jobSpec(t, 3, poisoned("fedavg", nil))),
+		"fedmedian":   s.create(jobSpec(t, 3, poisoned("fedmedian", nil))),
+		"trimmedmean": s.create(jobSpec(t, 3, poisoned("trimmedmean", map[string]float64{"beta": 0.34}))),
+	}
+	acc := map[string]float64{}
+	for algo, j := range jobs {
+		j = s.waitDone(j.ID)
+		require.Equal(t, fl.JobSucceeded, j.Status.Phase, "%s: %s", algo, j.Status.Message)
+		requireRoundsSound(t, j)
+		acc[algo] = s.accuracy(j.Status.ModelDigest)
+	}
+	t.Logf("held-out accuracy with a poisoned client: %v", acc)
+	require.Greater(t, acc["fedmedian"], 0.85)
+	require.Greater(t, acc["trimmedmean"], 0.85)
+	require.Less(t, acc["fedavg"], 0.5)
+}
+
+// The manager is killed mid-round and restarted: the job completes with
+// the same number of rounds and no update counted twice.
+func TestManagerKilledMidRound(t *testing.T) {
+	const rounds = 3
+	s := newSystem(t, "p1", "p2", "p3")
+	j := s.create(jobSpec(t, rounds, nil))
+	j = s.waitJob(j.ID, 4*time.Minute, func(j fl.Job) bool {
+		r := j.Current()
+		return r != nil && r.Number == 2 && len(r.Updates) >= 1 && r.Phase == fl.RoundRunning
+	}, "round 2 never got an update")
+	s.manager.kill()
+	s.startManager()
+
+	j = s.waitDone(j.ID)
+	require.Equal(t, fl.JobSucceeded, j.Status.Phase, j.Status.Message)
+	require.Len(t, j.Status.Checkpoints, rounds)
+	requireRoundsSound(t, j)
+	for _, c := range j.Status.Checkpoints {
+		require.Equal(t, int64(trainSamples), c.TotalSamples, "round %d", c.Round)
+	}
+	for _, r := range j.Status.Rejected {
+		require.Contains(t, []string{fl.RejectDuplicate, fl.RejectLate}, r.Reason)
+	}
+	require.Greater(t, s.accuracy(j.Status.ModelDigest), 0.85)
+}
