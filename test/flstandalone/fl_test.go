@@ -162,13 +162,15 @@ func TestPoisonedClient(t *testing.T) {
 // The manager is killed mid-round and restarted: the job completes with
 // the same number of rounds and no update counted twice.
 func TestManagerKilledMidRound(t *testing.T) {
-	const rounds = 3
+	const rounds = 4
 	s := newSystem(t, "p1", "p2", "p3")
 	j := s.create(jobSpec(t, rounds, nil))
-	j = s.waitJob(j.ID, 4*time.Minute, func(j fl.Job) bool {
+	// Mid-round: some updates accepted, others still to come.
+	j = s.waitJobEvery(j.ID, 4*time.Minute, 10*time.Millisecond, func(j fl.Job) bool {
 		r := j.Current()
-		return r != nil && r.Number == 2 && len(r.Updates) >= 1 && r.Phase == fl.RoundRunning
-	}, "round 2 never got an update")
+		return r != nil && r.Phase == fl.RoundRunning && len(r.Updates) >= 1 && len(r.Updates) < r.KOfN
+	}, "never saw a round part-way")
+	t.Logf("killing the manager in round %s with %d of %d updates", j.Current().ID, len(j.Current().Updates), j.Current().KOfN)
 	s.manager.kill()
 	s.startManager()
 

@@ -245,6 +245,11 @@ func (s *system) job(id string) (fl.Job, bool) {
 // waitJob polls until cond holds for the job.
 func (s *system) waitJob(id string, timeout time.Duration, cond func(fl.Job) bool, msg string) fl.Job {
 	s.t.Helper()
+	return s.waitJobEvery(id, timeout, 200*time.Millisecond, cond, msg)
+}
+
+func (s *system) waitJobEvery(id string, timeout, every time.Duration, cond func(fl.Job) bool, msg string) fl.Job {
+	s.t.Helper()
 	var last fl.Job
 	require.Eventually(s.t, func() bool {
 		j, ok := s.job(id)
@@ -252,7 +257,7 @@ func (s *system) waitJob(id string, timeout time.Duration, cond func(fl.Job) boo
 			last = j
 		}
 		return ok && cond(j)
-	}, timeout, 200*time.Millisecond, "%s; last status: %+v", msg, &last.Status)
+	}, timeout, every, "%s; last status: %+v", msg, &last.Status)
 	return last
 }
 
