@@ -58,6 +58,10 @@ type Coordinator struct {
 	mu     sync.Mutex
 	active map[string]struct{} // Running jobs
 	models map[string]*model   // job id -> its current global model
+	// jobs caches running jobs as last written: every write goes through
+	// c.update under c.mu, so the cache is exact and decisions need no
+	// store reads (a job record grows with its rounds).
+	jobs map[string]Job
 
 	notesMu sync.Mutex
 	notes   []orchestration.Task
@@ -98,6 +102,7 @@ func New(cfg Config, deps Deps) (*Coordinator, error) {
 		clock: deps.Clock, newID: deps.NewID, log: deps.Logger,
 		active: make(map[string]struct{}),
 		models: make(map[string]*model),
+		jobs:   make(map[string]Job),
 		signal: make(chan struct{}, 1),
 	}, nil
 }
@@ -181,6 +186,7 @@ func (c *Coordinator) Create(ctx context.Context, spec JobSpec) (Job, error) {
 		return Job{}, fmt.Errorf("create job: %w", err)
 	}
 	c.active[j.ID] = struct{}{}
+	c.jobs[j.ID] = j
 	c.startRound(ctx, j.ID, 1, 0)
 	return c.store.GetJob(ctx, j.ID)
 }
@@ -287,8 +293,20 @@ func (c *Coordinator) update(ctx context.Context, id string, fn func(*Job) error
 	if j.Status.Phase.Terminal() {
 		delete(c.active, id)
 		delete(c.models, id)
+		delete(c.jobs, id)
+	} else {
+		c.jobs[id] = j
 	}
 	return j, nil
+}
+
+// load returns a job, from the cache when it is running. Callers hold c.mu
+// and must not modify the result.
+func (c *Coordinator) load(ctx context.Context, id string) (Job, error) {
+	if j, ok := c.jobs[id]; ok {
+		return j, nil
+	}
+	return c.store.GetJob(ctx, id)
 }
 
 func roundID(n, attempt int) string {
@@ -301,7 +319,7 @@ func roundID(n, attempt int) string {
 // startRound chooses participants, persists the round as Starting, then
 // submits its tasks. Callers hold c.mu.
 func (c *Coordinator) startRound(ctx context.Context, id string, number, attempt int) {
-	j, err := c.store.GetJob(ctx, id)
+	j, err := c.load(ctx, id)
 	if err != nil {
 		c.log.Error("start FL round", "job", id, "err", err)
 		return
@@ -411,7 +429,7 @@ func hyperparams(j Job, propletID string, i, n int) (string, error) {
 // between Submit and the write below never runs a participant twice.
 // Callers hold c.mu.
 func (c *Coordinator) submitRound(ctx context.Context, id string) {
-	j, err := c.store.GetJob(ctx, id)
+	j, err := c.load(ctx, id)
 	if err != nil || j.Status.Phase.Terminal() {
 		return
 	}
@@ -484,7 +502,7 @@ func (c *Coordinator) submitRound(ctx context.Context, id string) {
 // evaluate decides whether the current round closes, fails or waits.
 // Callers hold c.mu.
 func (c *Coordinator) evaluate(ctx context.Context, id string) {
-	j, err := c.store.GetJob(ctx, id)
+	j, err := c.load(ctx, id)
 	if err != nil || j.Status.Phase.Terminal() {
 		return
 	}
@@ -636,6 +654,7 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job) {
 		cur.Phase, cur.ClosedAt, cur.Checkpoint = RoundClosed, now, digest
 		cur.TotalSamples, cur.Metrics = total, metrics
 		markStopped(cur)
+		compact(j)
 		j.Status.ModelDigest = digest
 		j.Status.StateDigest = stateDigest
 		j.Status.Checkpoints = append(j.Status.Checkpoints, Checkpoint{
@@ -657,6 +676,22 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job) {
 	c.stopTasks(ctx, j2, "federated round closed")
 	if !done {
 		c.startRound(ctx, j.ID, r.Number+1, 0)
+	}
+}
+
+// detailedRounds is how many of the latest rounds keep their participants
+// and updates in the job record. Older rounds keep their summary (metrics,
+// samples, checkpoint): every write rewrites the record, so it must not
+// grow by a round's worth of detail per round.
+const detailedRounds = 3
+
+// compact drops the detail of rounds older than the latest detailedRounds.
+// Late updates for them are still recognised: by round id as late, or as
+// from an unknown task.
+func compact(j *Job) {
+	for i := 0; i < len(j.Status.Rounds)-detailedRounds; i++ {
+		r := &j.Status.Rounds[i]
+		r.Participants, r.Updates = nil, nil
 	}
 }
 

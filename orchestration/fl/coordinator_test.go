@@ -614,3 +614,32 @@ func TestValidate(t *testing.T) {
 }
 
 func current(j fl.Job) fl.Round { return *j.Current() }
+
+// Old rounds keep only their summary, so the job record stays small; an
+// update for one of them is still recognised as late.
+func TestOldRoundsCompacted(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec(1)
+	s.Rounds.Total = 5
+	j, err := e.c.Create(e.ctx, s)
+	require.NoError(t, err)
+	round1 := e.engine.round("1")["p1"].ID
+	for r := 1; r <= 5; r++ {
+		require.NoError(t, e.send(j, fmt.Sprint(r), "p1", 7, 1, 1))
+	}
+	j = e.job(j.ID)
+	require.Equal(t, fl.JobSucceeded, j.Status.Phase)
+	require.Len(t, j.Status.Rounds, 5)
+	for i, r := range j.Status.Rounds {
+		require.Equal(t, int64(7), r.TotalSamples)
+		require.NotEmpty(t, r.Checkpoint)
+		if i < 2 {
+			require.Nil(t, r.Updates)
+			require.Nil(t, r.Participants)
+		} else {
+			require.Len(t, r.Updates, 1)
+		}
+	}
+	require.NoError(t, e.c.Receive(e.ctx, fl.Update{JobID: j.ID, RoundID: "1", TaskID: round1, PropletID: "p1", Tensor: tensor(t, 1, 1)}))
+	require.Equal(t, fl.RejectLate, e.job(j.ID).Status.Rejected[0].Reason)
+}

@@ -21,7 +21,7 @@ import (
 func (c *Coordinator) Receive(ctx context.Context, u Update) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	j, err := c.store.GetJob(ctx, u.JobID)
+	j, err := c.load(ctx, u.JobID)
 	if errors.Is(err, orchestration.ErrNotFound) {
 		c.log.Warn("FL update for an unknown job dropped", "job", u.JobID, "task", u.TaskID, "proplet", u.PropletID)
 		return nil
@@ -81,6 +81,16 @@ func (c *Coordinator) judge(ctx context.Context, j Job, u Update) (reason, msg s
 	if round == nil {
 		return RejectUnknown, "no round " + u.RoundID + " in this job"
 	}
+	for _, a := range round.Updates {
+		if a.TaskID == u.TaskID {
+			return RejectDuplicate, fmt.Sprintf("round %s already counts an update of task %s (attempt %d)", u.RoundID, u.TaskID, a.Attempt)
+		}
+	}
+	// A round that is over is checked no further: its detail may be
+	// compacted away.
+	if j.Status.Phase.Terminal() || round != j.Current() || round.Phase != RoundRunning {
+		return RejectLate, fmt.Sprintf("round %s is %s", u.RoundID, round.Phase)
+	}
 	var part *ParticipantStatus
 	for i := range round.Participants {
 		if round.Participants[i].TaskID == u.TaskID {
@@ -92,14 +102,6 @@ func (c *Coordinator) judge(ctx context.Context, j Job, u Update) (reason, msg s
 		return RejectUnknown, "task " + u.TaskID + " is not a participant of round " + u.RoundID
 	case part.PropletID != u.PropletID:
 		return RejectUnknown, "task " + u.TaskID + " belongs to proplet " + part.PropletID + ", not " + u.PropletID
-	}
-	for _, a := range round.Updates {
-		if a.TaskID == u.TaskID {
-			return RejectDuplicate, fmt.Sprintf("round %s already counts an update of task %s (attempt %d)", u.RoundID, u.TaskID, a.Attempt)
-		}
-	}
-	if j.Status.Phase.Terminal() || round != j.Current() || round.Phase != RoundRunning {
-		return RejectLate, fmt.Sprintf("round %s is %s", u.RoundID, round.Phase)
 	}
 	if len(u.Tensor) > c.cfg.MaxUpdateBytes {
 		return RejectInvalid, fmt.Sprintf("update of %d bytes exceeds %d", len(u.Tensor), c.cfg.MaxUpdateBytes)
@@ -278,6 +280,7 @@ func (c *Coordinator) Recover(ctx context.Context) error {
 			continue
 		}
 		c.active[j.ID] = struct{}{}
+		c.jobs[j.ID] = j
 		if r := j.Current(); r != nil && r.Phase == RoundRunning {
 			for _, p := range r.Participants {
 				if p.TaskID == "" || (p.State != PartSubmitted && p.State != PartRunning) {

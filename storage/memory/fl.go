@@ -98,7 +98,8 @@ func (s *FLStore) UpdateJob(ctx context.Context, id string, fn func(*fl.Job) err
 		return fl.Job{}, fmt.Errorf("memory: update job: %w", err)
 	}
 	s.jobs[id] = nb
-	return decodeJob(nb)
+	// j is this call's own decoded copy: handing it out aliases nothing.
+	return j, nil
 }
 
 // ListJobs implements fl.Store.
