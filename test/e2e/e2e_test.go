@@ -170,7 +170,7 @@ func TestRefusals(t *testing.T) {
 	// A task for edge-a, and an impostor with the join token trying to
 	// finish it by publishing on edge-a's event topic.
 	task := s.create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{1, 2}, PropletID: "edge-a", Suspend: true})
-	imp := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+s.mqttAddr).SetClientID("edge-evil").
+	imp := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.mqttAddr).SetClientID("edge-evil").
 		SetUsername("edge-evil").SetPassword(s.token("edge-evil")).SetAutoReconnect(false))
 	tok := imp.Connect()
 	tok.Wait()

@@ -1,0 +1,91 @@
+package proplet
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/examples/exampletest"
+	"github.com/absmach/propeller/proplet/artifact"
+	"github.com/absmach/propeller/proplet/runtime"
+)
+
+// mapFetcher serves artifacts from memory by URI.
+type mapFetcher map[string][]byte
+
+func (m mapFetcher) Fetch(_ context.Context, a wire.Artifact) (artifact.Blob, error) {
+	if a.Inline != nil {
+		return artifact.Blob{Data: a.Inline, Digest: artifact.Digest(a.Inline)}, nil
+	}
+	b, ok := m[a.URI]
+	if !ok {
+		return artifact.Blob{}, errors.New("no such artifact " + a.URI)
+	}
+	return artifact.Blob{Data: b, Digest: artifact.Digest(b)}, nil
+}
+
+func newTestExecutor(t *testing.T, f Fetcher) *executor {
+	t.Helper()
+	rt, err := runtime.New(context.Background(), runtime.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rt.Close(context.Background()) })
+	return &executor{fetch: f, run: rt, workDir: t.TempDir()}
+}
+
+func TestExecutorPlainAndFL(t *testing.T) {
+	hello := exampletest.Build(t, "hello")
+	model := []byte("global model bytes")
+	modelDigest := artifact.Digest(model)
+	fetch := mapFetcher{"relay://" + modelDigest: model}
+	x := newTestExecutor(t, fetch)
+	noop := func() {}
+
+	t.Run("plain command", func(t *testing.T) {
+		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t1", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, CLIArgs: []string{"a"}}, noop)
+		require.False(t, out.Failed(), "%s %v", out.Reason, out.Err)
+		require.Nil(t, out.FL, "no FL env, no FL update")
+		require.Contains(t, out.Result.Stdout, "arg[0]=a")
+	})
+
+	t.Run("FL update from file", func(t *testing.T) {
+		env := map[string]string{
+			EnvRoundID: "r-1", EnvModelURI: "blob://" + modelDigest, EnvJobID: "job-1",
+			"HELLO_READ": "/model/model.safetensors", "HELLO_WRITE": "/out/update.safetensors",
+		}
+		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t2", Attempt: 3, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
+		require.False(t, out.Failed(), "%s %v", out.Reason, out.Err)
+		require.Contains(t, out.Result.Stdout, "file=global model bytes", "the model is mounted where MODEL_PATH says")
+		require.NotNil(t, out.FL)
+		require.Equal(t, wire.FLUpdate{JobID: "job-1", RoundID: "r-1", TaskID: "t2", Attempt: 3, Tensor: []byte("written by hello"), Time: out.FL.Time}, *out.FL)
+	})
+
+	t.Run("FL update from stdout", func(t *testing.T) {
+		env := map[string]string{EnvRoundID: "r-1", EnvModelURI: "blob://" + modelDigest}
+		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t3", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
+		require.False(t, out.Failed(), "%s %v", out.Reason, out.Err)
+		require.Equal(t, "hello from wasm\n", string(out.FL.Tensor))
+	})
+
+	t.Run("model is read-only", func(t *testing.T) {
+		env := map[string]string{EnvRoundID: "r-1", EnvModelURI: "blob://" + modelDigest, "HELLO_WRITE": "/model/model.safetensors"}
+		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t4", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
+		require.True(t, out.Failed())
+		require.Equal(t, wire.ReasonExitCode, out.Reason)
+	})
+
+	t.Run("missing module", func(t *testing.T) {
+		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t5", Attempt: 1, Artifact: wire.Artifact{URI: "https://nowhere/x.wasm"}}, noop)
+		require.Equal(t, wire.ReasonArtifact, out.Reason)
+		require.ErrorContains(t, out.Err, "fetch module")
+	})
+
+	t.Run("missing model", func(t *testing.T) {
+		env := map[string]string{EnvRoundID: "r-1", EnvModelURI: "https://nowhere/model"}
+		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t6", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
+		require.Equal(t, wire.ReasonArtifact, out.Reason)
+		require.ErrorContains(t, out.Err, "fetch FL model")
+	})
+}
