@@ -46,12 +46,15 @@ lint: ## gofmt + go vet
 demo: build examples ## run manager + embedded broker + a proplet + sample tasks
 	./examples/demo.sh
 
+fl-demo: build examples ## federated learning: manager + 3 proplets train the digits model
+	./examples/fl-demo.sh
+
 generate: ## regenerate generated code (go generate + CRD deepcopy)
 	$(GO) generate $(PKGS)
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 manifests: ## regenerate CRDs (deploy/crd) and RBAC (deploy/rbac) from kubebuilder markers
-	$(CONTROLLER_GEN) crd paths=./api/... output:crd:dir=deploy/crd
+	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./api/... output:crd:dir=deploy/crd
 	$(CONTROLLER_GEN) rbac:roleName=propeller-operator paths=./operator/... output:rbac:dir=deploy/rbac
 
 # envtest: kube-apiserver and etcd for controller tests, built from source
