@@ -57,6 +57,7 @@ config file, which wins over the default.`,
 		newManagerCommand(g, r),
 		newPropletCommand(g, r),
 		newTaskCommand(g),
+		newFLCommand(g),
 		newVersionCommand(),
 	)
 	return root

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/standalone"
 )
 
@@ -208,4 +209,32 @@ func (c *Client) WaitTask(ctx context.Context, id string, every time.Duration) (
 		case <-t.C:
 		}
 	}
+}
+
+// CreateFederatedJob starts an FL job.
+func (c *Client) CreateFederatedJob(ctx context.Context, req standalone.FederatedJobRequest) (fl.Job, error) {
+	var j fl.Job
+	err := c.doJSON(ctx, http.MethodPost, "/federated-jobs", req, &j)
+	return j, err
+}
+
+// FederatedJobs lists FL jobs.
+func (c *Client) FederatedJobs(ctx context.Context) ([]fl.Job, error) {
+	var l standalone.FederatedJobList
+	err := c.doJSON(ctx, http.MethodGet, "/federated-jobs", nil, &l)
+	return l.Jobs, err
+}
+
+// FederatedJob fetches one FL job.
+func (c *Client) FederatedJob(ctx context.Context, id string) (fl.Job, error) {
+	var j fl.Job
+	err := c.doJSON(ctx, http.MethodGet, "/federated-jobs/"+url.PathEscape(id), nil, &j)
+	return j, err
+}
+
+// StopFederatedJob stops an FL job.
+func (c *Client) StopFederatedJob(ctx context.Context, id string) (fl.Job, error) {
+	var j fl.Job
+	err := c.doJSON(ctx, http.MethodPost, "/federated-jobs/"+url.PathEscape(id)+"/stop", nil, &j)
+	return j, err
 }
