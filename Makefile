@@ -9,7 +9,7 @@ ENVTEST_ASSETS := $(abspath $(BIN)/k8s)
 CONTROLLER_TOOLS_VERSION := v0.23.0
 CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
-.PHONY: help build examples test test-short bench lint generate manifests envtest demo clean
+.PHONY: help deps build examples test test-short bench lint generate manifests envtest demo fl-demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

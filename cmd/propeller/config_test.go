@@ -118,14 +118,20 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
-	for _, path := range [][]string{{"manager", "standalone"}, {"manager", "operator"}, {"proplet"}} {
-		root := newRootCommand()
-		cmd, _, err := root.Find(path)
-		require.NoError(t, err)
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		require.NotEmpty(t, cmd.Short, "%s has no description", cmd.CommandPath())
 		cmd.Flags().VisitAll(func(f *pflag.Flag) {
-			require.NotEmpty(t, f.Usage, "%v --%s has no help text", path, f.Name)
+			require.NotEmpty(t, f.Usage, "%s --%s has no help text", cmd.CommandPath(), f.Name)
 		})
+		for _, c := range cmd.Commands() {
+			walk(c)
+		}
 	}
+	root := newRootCommand()
+	root.InitDefaultCompletionCmd()
+	root.InitDefaultHelpCmd()
+	walk(root)
 }
 
 func TestVersion(t *testing.T) {
