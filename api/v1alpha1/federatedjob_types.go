@@ -1,0 +1,299 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// FLPhase is the phase of a FederatedJob or TrainingRound.
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed
+type FLPhase string
+
+// FL phases.
+const (
+	FLPending   FLPhase = "Pending"
+	FLRunning   FLPhase = "Running"
+	FLSucceeded FLPhase = "Succeeded"
+	FLFailed    FLPhase = "Failed"
+)
+
+// Participant is a proplet taking part in training.
+type Participant struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	PropletID string `json:"propletId"`
+}
+
+// Rounds says how many rounds to train.
+type Rounds struct {
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Total int32 `json:"total"`
+}
+
+// Aggregator names the update aggregation.
+type Aggregator struct {
+	// +required
+	// +kubebuilder:validation:Enum=fedavg;fedprox;median;trimmedmean
+	Algorithm string `json:"algorithm"`
+	// Params tune the algorithm (for example fedprox's mu).
+	// +optional
+	Params map[string]string `json:"params,omitempty"`
+}
+
+// FederatedJobSpec is one federated-learning experiment.
+//
+// +kubebuilder:validation:XValidation:rule="self.kOfN <= size(self.participants)",message="kOfN must not exceed the number of participants"
+type FederatedJobSpec struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	ExperimentID string `json:"experimentId"`
+	// ModelRef is the initial global model.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	ModelRef string `json:"modelRef"`
+	// TaskWasmImage is the training module every participant runs.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('oci://') || self.startsWith('http://') || self.startsWith('https://') || self.matches('^blob://sha256:[a-f0-9]{64}$')",message="taskWasmImage must start with oci://, http://, https:// or be blob://sha256:<64 hex>"
+	TaskWasmImage string `json:"taskWasmImage"`
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +listType=map
+	// +listMapKey=propletId
+	Participants []Participant `json:"participants"`
+	// KOfN updates close a round.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	KOfN int32 `json:"kOfN"`
+	// TimeoutSeconds is a round's deadline.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=300
+	TimeoutSeconds int64 `json:"timeoutSeconds,omitempty"`
+	// +required
+	Rounds Rounds `json:"rounds"`
+	// +required
+	Aggregator Aggregator `json:"aggregator"`
+	// Hyperparams reach each training task as HYPERPARAMS (JSON).
+	// +optional
+	Hyperparams map[string]string `json:"hyperparams,omitempty"`
+}
+
+// FederatedJobStatus tracks rounds and the latest model.
+type FederatedJobStatus struct {
+	// +optional
+	Phase FLPhase `json:"phase,omitempty"`
+	// CurrentRound is the round under way, from 1.
+	// +optional
+	CurrentRound int32 `json:"currentRound,omitempty"`
+	// +optional
+	CompletedRounds int32 `json:"completedRounds,omitempty"`
+	// LatestCheckpoint names the newest ModelCheckpoint.
+	// +optional
+	LatestCheckpoint string `json:"latestCheckpoint,omitempty"`
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// FederatedJob trains a model over rounds of WasmTasks.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=fj,categories=propeller
+// +kubebuilder:printcolumn:name="Experiment",type=string,JSONPath=`.spec.experimentId`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Round",type=integer,JSONPath=`.status.currentRound`
+// +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.spec.rounds.total`
+// +kubebuilder:printcolumn:name="Algorithm",type=string,JSONPath=`.spec.aggregator.algorithm`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type FederatedJob struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec FederatedJobSpec `json:"spec"`
+	// +optional
+	Status FederatedJobStatus `json:"status,omitempty"`
+}
+
+// FederatedJobList is a list of FederatedJobs.
+//
+// +kubebuilder:object:root=true
+type FederatedJobList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FederatedJob `json:"items"`
+}
+
+// TrainingRoundSpec is one round of a FederatedJob; the job writes it.
+type TrainingRoundSpec struct {
+	// +required
+	JobRef LocalObjectReference `json:"jobRef"`
+	// RoundID reaches each training task as ROUND_ID.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	RoundID string `json:"roundId"`
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	Number int32 `json:"number"`
+	// ModelURI reaches each training task as MODEL_URI.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	ModelURI string `json:"modelUri"`
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	TaskWasmImage string `json:"taskWasmImage"`
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +listType=map
+	// +listMapKey=propletId
+	Participants []Participant `json:"participants"`
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	KOfN int32 `json:"kOfN"`
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	TimeoutSeconds int64 `json:"timeoutSeconds,omitempty"`
+	// +optional
+	Hyperparams map[string]string `json:"hyperparams,omitempty"`
+}
+
+// TrainingRoundStatus tracks the round's tasks and updates.
+type TrainingRoundStatus struct {
+	// +optional
+	Phase FLPhase `json:"phase,omitempty"`
+	// Tasks names the round's WasmTasks.
+	// +optional
+	Tasks []string `json:"tasks,omitempty"`
+	// +optional
+	UpdatesReceived int32 `json:"updatesReceived,omitempty"`
+	// +optional
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TrainingRound is one FL round; it owns the round's WasmTasks.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tr,categories=propeller
+// +kubebuilder:printcolumn:name="Job",type=string,JSONPath=`.spec.jobRef.name`
+// +kubebuilder:printcolumn:name="Round",type=integer,JSONPath=`.spec.number`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Updates",type=integer,JSONPath=`.status.updatesReceived`
+// +kubebuilder:printcolumn:name="K",type=integer,JSONPath=`.spec.kOfN`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type TrainingRound struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec TrainingRoundSpec `json:"spec"`
+	// +optional
+	Status TrainingRoundStatus `json:"status,omitempty"`
+}
+
+// TrainingRoundList is a list of TrainingRounds.
+//
+// +kubebuilder:object:root=true
+type TrainingRoundList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TrainingRound `json:"items"`
+}
+
+// ModelCheckpointSpec is an aggregated model written when a round closes.
+type ModelCheckpointSpec struct {
+	// +required
+	JobRef LocalObjectReference `json:"jobRef"`
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Round int32 `json:"round"`
+	// ModelURI is where the model bytes are; the next round's MODEL_URI.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	ModelURI string `json:"modelUri"`
+	// +optional
+	// +kubebuilder:validation:Pattern=`^sha256:[a-f0-9]{64}$`
+	Digest string `json:"digest,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	SizeBytes int64 `json:"sizeBytes,omitempty"`
+	// Format of the tensors, for example safetensors.
+	// +optional
+	Format string `json:"format,omitempty"`
+	// Metrics of the aggregated model, as decimal strings.
+	// +optional
+	Metrics map[string]string `json:"metrics,omitempty"`
+}
+
+// CheckpointPhase says whether the model bytes are usable.
+// +kubebuilder:validation:Enum=Pending;Available;Failed
+type CheckpointPhase string
+
+// Checkpoint phases.
+const (
+	CheckpointPending   CheckpointPhase = "Pending"
+	CheckpointAvailable CheckpointPhase = "Available"
+	CheckpointFailed    CheckpointPhase = "Failed"
+)
+
+// ModelCheckpointStatus says whether the model is usable.
+type ModelCheckpointStatus struct {
+	// +optional
+	Phase CheckpointPhase `json:"phase,omitempty"`
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// ModelCheckpoint is one aggregated model of a FederatedJob.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=mc,categories=propeller
+// +kubebuilder:printcolumn:name="Job",type=string,JSONPath=`.spec.jobRef.name`
+// +kubebuilder:printcolumn:name="Round",type=integer,JSONPath=`.spec.round`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.spec.digest`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ModelCheckpoint struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec ModelCheckpointSpec `json:"spec"`
+	// +optional
+	Status ModelCheckpointStatus `json:"status,omitempty"`
+}
+
+// ModelCheckpointList is a list of ModelCheckpoints.
+//
+// +kubebuilder:object:root=true
+type ModelCheckpointList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ModelCheckpoint `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FederatedJob{}, &FederatedJobList{},
+		&TrainingRound{}, &TrainingRoundList{},
+		&ModelCheckpoint{}, &ModelCheckpointList{})
+}
