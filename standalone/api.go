@@ -36,7 +36,7 @@ type Engine interface {
 
 // BlobStore keeps uploaded modules.
 type BlobStore interface {
-	Put(r io.Reader, limit int64) (digest string, size int64, err error)
+	PutBytes(b []byte) (digest string, err error)
 }
 
 // Error is the body of every error response.
@@ -319,7 +319,7 @@ func (a *API) createTask(c echo.Context) error {
 		if err := checkWasm(req.File); err != nil {
 			return err
 		}
-		d, _, err := a.blobs.Put(bytes.NewReader(req.File), a.maxUploadBytes)
+		d, err := a.blobs.PutBytes(req.File)
 		if err != nil {
 			return fmt.Errorf("store module: %w", err)
 		}
@@ -440,7 +440,7 @@ func (a *API) uploadWasm(c echo.Context) error {
 	if err := checkWasm(b); err != nil {
 		return err
 	}
-	d, _, err := a.blobs.Put(bytes.NewReader(b), a.maxUploadBytes)
+	d, err := a.blobs.PutBytes(b)
 	if err != nil {
 		return fmt.Errorf("store module: %w", err)
 	}

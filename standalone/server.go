@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -44,6 +45,9 @@ type Config struct {
 	Engine          orchestration.Config
 	MaxUploadBytes  int64
 	Logger          *slog.Logger
+	// PprofAddr, when set, serves net/http/pprof there (keep it on
+	// loopback: it is unauthenticated).
+	PprofAddr string
 	// Ready, when set, receives the bound addresses once serving, so
 	// callers (tests) can use port 0.
 	Ready func(Addrs)
@@ -70,6 +74,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if cfg.PprofAddr != "" {
+		go ServePprof(cfg.PprofAddr, log)
 	}
 	apiToken, err := ensureToken(filepath.Join(cfg.DataDir, APITokenFile), log)
 	if err != nil {
@@ -265,4 +272,17 @@ func loopback(addr string) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// ServePprof serves net/http/pprof on addr until the process exits.
+func ServePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("pprof listening", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil {
+		log.Warn("pprof server", "err", err)
+	}
 }

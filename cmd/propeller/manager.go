@@ -66,6 +66,7 @@ type standaloneOptions struct {
 	tlsKey         string
 	maxUploadBytes int64
 }
+	pprofAddr      string
 
 func defaultDataDir() string {
 	if home, err := os.UserHomeDir(); err == nil {
@@ -83,6 +84,7 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
 	fs.Int64Var(&o.maxUploadBytes, "max-upload-bytes", 32<<20, "largest WASM module accepted over REST")
 }
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
 
 func newStandaloneCommand(g *globalOptions, r runners) *cobra.Command {
 	o := &standaloneOptions{globalOptions: g}

@@ -28,6 +28,7 @@ type propletOptions struct {
 	tlsCert           string
 	tlsKey            string
 	ociPlainHTTP      string
+	pprofAddr         string
 }
 
 func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
@@ -47,6 +48,7 @@ func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "client key (PEM) for mutual TLS")
 	fs.StringVar(&o.ociPlainHTTP, "oci-plain-http", "loopback", "when oci:// registries may be reached without TLS: never, loopback or always")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
 }
 
 func newPropletCommand(g *globalOptions, r runners) *cobra.Command {

@@ -32,6 +32,7 @@ func runStandalone(cmd *cobra.Command, o *standaloneOptions) error {
 		Prefix:         o.prefix,
 		Engine:         o.engineOptions.config(),
 		MaxUploadBytes: o.maxUploadBytes,
+		PprofAddr:      o.pprofAddr,
 		Logger:         log,
 	})
 }
@@ -52,6 +53,9 @@ func runProplet(cmd *cobra.Command, o *propletOptions) error {
 	tlsCfg, err := clientTLS(o.tlsCA, o.tlsCert, o.tlsKey)
 	if err != nil {
 		return err
+	}
+	if o.pprofAddr != "" {
+		go standalone.ServePprof(o.pprofAddr, log)
 	}
 	return proplet.Run(cmd.Context(), proplet.Config{
 		BrokerURL:         o.broker,
