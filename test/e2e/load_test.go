@@ -81,11 +81,11 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func benchSystem(b *testing.B, proplets int) *system {
 	s := newSystem(b)
-	s.startManager("--log-level", "warn", "--pprof-addr", "127.0.0.1:6061")
+	s.startManager("--log-level", "warn")
 	var ids []string
 	for i := range proplets {
 		id := fmt.Sprintf("load-%d", i)
-		s.startProplet(id, "--slots", "256", "--log-level", "warn", "--pprof-addr", fmt.Sprintf("127.0.0.1:%d", 6062+i))
+		s.startProplet(id, "--slots", "256", "--log-level", "warn")
 		ids = append(ids, id)
 	}
 	s.waitAlive(ids...)
