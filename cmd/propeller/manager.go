@@ -65,8 +65,8 @@ type standaloneOptions struct {
 	tlsCert        string
 	tlsKey         string
 	maxUploadBytes int64
-}
 	pprofAddr      string
+}
 
 func defaultDataDir() string {
 	if home, err := os.UserHomeDir(); err == nil {
@@ -83,8 +83,8 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate (PEM) for HTTPS and the embedded broker's TLS listener")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
 	fs.Int64Var(&o.maxUploadBytes, "max-upload-bytes", 32<<20, "largest WASM module accepted over REST")
-}
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
+}
 
 func newStandaloneCommand(g *globalOptions, r runners) *cobra.Command {
 	o := &standaloneOptions{globalOptions: g}
