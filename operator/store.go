@@ -1,0 +1,509 @@
+package operator
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/orchestration"
+)
+
+// Store is the orchestration.Store over the Kubernetes API: every task is a
+// WasmTask in one namespace, named by its id, so `kubectl get wasmtasks`
+// shows exactly what the engine sees; proplets are ConfigMaps there too.
+//
+// # Mapping
+//
+//   - The object name is the task id, so ids must be DNS-1123 subdomains
+//     (the engine's UUIDv7 ids are). List order is etcd key order, which is
+//     id order, which for engine ids is creation order.
+//   - Spec fields map to TaskSpec one to one, except that the user owns
+//     spec.suspend and spec.selector while the engine's view of them is in
+//     status.held and status.selector (the controller resolves
+//     propletGroupRef into status.selector).
+//   - Status mirrors TaskStatus; conditions and observedGeneration belong to
+//     the controller and are carried through store writes untouched.
+//
+// # Writes
+//
+// Every write is optimistic: read, apply, write with the read
+// resourceVersion, retry on conflict. A change to engine-owned spec fields
+// (rare: labels, suspended edits) is a second write, to the main resource,
+// before the status write; a crash between the two leaves a spec the next
+// update completes.
+//
+// # Lists
+//
+// Phase and proplet filters become field selectors (the CRD declares
+// status.phase and status.propletId selectable), task labels become label
+// selectors on hashed index labels, and pages are the API server's own
+// (limit + continue), so a list never reads more than it returns. The
+// continue token wraps the server's token and the last id returned: when
+// the server's token expired (etcd compaction), the next page restarts
+// from that id.
+type Store struct {
+	c  client.Client
+	ns string
+}
+
+var _ orchestration.Store = (*Store)(nil)
+
+// NewStore returns a store over namespace ns. c should read from the API
+// server, not a cache: UpdateTask needs the latest version.
+func NewStore(c client.Client, ns string) *Store {
+	return &Store{c: c, ns: ns}
+}
+
+// Namespace is where the store keeps its objects.
+func (s *Store) Namespace() string { return s.ns }
+
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+// mapErr translates API errors to the engine's, keeping the original.
+func mapErr(err error) error {
+	var sentinel error
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err):
+		sentinel = orchestration.ErrNotFound
+	case apierrors.IsAlreadyExists(err):
+		sentinel = orchestration.ErrExists
+	case apierrors.IsConflict(err):
+		sentinel = orchestration.ErrConflict
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		sentinel = orchestration.ErrInvalid
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %w", sentinel, err)
+}
+
+func checkID(id string) error {
+	if errs := validation.IsDNS1123Subdomain(id); len(errs) > 0 {
+		return fmt.Errorf("task id %q is not a valid object name (%s): %w", id, strings.Join(errs, "; "), orchestration.ErrInvalid)
+	}
+	return nil
+}
+
+// CreateTask creates the WasmTask, then writes its status: the API server
+// drops status on create when the status subresource is enabled.
+func (s *Store) CreateTask(ctx context.Context, t orchestration.Task) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkID(t.ID); err != nil {
+		return err
+	}
+	obj := newObject(s.ns, t)
+	status := *obj.Status.DeepCopy()
+	if err := s.c.Create(ctx, obj); err != nil {
+		return fmt.Errorf("create wasmtask %s: %w", t.ID, mapErr(err))
+	}
+	for {
+		obj.Status = *status.DeepCopy()
+		err := s.c.Status().Update(ctx, obj)
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			return fmt.Errorf("write status of wasmtask %s: %w", t.ID, mapErr(err))
+		}
+		// The controller touched it first (conditions); keep its
+		// metadata, write our status.
+		if err := s.c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return fmt.Errorf("write status of wasmtask %s: %w", t.ID, mapErr(err))
+		}
+		if admitted(obj) {
+			return nil // someone wrote a status already; ours was the initial one
+		}
+	}
+}
+
+func (s *Store) get(ctx context.Context, id string) (*v1.WasmTask, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if checkID(id) != nil {
+		return nil, fmt.Errorf("task %s: %w", id, orchestration.ErrNotFound)
+	}
+	obj := &v1.WasmTask{}
+	if err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: id}, obj); err != nil {
+		return nil, fmt.Errorf("get wasmtask %s: %w", id, mapErr(err))
+	}
+	return obj, nil
+}
+
+// GetTask reads the WasmTask named id.
+func (s *Store) GetTask(ctx context.Context, id string) (orchestration.Task, error) {
+	obj, err := s.get(ctx, id)
+	if err != nil {
+		return orchestration.Task{}, err
+	}
+	return toTask(obj), nil
+}
+
+// UpdateTask applies fn and writes what changed with the read
+// resourceVersion, retrying fn on conflict.
+func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.UpdateFunc) (orchestration.Task, error) {
+	for {
+		obj, err := s.get(ctx, id)
+		if err != nil {
+			return orchestration.Task{}, err
+		}
+		t := toTask(obj)
+		if err := fn(&t); err != nil {
+			if errors.Is(err, orchestration.ErrNoChange) {
+				return toTask(obj), nil
+			}
+			return orchestration.Task{}, err
+		}
+		if t.ID != id {
+			return orchestration.Task{}, fmt.Errorf("update may not change the id of %s: %w", id, orchestration.ErrInvalid)
+		}
+		next := obj.DeepCopy()
+		applySpec(next, t.Spec)
+		applyStatus(next, t)
+		status := *next.Status.DeepCopy()
+		if !equality.Semantic.DeepEqual(obj.Spec, next.Spec) || !equality.Semantic.DeepEqual(obj.Labels, next.Labels) {
+			if err := s.c.Update(ctx, next); err != nil {
+				if apierrors.IsConflict(err) {
+					continue
+				}
+				return orchestration.Task{}, fmt.Errorf("update wasmtask %s: %w", id, mapErr(err))
+			}
+			next.Status = status
+		}
+		// An object the engine never saw is written even when the view did
+		// not change: the write is what admits it.
+		if !admitted(obj) || !equality.Semantic.DeepEqual(obj.Status, next.Status) {
+			if err := s.c.Status().Update(ctx, next); err != nil {
+				if apierrors.IsConflict(err) {
+					continue
+				}
+				return orchestration.Task{}, fmt.Errorf("update status of wasmtask %s: %w", id, mapErr(err))
+			}
+		}
+		return toTask(next), nil
+	}
+}
+
+// DeleteTask deletes the WasmTask. Finalizers, if any, are the
+// controller's business: the object is gone for the store once deletion
+// started.
+func (s *Store) DeleteTask(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if checkID(id) != nil {
+		return fmt.Errorf("task %s: %w", id, orchestration.ErrNotFound)
+	}
+	obj := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: s.ns}}
+	if err := s.c.Delete(ctx, obj); err != nil {
+		return fmt.Errorf("delete wasmtask %s: %w", id, mapErr(err))
+	}
+	return nil
+}
+
+// listToken is the store's continue token.
+type listToken struct {
+	// K is the API server's continue token.
+	K string `json:"k,omitempty"`
+	// A is the last id returned, to resume after K expired.
+	A string `json:"a"`
+}
+
+func encodeToken(tk listToken) string {
+	b, _ := json.Marshal(tk)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeToken(s string) (listToken, error) {
+	var tk listToken
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &tk)
+	}
+	if err == nil && tk.A == "" {
+		err = errors.New("no position")
+	}
+	if err != nil {
+		return tk, fmt.Errorf("bad continue token: %w", orchestration.ErrInvalid)
+	}
+	return tk, nil
+}
+
+var allPhases = []orchestration.Phase{
+	orchestration.PhasePending, orchestration.PhaseScheduled, orchestration.PhaseRunning,
+	orchestration.PhaseSucceeded, orchestration.PhaseFailed, orchestration.PhaseCancelled,
+}
+
+// selectorValue reports whether v can travel in a field selector as is.
+func selectorValue(v string) bool {
+	for _, r := range v {
+		if r < 0x20 || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldSelector narrows a list on the server. It may select more than f
+// (the store re-checks every task), never less.
+func fieldSelector(f orchestration.TaskFilter) fields.Selector {
+	var terms []fields.Selector
+	if f.PropletID != "" && selectorValue(f.PropletID) {
+		terms = append(terms, fields.OneTermEqualSelector("status.propletId", f.PropletID))
+	}
+	want := map[orchestration.Phase]bool{}
+	known := true
+	for _, p := range f.Phases {
+		want[p] = true
+		known = known && p.Valid()
+	}
+	switch {
+	case len(want) == 0 || !known || len(want) == len(allPhases):
+	case len(want) == 1 && !want[orchestration.PhasePending]:
+		// Pending also covers objects not yet admitted (no phase), so it
+		// is only ever selected as "not the others".
+		terms = append(terms, fields.OneTermEqualSelector("status.phase", string(f.Phases[0])))
+	default:
+		for _, p := range allPhases {
+			if !want[p] {
+				terms = append(terms, fields.OneTermNotEqualSelector("status.phase", string(p)))
+			}
+		}
+	}
+	if len(terms) == 0 {
+		return nil
+	}
+	return fields.AndSelectors(terms...)
+}
+
+func matches(f orchestration.TaskFilter, t *orchestration.Task) bool {
+	if len(f.Phases) > 0 && !slices.Contains(f.Phases, t.Status.Phase) {
+		return false
+	}
+	if f.PropletID != "" && t.Status.PropletID != f.PropletID {
+		return false
+	}
+	for k, v := range f.Labels {
+		if got, ok := t.Spec.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// ListTasks returns one page in id order.
+func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orchestration.TaskPage, error) {
+	if err := ctx.Err(); err != nil {
+		return orchestration.TaskPage{}, err
+	}
+	if f.Limit < 0 {
+		return orchestration.TaskPage{}, fmt.Errorf("negative limit: %w", orchestration.ErrInvalid)
+	}
+	limit := cmp.Or(f.Limit, defaultLimit)
+	limit = min(limit, maxLimit)
+	var tk listToken
+	if f.Continue != "" {
+		var err error
+		if tk, err = decodeToken(f.Continue); err != nil {
+			return orchestration.TaskPage{}, err
+		}
+	}
+	opts := []client.ListOption{client.InNamespace(s.ns), client.Limit(int64(limit))}
+	if len(f.Labels) > 0 {
+		sel := labels.Set{}
+		for k, v := range f.Labels {
+			sel[indexLabelKey(k)] = hash32(v)
+		}
+		opts = append(opts, client.MatchingLabelsSelector{Selector: sel.AsSelector()})
+	}
+	if fs := fieldSelector(f); fs != nil {
+		opts = append(opts, client.MatchingFieldsSelector{Selector: fs})
+	}
+	// after skips what an earlier page returned; it matters only after a
+	// restart from the beginning.
+	after := ""
+	cont := tk.K
+	if f.Continue != "" && cont == "" {
+		after = tk.A
+	}
+	var page orchestration.TaskPage
+	for {
+		list := &v1.WasmTaskList{}
+		err := s.c.List(ctx, list, append(opts, client.Continue(cont))...)
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			cont, after = "", tk.A
+			continue
+		}
+		if err != nil {
+			return orchestration.TaskPage{}, fmt.Errorf("list wasmtasks: %w", mapErr(err))
+		}
+		slices.SortFunc(list.Items, func(a, b v1.WasmTask) int { return strings.Compare(a.Name, b.Name) })
+		for i := range list.Items {
+			if list.Items[i].Name <= after {
+				continue
+			}
+			t := toTask(&list.Items[i])
+			if matches(f, &t) {
+				page.Tasks = append(page.Tasks, t)
+			}
+		}
+		if list.Continue == "" {
+			return page, nil
+		}
+		if len(page.Tasks) > 0 {
+			last := page.Tasks[len(page.Tasks)-1].ID
+			page.Continue = encodeToken(listToken{K: list.Continue, A: last})
+			return page, nil
+		}
+		// Everything on this server page was filtered out here: keep
+		// going rather than hand out an empty page with a token.
+		cont = list.Continue
+		if len(list.Items) > 0 {
+			tk.A = list.Items[len(list.Items)-1].Name
+		}
+	}
+}
+
+// Proplets are ConfigMaps labelled propletLabel, named by a hash of the id
+// (ids come from MQTT client ids and need not be object names), holding
+// the record as JSON. They are few and small, and the engine re-learns
+// liveness from the broker anyway.
+const (
+	propletLabel   = "propeller.absmach.io/proplet"
+	propletDataKey = "proplet.json"
+	propletIDKey   = "id"
+)
+
+func propletObjectName(id string) string { return "proplet-" + hash32(id) }
+
+func (s *Store) propletKey(id string) client.ObjectKey {
+	return client.ObjectKey{Namespace: s.ns, Name: propletObjectName(id)}
+}
+
+func decodeProplet(cm *corev1.ConfigMap) (orchestration.Proplet, error) {
+	var p orchestration.Proplet
+	if err := json.Unmarshal([]byte(cm.Data[propletDataKey]), &p); err != nil {
+		return p, fmt.Errorf("decode proplet %s: %w", cm.Name, err)
+	}
+	return p, nil
+}
+
+// PutProplet creates or replaces the proplet's record.
+func (s *Store) PutProplet(ctx context.Context, p orchestration.Proplet) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.ID == "" {
+		return fmt.Errorf("proplet without id: %w", orchestration.ErrInvalid)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode proplet %s: %w", p.ID, err)
+	}
+	data := map[string]string{propletDataKey: string(b), propletIDKey: p.ID}
+	for {
+		cm := &corev1.ConfigMap{}
+		err := s.c.Get(ctx, s.propletKey(p.ID), cm)
+		switch {
+		case apierrors.IsNotFound(err):
+			cm = &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{
+					Name: propletObjectName(p.ID), Namespace: s.ns,
+					Labels: map[string]string{propletLabel: "true"},
+				},
+				Data: data,
+			}
+			err = s.c.Create(ctx, cm)
+			if apierrors.IsAlreadyExists(err) {
+				continue
+			}
+		case err == nil:
+			cm.Data = data
+			err = s.c.Update(ctx, cm)
+			if apierrors.IsConflict(err) {
+				continue
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("put proplet %s: %w", p.ID, mapErr(err))
+		}
+		return nil
+	}
+}
+
+// GetProplet reads one proplet record.
+func (s *Store) GetProplet(ctx context.Context, id string) (orchestration.Proplet, error) {
+	if err := ctx.Err(); err != nil {
+		return orchestration.Proplet{}, err
+	}
+	cm := &corev1.ConfigMap{}
+	if err := s.c.Get(ctx, s.propletKey(id), cm); err != nil {
+		return orchestration.Proplet{}, fmt.Errorf("get proplet %s: %w", id, mapErr(err))
+	}
+	if cm.Data[propletIDKey] != id {
+		return orchestration.Proplet{}, fmt.Errorf("proplet %s: %w", id, orchestration.ErrNotFound)
+	}
+	return decodeProplet(cm)
+}
+
+// ListProplets returns every proplet record, by id.
+func (s *Store) ListProplets(ctx context.Context) ([]orchestration.Proplet, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []orchestration.Proplet
+	opts := []client.ListOption{client.InNamespace(s.ns), client.MatchingLabels{propletLabel: "true"}, client.Limit(500)}
+	cont := ""
+	for {
+		list := &corev1.ConfigMapList{}
+		if err := s.c.List(ctx, list, append(opts, client.Continue(cont))...); err != nil {
+			return nil, fmt.Errorf("list proplets: %w", mapErr(err))
+		}
+		for i := range list.Items {
+			p, err := decodeProplet(&list.Items[i])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p)
+		}
+		if cont = list.Continue; cont == "" {
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b orchestration.Proplet) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// DeleteProplet removes a proplet record.
+func (s *Store) DeleteProplet(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: propletObjectName(id), Namespace: s.ns}}
+	if err := s.c.Delete(ctx, cm); err != nil {
+		return fmt.Errorf("delete proplet %s: %w", id, mapErr(err))
+	}
+	return nil
+}
