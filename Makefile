@@ -36,8 +36,9 @@ test: build examples envtest ## run every test (unit, integration, e2e) with -ra
 test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)
 
-bench: build examples ## run Go benchmarks and load harnesses
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s $(PKGS)
+bench: build examples ## run Go benchmarks and the REST load harness (numbers: docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchmem ./orchestration/... ./storage/... ./proplet/... ./api/...
+	$(GO) test -run '^$$' -bench Load -benchtime 15000x ./test/e2e/
 
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
