@@ -38,7 +38,8 @@ test-short: ## unit tests only
 
 bench: build examples ## run Go benchmarks and the REST load harness (numbers: docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./orchestration/... ./storage/... ./proplet/... ./api/...
-	$(GO) test -run '^$$' -bench Load -benchtime 15000x ./test/e2e/
+	$(GO) test -run '^$$' -bench 'Load/proplets' -benchtime 15000x ./test/e2e/
+	$(GO) test -run '^$$' -bench 'Load/lone' -benchtime 500x ./test/e2e/
 
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
