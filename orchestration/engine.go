@@ -388,12 +388,8 @@ func applies(t *Task, ev TaskEvent) bool {
 }
 
 func (e *Engine) recordLocked(ctx context.Context, ev TaskEvent) (applied, retried bool, err error) {
-	// Most ignorable events (hints, duplicates, stale attempts) are told
-	// apart with a read, sparing a write transaction and its fsync.
-	if cur, err := e.store.GetTask(ctx, ev.TaskID); err != nil {
-		return false, false, err
-	} else if !applies(&cur, ev) {
-		return false, false, nil
+	if ev.Type == EventAccepted {
+		return false, false, nil // changes nothing the engine records
 	}
 	now := e.clock.Now()
 	t, err := e.update(ctx, ev.TaskID, func(t *Task) error {
