@@ -194,52 +194,41 @@ type ArtifactChunk struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// Encode marshals a message, stamping the protocol version.
+// message is implemented by every protocol message: it exposes the
+// version field Encode stamps and Decode checks.
+type message interface {
+	version() *int
+}
+
+func (m *Status) version() *int          { return &m.V }
+func (m *Heartbeat) version() *int       { return &m.V }
+func (m *Command) version() *int         { return &m.V }
+func (m *Event) version() *int           { return &m.V }
+func (m *FLUpdate) version() *int        { return &m.V }
+func (m *ArtifactRequest) version() *int { return &m.V }
+func (m *ArtifactChunk) version() *int   { return &m.V }
+
+// Encode marshals a message (a pointer to one of this package's message
+// types), stamping the protocol version.
 func Encode(msg any) ([]byte, error) {
-	switch m := msg.(type) {
-	case *Status:
-		m.V = Version
-	case *Heartbeat:
-		m.V = Version
-	case *Command:
-		m.V = Version
-	case *Event:
-		m.V = Version
-	case *FLUpdate:
-		m.V = Version
-	case *ArtifactRequest:
-		m.V = Version
-	case *ArtifactChunk:
-		m.V = Version
-	default:
+	m, ok := msg.(message)
+	if !ok {
 		return nil, fmt.Errorf("wire: cannot encode %T", msg)
 	}
+	*m.version() = Version
 	return json.Marshal(msg)
 }
 
 // Decode unmarshals a message and checks its protocol version.
 func Decode(data []byte, msg any) error {
+	m, ok := msg.(message)
+	if !ok {
+		return fmt.Errorf("wire: cannot decode into %T", msg)
+	}
 	if err := json.Unmarshal(data, msg); err != nil {
 		return fmt.Errorf("wire: decode %T: %w", msg, err)
 	}
-	var v int
-	switch m := msg.(type) {
-	case *Status:
-		v = m.V
-	case *Heartbeat:
-		v = m.V
-	case *Command:
-		v = m.V
-	case *Event:
-		v = m.V
-	case *FLUpdate:
-		v = m.V
-	case *ArtifactRequest:
-		v = m.V
-	case *ArtifactChunk:
-		v = m.V
-	}
-	if v != Version {
+	if v := *m.version(); v != Version {
 		return fmt.Errorf("wire: unsupported protocol version %d", v)
 	}
 	return nil
