@@ -154,8 +154,11 @@ type Agent struct {
 	runCtx  context.Context
 	running map[wire.TaskRef]*attempt
 	// finishing attempts have ended but are not yet recorded as finished.
-	finishing map[wire.TaskRef]bool
+	finishing map[wire.TaskRef]*attempt
 	tasks     sync.WaitGroup
+	// acceptTimer arms an attempt's lazy acceptance (see Agent.execute)
+	// and returns what stops it; tests replace it to fire it themselves.
+	acceptTimer func(ref wire.TaskRef, d time.Duration, f func()) (stop func() bool)
 
 	relayMu sync.Mutex
 	fetches map[string]*assembly
@@ -183,8 +186,11 @@ func New(cfg Config) (*Agent, error) {
 		connSig:   make(chan struct{}, 1),
 		ackedSig:  make(chan struct{}, 1),
 		running:   map[wire.TaskRef]*attempt{},
-		finishing: map[wire.TaskRef]bool{},
-		fetches:   map[string]*assembly{},
+		finishing: map[wire.TaskRef]*attempt{},
+		acceptTimer: func(_ wire.TaskRef, d time.Duration, f func()) func() bool {
+			return time.AfterFunc(d, f).Stop
+		},
+		fetches: map[string]*assembly{},
 	}
 	// One log holds the outbox and the attempt ledger, so a final event
 	// and the ledger's record of the attempt share one fsync.
@@ -221,8 +227,8 @@ func New(cfg Config) (*Agent, error) {
 		SetKeepAlive(30*time.Second).
 		SetBinaryWill(a.topics.Status(cfg.ID), will, 1, true).
 		SetOrderMatters(true).
-		// A start command is acknowledged once its acceptance is durable
-		// (see Agent.start), not when the handler returns.
+		// A start command is acknowledged once its attempt is durable
+		// (see Agent.execute), not when the handler returns.
 		SetAutoAckDisabled(true).
 		// Queued messages of a persistent session arrive before our
 		// SUBSCRIBE completes; only a default handler sees them.
@@ -315,8 +321,9 @@ loop:
 	select {
 	case <-tasksDone:
 	case <-deadline.Done():
-		// Their attempts stay "accepted" in the ledger and are reported
-		// failed by the next start.
+		// Those accepted in the ledger are reported failed by the next
+		// start; the others' commands were not acknowledged, so the broker
+		// hands them to the next start, which runs them.
 		a.log.Error("attempts ignored cancellation; shutting down without them", "running", len(a.Running()))
 	}
 	a.flush(deadline.Done())

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,12 +16,14 @@ const (
 )
 
 // ledger remembers which attempts this proplet accepted and finished, so
-// that a start command repeated after a manager or proplet restart never
-// runs a module twice. Its records are marks in the outbox's log: an
-// acceptance shares fsyncs with everything else committed at the same
-// time, and a finish is committed in the same batch as the attempt's final
-// event, which the log orders before it, so no crash can leave an attempt
-// finished without its result on disk.
+// that a start command repeated after a manager or proplet restart does not
+// run a module again once its start was acknowledged (see Agent.execute).
+// Its records are marks in the outbox's log: an acceptance shares fsyncs
+// with everything else committed at the same time, and a finish is
+// committed in the same batch as the attempt's final event, which the log
+// orders before it, so no crash can leave an attempt finished without its
+// result on disk. An attempt that ends quickly is never marked accepted:
+// its finish is its first and only record.
 type ledger struct {
 	ob    *outbox.Outbox
 	limit int
@@ -76,22 +77,22 @@ func openLedger(ob *outbox.Outbox, limit int) *ledger {
 	return l
 }
 
-// Accept records ref as started; it returns once that is durable.
-func (l *ledger) Accept(ref wire.TaskRef) error {
+// Accept queues the record of ref as started; done yields once that is
+// durable. Records are written in the order they are queued.
+func (l *ledger) Accept(ref wire.TaskRef) (done <-chan error) {
 	l.mu.Lock()
 	if !l.finished[ref] {
 		l.accepted[ref] = true
 	}
 	l.mu.Unlock()
-	if _, err := l.ob.Commit(outbox.Batch{Marks: []outbox.Mark{{Key: ledgerKey(ref), Value: markAccepted}}}); err != nil {
-		return fmt.Errorf("ledger: %w", err)
-	}
-	return nil
+	_, ch := l.ob.Submit(outbox.Batch{Marks: []outbox.Mark{{Key: ledgerKey(ref), Value: markAccepted}}})
+	return ch
 }
 
-// Finish durably queues msgs (the attempt's final reports) and records ref
-// as done, whatever its outcome, in one commit.
-func (l *ledger) Finish(ref wire.TaskRef, msgs ...outbox.Message) ([]outbox.Appended, error) {
+// Finish queues msgs (the attempt's final reports) and the record of ref as
+// done, whatever its outcome, as one commit; done yields once that is
+// durable. msgs are visible to the sender at once (outbox.Submit).
+func (l *ledger) Finish(ref wire.TaskRef, msgs ...outbox.Message) ([]outbox.Appended, <-chan error) {
 	marks := []outbox.Mark{{Key: ledgerKey(ref), Value: markFinished}}
 	l.mu.Lock()
 	delete(l.accepted, ref)
@@ -108,11 +109,8 @@ func (l *ledger) Finish(ref wire.TaskRef, msgs ...outbox.Message) ([]outbox.Appe
 		marks = append(marks, outbox.Mark{Key: ledgerKey(old)})
 	}
 	l.mu.Unlock()
-	res, err := l.ob.Commit(outbox.Batch{Messages: msgs, Marks: marks})
-	if err != nil {
-		return nil, fmt.Errorf("ledger: %w", err)
-	}
-	return res, nil
+	res, ch := l.ob.Submit(outbox.Batch{Messages: msgs, Marks: marks})
+	return res, ch
 }
 
 // Seen reports whether ref was accepted or finished before.

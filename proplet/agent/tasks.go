@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -11,13 +12,45 @@ import (
 	"github.com/absmach/propeller/proplet/outbox"
 )
 
+// acceptDelay is how long an attempt runs before its acceptance is made
+// durable on its own. Most attempts end sooner; their acceptance is then
+// implied by the terminal record, which costs the one fsync the attempt
+// needs anyway, instead of an extra fsync before the module may start.
+const acceptDelay = 5 * time.Millisecond
+
+// Phases of an attempt's durability, guarded by attempt.mu.
+const (
+	// phaseLazy: nothing on disk yet; the acceptance timer is armed.
+	phaseLazy = iota
+	// phaseAccepting: the timer fired and the acceptance mark is queued
+	// or durable; it settles the attempt.
+	phaseAccepting
+	// phaseFinal: the attempt ended first; its terminal record settles it.
+	phaseFinal
+)
+
 type attempt struct {
 	cancel  context.CancelFunc
 	stopped bool // a stop command asked for it; guarded by Agent.mu
-	// accepted is closed once the acceptance is durable. A redelivered
-	// start is acknowledged only after it, or a crash in between would
-	// lose the command with nothing on disk to show for it.
+
+	mu        sync.Mutex
+	phase     int
+	stopTimer func() bool
+	// accepted is closed once the attempt is durable on this proplet (its
+	// acceptance mark or its terminal record); err says whether that
+	// worked. The start command, and any redelivery of it, is
+	// acknowledged only after it, or a crash in between would lose the
+	// command with nothing on disk to show for it.
 	accepted chan struct{}
+	err      error
+}
+
+// settled waits until at is durable and reports whether its command may be
+// acknowledged: not when the outbox was closed under it, since then the
+// process is going away and the broker must hand the command to the next.
+func (at *attempt) settled() bool {
+	<-at.accepted
+	return !errors.Is(at.err, outbox.ErrClosed)
 }
 
 // eventKey names one logical message of one attempt in the outbox, so the
@@ -60,11 +93,8 @@ func (a *Agent) onCommand(payload []byte, ack func()) {
 // start runs in paho's router goroutine, so commands are handled in the
 // order they were sent, but it must not wait for the disk there: that
 // would serialise every acceptance behind its own fsync. The attempt's
-// goroutine makes the acceptance durable (sharing an fsync with whatever
-// else is being committed), acknowledges the command and only then runs
-// the module. A crash before that leaves the command unacknowledged, so
-// the broker redelivers it; a crash after it finds the acceptance in the
-// ledger. Either way the module runs at most once.
+// goroutine runs the module at once; see execute for when the attempt
+// becomes durable and its command is acknowledged.
 func (a *Agent) start(st wire.StartTask, ack func()) {
 	ref := wire.TaskRef{TaskID: st.TaskID, Attempt: st.Attempt}
 	log := a.log.With("task", ref.TaskID, "attempt", ref.Attempt)
@@ -75,16 +105,24 @@ func (a *Agent) start(st wire.StartTask, ack func()) {
 	}
 
 	a.mu.Lock()
-	if at, ok := a.running[ref]; ok {
+	at, ok := a.running[ref]
+	if !ok {
+		at, ok = a.finishing[ref]
+	}
+	if ok {
 		a.mu.Unlock()
 		log.Info("duplicate start ignored")
+		// It may be the broker's redelivery of the very command this
+		// attempt runs for, whose first delivery died with a connection;
+		// acknowledging it before the attempt is durable would lose it.
 		go func() {
-			<-at.accepted
-			ack()
+			if at.settled() {
+				ack()
+			}
 		}()
 		return
 	}
-	if a.finishing[ref] || a.led.Seen(ref) {
+	if a.led.Seen(ref) {
 		a.mu.Unlock()
 		log.Info("duplicate start ignored")
 		ack()
@@ -104,14 +142,15 @@ func (a *Agent) start(st wire.StartTask, ack func()) {
 		// learns to reschedule even across a crash.
 		go func() {
 			defer a.tasks.Done()
-			a.emit(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventFailed,
-				Reason: wire.ReasonNoCapacity, Error: fmt.Sprintf("all %d slots busy", a.cfg.Slots)}, false)
-			ack()
+			if a.emit(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventFailed,
+				Reason: wire.ReasonNoCapacity, Error: fmt.Sprintf("all %d slots busy", a.cfg.Slots)}, false) {
+				ack()
+			}
 		}()
 		return
 	}
 	ctx, cancel := context.WithCancel(a.runCtx)
-	at := &attempt{cancel: cancel, accepted: make(chan struct{})}
+	at = &attempt{cancel: cancel, accepted: make(chan struct{})}
 	a.running[ref] = at
 	a.tasks.Add(1)
 	a.mu.Unlock()
@@ -131,31 +170,52 @@ func (a *Agent) stop(sp wire.StopTask) {
 	a.log.Info("stop", "task", ref.TaskID, "attempt", ref.Attempt, "running", ok, "reason", sp.Reason)
 }
 
+// execute runs one attempt. Its start command is acknowledged only once
+// the attempt is durable in the ledger, whichever comes first:
+//
+//   - still running after acceptDelay: the acceptance mark is committed
+//     on its own (acceptLate), and a crash from then on finds it and
+//     reports the attempt failed instead of running it again;
+//   - ended before that: nothing was written up to here, and the terminal
+//     record (events + the ledger's finish) is the attempt's only commit.
+//
+// A crash before either leaves the command unacknowledged, so the broker
+// redelivers it and the module runs again as the same attempt. The manager
+// records one result per attempt whatever number of reports it gets, so
+// the price is a repeated run, never a second result, and only for an
+// attempt a crash cut short within its first acceptDelay.
+//
+// The terminal record is published while it is being committed (see
+// outbox.Submit): a crash before the commit is the case above.
 func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef, at *attempt, ack func()) {
 	defer a.tasks.Done()
 	defer at.cancel()
 
-	if err := a.led.Accept(ref); err != nil {
-		// Running anyway keeps the proplet useful on a failing disk; the
-		// price is a possible second run should it also crash.
-		a.log.Error("ledger", "task", ref.TaskID, "attempt", ref.Attempt, "err", err)
-	}
-	close(at.accepted)
-	ack()
-	a.log.Debug("task accepted", "task", ref.TaskID, "attempt", ref.Attempt)
+	at.mu.Lock()
+	at.stopTimer = a.acceptTimer(ref, acceptDelay, func() { a.acceptLate(ref, at, ack) })
+	at.mu.Unlock()
+	a.log.Debug("task started", "task", ref.TaskID, "attempt", ref.Attempt)
 
 	prog := a.newProgress(ref)
 	begin := time.Now()
 	out := a.runExecutor(ctx, st, prog.running)
 	prog.finish()
 
+	at.mu.Lock()
+	fast := at.phase == phaseLazy
+	if fast {
+		at.stopTimer()
+		at.phase = phaseFinal
+	}
+	at.mu.Unlock()
+
 	// Free the slot before the final event can reach the manager, which
-	// may offer the slot again right away; finishing still blocks a
+	// may offer the slot again right away; finishing still answers a
 	// duplicate start until the ledger knows the attempt is done.
 	a.mu.Lock()
 	stopped := at.stopped
 	delete(a.running, ref)
-	a.finishing[ref] = true
+	a.finishing[ref] = at
 	a.mu.Unlock()
 
 	ev := wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Result: out.Result, Metrics: out.Metrics}
@@ -190,9 +250,16 @@ func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef
 		msgs = append(msgs, m)
 	}
 	// One commit: the FL update and the final event, then the ledger's
-	// finish. failUnfinished covers a crash before it.
-	if _, err := a.led.Finish(ref, msgs...); err != nil {
-		a.log.Error("final report not stored; it is lost", "task", ref.TaskID, "attempt", ref.Attempt, "err", err)
+	// finish. The sender publishes them meanwhile. failUnfinished covers
+	// a crash before it for an accepted attempt, redelivery for the rest.
+	_, done := a.led.Finish(ref, msgs...)
+	err := <-done
+	if err != nil {
+		a.log.Error("final report not stored; it is lost unless already published",
+			"task", ref.TaskID, "attempt", ref.Attempt, "err", err)
+	}
+	if fast {
+		a.settle(ref, at, ack, err)
 	}
 
 	a.mu.Lock()
@@ -200,6 +267,42 @@ func (a *Agent) execute(ctx context.Context, st wire.StartTask, ref wire.TaskRef
 	a.mu.Unlock()
 	a.log.Debug("task finished", "task", ref.TaskID, "attempt", ref.Attempt, "type", ev.Type,
 		"reason", ev.Reason, "took", time.Since(begin))
+}
+
+// acceptLate makes a still running attempt's acceptance durable. The mark
+// is queued under at.mu, so it precedes the attempt's finish mark in the
+// log: the reverse would let a replay take a finished attempt for an
+// unfinished one.
+func (a *Agent) acceptLate(ref wire.TaskRef, at *attempt, ack func()) {
+	at.mu.Lock()
+	if at.phase != phaseLazy {
+		at.mu.Unlock()
+		return
+	}
+	at.phase = phaseAccepting
+	done := a.led.Accept(ref)
+	at.mu.Unlock()
+	err := <-done
+	if err != nil && !errors.Is(err, outbox.ErrClosed) {
+		// Going on keeps the proplet useful on a failing disk; the price
+		// is a possible second run should it also crash.
+		a.log.Error("ledger", "task", ref.TaskID, "attempt", ref.Attempt, "err", err)
+	}
+	a.settle(ref, at, ack, err)
+	a.log.Debug("task accepted", "task", ref.TaskID, "attempt", ref.Attempt)
+}
+
+// settle records that at is as durable as it will get and acknowledges its
+// command, unless the outbox was closed (see attempt.settled).
+func (a *Agent) settle(ref wire.TaskRef, at *attempt, ack func(), err error) {
+	at.err = err
+	close(at.accepted)
+	if at.settled() {
+		ack()
+	} else {
+		a.log.Debug("start not acknowledged; the next process gets it again",
+			"task", ref.TaskID, "attempt", ref.Attempt)
+	}
 }
 
 // runExecutor turns an executor panic into a failed attempt, so one bad
@@ -302,21 +405,26 @@ func (a *Agent) hint(ev wire.Event) {
 	}
 }
 
-// emit durably queues a terminal event outside an attempt's lifecycle.
-// dedup=false is for reports that are not tied to the attempt's lifecycle
-// (NoCapacity rejections).
-func (a *Agent) emit(ev wire.Event, dedup bool) {
+// emit queues a terminal event outside an attempt's lifecycle, publishes
+// it at once and returns when it is durable. It reports false when the
+// outbox is closed, so the command that caused it must stay
+// unacknowledged. dedup=false is for reports that are not tied to the
+// attempt's lifecycle (NoCapacity rejections).
+func (a *Agent) emit(ev wire.Event, dedup bool) bool {
 	key := ""
 	if dedup {
 		key = eventKey(wire.TaskRef{TaskID: ev.TaskID, Attempt: ev.Attempt}, kindOf(ev.Type))
 	}
 	m, ok := a.message(a.topics.Events(a.cfg.ID), a.stamp(ev), key, true)
 	if !ok {
-		return
+		return true
 	}
-	if _, _, err := a.ob.Append(m); err != nil {
-		a.log.Error("outbox append failed; message lost", "topic", m.Topic, "key", key, "err", err)
+	_, done := a.ob.Submit(outbox.Batch{Messages: []outbox.Message{m}})
+	if err := <-done; err != nil {
+		a.log.Error("outbox commit failed; message lost unless already published", "topic", m.Topic, "key", key, "err", err)
+		return !errors.Is(err, outbox.ErrClosed)
 	}
+	return true
 }
 
 func (a *Agent) message(topic string, msg any, key string, terminal bool) (outbox.Message, bool) {
@@ -344,7 +452,8 @@ func (a *Agent) failUnfinished() error {
 				msgs = append(msgs, m)
 			}
 		}
-		if _, err := a.led.Finish(ref, msgs...); err != nil {
+		_, done := a.led.Finish(ref, msgs...)
+		if err := <-done; err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
 	}

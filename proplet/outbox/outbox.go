@@ -24,6 +24,17 @@
 // cost per message falls as concurrency rises instead of the disk becoming
 // a serial bottleneck.
 //
+// # Publish before persist
+//
+// Submit queues a batch and returns at once: its messages are visible to
+// PendingAfter and Read (served from memory) before the writer made them
+// durable, so a sender can publish them while the fsync is under way. The
+// caller learns from the returned channel when the batch is durable and
+// must not treat whatever produced the messages as settled before that (the
+// proplet acknowledges the command that caused them only then). A message
+// acknowledged before its record is durable is removed like any other: its
+// record is still written, followed by its tombstone.
+//
 // Removals are tombstone records. They are not fsynced on their own: a lost
 // tombstone only means the message is published once more after a crash,
 // which the at-least-once contract (the manager deduplicates by task and
@@ -157,9 +168,16 @@ type entry struct {
 	seg       *segment // nil until the writer placed the record
 	off       int64    // of the record body in seg
 	n         int      // body length
-	committed bool     // durable; only then visible to Pending
-	removed   bool
+	committed bool     // durable
+	// early entries came from Submit: visible to Pending and Read before
+	// they are durable, served from body until then.
+	early   bool
+	body    []byte
+	removed bool
 }
+
+// visible reports whether a sender may see e.
+func (e *entry) visible() bool { return e.committed || e.early }
 
 type markState struct {
 	value byte
@@ -666,7 +684,8 @@ func (o *Outbox) writer() {
 				switch {
 				case rc.ent != nil && err == nil:
 					rc.ent.committed = true
-					added = true
+					rc.ent.body = nil // readable from the segment now
+					added = added || !rc.ent.early
 				case rc.ent != nil && !rc.ent.removed:
 					// Not durable, so not added: the caller hears the error.
 					o.drop(rc.ent)
@@ -682,10 +701,7 @@ func (o *Outbox) writer() {
 		clear(batch)
 		spare = batch
 		if added {
-			select {
-			case o.notify <- struct{}{}:
-			default:
-			}
+			o.signal()
 		}
 		if grow {
 			if err := o.checkpoint(seg.id+1, o.readBody); err != nil {
@@ -726,8 +742,41 @@ func (o *Outbox) enqueue(r *request) {
 }
 
 // Commit makes b durable and returns the fate of each of its messages, in
-// order. Concurrent Commits share an fsync.
+// order. Concurrent Commits share an fsync. Its messages become visible to
+// senders once durable.
 func (o *Outbox) Commit(b Batch) ([]Appended, error) {
+	res, done, err := o.submit(b, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Submit queues b for the next group commit and returns at once with the
+// fate of each of its messages; done yields nil once b is durable, or the
+// error that kept it from the disk. Unlike Commit's, its messages are
+// visible to PendingAfter and Read immediately, so they can be published
+// while the fsync is under way (see the package comment). Should the
+// commit fail, they are dropped, even if already published.
+func (o *Outbox) Submit(b Batch) (res []Appended, done <-chan error) {
+	res, ch, err := o.submit(b, true)
+	if err != nil {
+		ch = make(chan error, 1)
+		ch <- err
+	}
+	return res, ch
+}
+
+var doneNil = func() chan error {
+	ch := make(chan error, 1)
+	close(ch)
+	return ch
+}()
+
+func (o *Outbox) submit(b Batch, early bool) ([]Appended, chan error, error) {
 	bodies := make([][]byte, len(b.Messages))
 	res := make([]Appended, len(b.Messages))
 	r := &request{sync: true, done: make(chan error, 1)}
@@ -735,8 +784,9 @@ func (o *Outbox) Commit(b Batch) ([]Appended, error) {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
+	added := false
 	for i, m := range b.Messages {
 		if m.Key != "" {
 			if s, ok := o.keys[m.Key]; ok {
@@ -756,25 +806,35 @@ func (o *Outbox) Commit(b Batch) ([]Appended, error) {
 		o.next++
 		bodies[i] = encodeMessage(seq, m)
 		e := &entry{Entry: Entry{Seq: seq, Topic: m.Topic, Key: m.Key, Terminal: m.Terminal,
-			Size: int64(len(bodies[i]))}}
+			Size: int64(len(bodies[i]))}, n: len(bodies[i]), early: early}
+		if early {
+			e.body = bodies[i]
+		}
 		o.insert(e)
 		r.recs = append(r.recs, rec{body: bodies[i], ent: e})
 		res[i] = Appended{Seq: seq, Added: true}
+		added = true
 	}
 	for i := range b.Marks {
 		r.recs = append(r.recs, rec{body: encodeMark(b.Marks[i]), mark: &b.Marks[i]})
 	}
 	if len(r.recs) == 0 {
 		o.mu.Unlock()
-		return res, nil
+		return res, doneNil, nil
 	}
 	o.enqueue(r)
 	o.mu.Unlock()
-
-	if err := <-r.done; err != nil {
-		return nil, err
+	if early && added {
+		o.signal()
 	}
-	return res, nil
+	return res, r.done, nil
+}
+
+func (o *Outbox) signal() {
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
 }
 
 // Append stores m durably and returns its sequence number. added is false
@@ -814,15 +874,17 @@ func (o *Outbox) makeRoom(size int64, terminal bool) bool {
 	return true
 }
 
-// Pending lists the durable pending messages in append order.
+// Pending lists the pending messages a sender may see, in append order:
+// the durable ones and those Submitted.
 func (o *Outbox) Pending() []Entry {
 	return o.PendingAfter(0, -1)
 }
 
-// PendingAfter lists up to limit durable pending messages with a sequence
-// number above after, in order; limit < 0 means all. Messages become
-// durable in sequence order, so a sender that remembers the last sequence
-// it handed out sees each message once.
+// PendingAfter lists up to limit pending messages a sender may see (see
+// Pending) with a sequence number above after, in order; limit < 0 means
+// all. Messages become visible in sequence order (a Submitted one behind a
+// Committed one still being written waits for it), so a sender that
+// remembers the last sequence it handed out sees each message once.
 func (o *Outbox) PendingAfter(after uint64, limit int) []Entry {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -835,7 +897,7 @@ func (o *Outbox) PendingAfter(after uint64, limit int) []Entry {
 		if e.removed {
 			continue
 		}
-		if !e.committed {
+		if !e.visible() {
 			break
 		}
 		out = append(out, e.Entry)
@@ -868,13 +930,16 @@ func (o *Outbox) Read(seq uint64) (Message, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	e, ok := o.bySeq[seq]
-	if !ok || !e.committed {
+	if !ok || !e.visible() {
 		return Message{}, fmt.Errorf("outbox: read %d: %w", seq, os.ErrNotExist)
 	}
-	// Under mu: a checkpoint may move the record and close its segment.
-	b := make([]byte, e.n)
-	if _, err := e.seg.f.ReadAt(b, e.off); err != nil && !errors.Is(err, io.EOF) {
-		return Message{}, fmt.Errorf("outbox: read %d: %w", seq, err)
+	b := e.body
+	if b == nil {
+		// Under mu: a checkpoint may move the record and close its segment.
+		b = make([]byte, e.n)
+		if _, err := e.seg.f.ReadAt(b, e.off); err != nil && !errors.Is(err, io.EOF) {
+			return Message{}, fmt.Errorf("outbox: read %d: %w", seq, err)
+		}
 	}
 	_, m, ok := decodeMessage(b)
 	if !ok {
@@ -903,10 +968,24 @@ func (o *Outbox) removeLocked(e *entry) {
 	o.enqueue(&request{recs: []rec{{body: encodeRemove(e.Seq)}}})
 }
 
-// Notify returns a channel that receives after messages became durable. It
+// Notify returns a channel that receives after messages became visible
+// (durable, or Submitted). It
 // has a buffer of one, so a reader that drains PendingAfter after each
 // receive misses nothing.
 func (o *Outbox) Notify() <-chan struct{} { return o.notify }
+
+// Syncs counts the fsyncs of batches so far (checkpoints aside): the cost
+// that group commit shares among concurrent writers.
+func (o *Outbox) Syncs() uint64 { return o.syncs.Load() }
+
+// SetBeforeSync installs a hook the writer calls before each fsync of a
+// batch, so tests can hold a commit in flight. Set it before the first
+// commit.
+func (o *Outbox) SetBeforeSync(f func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.beforeSync = f
+}
 
 // Close writes what is queued, makes further operations fail and releases
 // the files. Pending messages stay on disk.
