@@ -103,6 +103,16 @@ func (b *mochiBroker) Start(t testing.TB) {
 	b.srv = srv
 }
 
+// inflight is the number of QoS 1 messages the broker sent client id that
+// it has no PUBACK for.
+func (b *mochiBroker) inflight(id string) int {
+	cl, ok := b.srv.Clients.Get(id)
+	if !ok {
+		return -1
+	}
+	return cl.State.Inflight.Len()
+}
+
 func (b *mochiBroker) Stop(testing.TB) {
 	b.srv.Close()
 	b.srv = nil
@@ -197,12 +207,16 @@ func waitTCP(t testing.TB, addr string, died <-chan struct{}, logs func() string
 // proxy forwards TCP to a broker and can cut every connection abruptly,
 // which is how a proplet whose link dies looks to the broker.
 type proxy struct {
-	ln      net.Listener
-	target  string
-	refuse  atomic.Bool
-	mu      sync.Mutex
-	conns   map[net.Conn]bool
-	accepts atomic.Int64
+	ln     net.Listener
+	target string
+	refuse atomic.Bool
+	// blackhole drops what clients send, keeping their connections up:
+	// publishes and acks vanish as on a dead link not yet noticed.
+	blackhole atomic.Bool
+	dropped   atomic.Int64
+	mu        sync.Mutex
+	conns     map[net.Conn]bool
+	accepts   atomic.Int64
 }
 
 func startProxy(t testing.TB, target string) *proxy {
@@ -239,9 +253,36 @@ func (p *proxy) serve() {
 		p.conns[c], p.conns[up] = true, true
 		p.mu.Unlock()
 		go pipe(c, up)
-		go pipe(up, c)
+		go p.upstream(up, c)
 	}
 }
+
+// upstream copies a client's bytes to the broker, or drops them while the
+// proxy is a black hole.
+func (p *proxy) upstream(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if p.blackhole.Load() {
+				p.dropped.Add(int64(n))
+			} else if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Blackhole starts or stops dropping what clients send.
+func (p *proxy) Blackhole(on bool) { p.blackhole.Store(on) }
+
+// Dropped is the number of client bytes dropped so far.
+func (p *proxy) Dropped() int64 { return p.dropped.Load() }
 
 func pipe(dst, src net.Conn) {
 	_, _ = io.Copy(dst, src)

@@ -326,8 +326,16 @@ func testConfig(t testing.TB, url, id string) agent.Config {
 }
 
 func startAgent(t testing.TB, cfg agent.Config, exec agent.Executor) *runningAgent {
+	return startAgentWith(t, cfg, exec, nil)
+}
+
+// startAgentWith lets prepare install test hooks between New and Run.
+func startAgentWith(t testing.TB, cfg agent.Config, exec agent.Executor, prepare func(*agent.Agent)) *runningAgent {
 	a, err := agent.New(cfg)
 	require.NoError(t, err)
+	if prepare != nil {
+		prepare(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ra := &runningAgent{Agent: a, cfg: cfg, cancel: cancel, done: make(chan error, 1)}
 	go func() { ra.done <- a.Run(ctx, exec) }()
@@ -352,7 +360,11 @@ func (ra *runningAgent) Stop(t testing.TB) {
 // startOnline starts an agent and waits until m saw it announce itself,
 // since a manager only commands proplets it knows to be online.
 func startOnline(t testing.TB, m *manager, cfg agent.Config, exec agent.Executor) *runningAgent {
-	ra := startAgent(t, cfg, exec)
+	return startOnlineWith(t, m, cfg, exec, nil)
+}
+
+func startOnlineWith(t testing.TB, m *manager, cfg agent.Config, exec agent.Executor, prepare func(*agent.Agent)) *runningAgent {
+	ra := startAgentWith(t, cfg, exec, prepare)
 	m.waitStatus(t, func(s wire.Status) bool {
 		return s.ID == cfg.ID && s.State == wire.StateOnline && s.Instance == ra.Instance()
 	})

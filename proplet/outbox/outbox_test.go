@@ -2,7 +2,9 @@ package outbox_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -146,4 +148,64 @@ func TestNotify(t *testing.T) {
 		t.Fatal("notifications coalesce")
 	default:
 	}
+}
+
+// TestSubmitVisibleBeforeDurable holds the writer inside the fsync of a
+// Submitted batch: its message can already be listed, read and removed,
+// Commit's cannot be seen yet, and the batch's outcome arrives only after
+// the fsync. Reopening shows the removal and the batch's mark.
+func TestSubmitVisibleBeforeDurable(t *testing.T) {
+	dir := t.TempDir()
+	o, err := outbox.Open(dir, outbox.Options{})
+	require.NoError(t, err)
+	gate := make(chan struct{})
+	var first sync.Once
+	outbox.SetBeforeSync(o, func() { first.Do(func() { <-gate }) })
+
+	res, done := o.Submit(outbox.Batch{
+		Messages: []outbox.Message{{Topic: "t", Key: "early", Payload: []byte("p"), Terminal: true}},
+		Marks:    []outbox.Mark{{Key: "m", Value: 'f'}},
+	})
+	require.True(t, res[0].Added)
+	<-o.Notify()
+	require.Equal(t, []string{"early"}, keysOf(t, o))
+	m, err := o.Read(res[0].Seq)
+	require.NoError(t, err)
+	require.Equal(t, "p", string(m.Payload))
+
+	// A Commit queued behind the held fsync stays invisible until durable.
+	committed := make(chan error, 1)
+	go func() {
+		_, err := o.Commit(outbox.Batch{Messages: []outbox.Message{{Topic: "t", Key: "late"}}})
+		committed <- err
+	}()
+	require.Eventually(t, func() bool { return outbox.Queued(o) == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, []string{"early"}, keysOf(t, o))
+
+	// Acknowledged before durable.
+	require.NoError(t, o.Remove(res[0].Seq))
+	select {
+	case err := <-done:
+		t.Fatalf("batch reported durable while its fsync is held: %v", err)
+	default:
+	}
+	close(gate)
+	require.NoError(t, <-done)
+	require.NoError(t, <-committed)
+	require.Equal(t, []string{"late"}, keysOf(t, o))
+	require.NoError(t, o.Close())
+
+	o2, err := outbox.Open(dir, outbox.Options{})
+	require.NoError(t, err)
+	defer o2.Close()
+	require.Equal(t, []string{"late"}, keysOf(t, o2), "the early message's tombstone followed it")
+	require.Equal(t, []outbox.Mark{{Key: "m", Value: 'f'}}, o2.Marks())
+}
+
+func TestSubmitOnClosed(t *testing.T) {
+	o, err := outbox.Open(t.TempDir(), outbox.Options{})
+	require.NoError(t, err)
+	require.NoError(t, o.Close())
+	_, done := o.Submit(outbox.Batch{Messages: []outbox.Message{{Topic: "t"}}})
+	require.ErrorIs(t, <-done, outbox.ErrClosed)
 }
