@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
 )
 
@@ -118,6 +119,7 @@ type operatorOptions struct {
 	healthAddr     string
 	leaderElect    bool
 	namespace      string
+	joinToken      string
 }
 
 func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
@@ -127,7 +129,8 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "listen address of the Prometheus metrics endpoint")
 	fs.StringVar(&o.healthAddr, "health-addr", ":8081", "listen address of the health probes")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
-	fs.StringVar(&o.namespace, "namespace", "", "watch only this namespace (default: all)")
+	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet records and the leader lease")
+	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker)")
 }
 
 func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {
@@ -147,7 +150,32 @@ func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {
 	return cmd
 }
 
-// errOperatorUnavailable is returned until the operator frontend lands.
-var errOperatorUnavailable = errors.New("the Kubernetes operator is not part of this build yet; use `propeller manager standalone`")
-
-func runOperator(*cobra.Command, *operatorOptions) error { return errOperatorUnavailable }
+func runOperator(cmd *cobra.Command, o *operatorOptions) error {
+	log, err := o.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.embeddedBroker && o.broker != "":
+		return errors.New("--embedded-broker and --broker exclude each other")
+	case !o.embeddedBroker && o.broker == "":
+		return errors.New("the operator needs --broker URL or --embedded-broker")
+	case o.embeddedBroker && o.joinToken == "":
+		return errors.New("--embedded-broker needs --join-token, the proplets' credential")
+	}
+	return operator.Run(cmd.Context(), operator.Config{
+		Namespace:      o.namespace,
+		Broker:         o.broker,
+		BrokerUser:     o.brokerUser,
+		BrokerPassword: o.brokerPassword,
+		BrokerCA:       o.brokerCA,
+		MQTTAddr:       o.mqttAddr,
+		JoinToken:      o.joinToken,
+		Prefix:         o.prefix,
+		Engine:         o.engineOptions.config(),
+		MetricsAddr:    o.metricsAddr,
+		HealthAddr:     o.healthAddr,
+		LeaderElection: o.leaderElect,
+		Logger:         log,
+	})
+}

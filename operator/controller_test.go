@@ -1,0 +1,381 @@
+package operator_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/examples/exampletest"
+	"github.com/absmach/propeller/operator"
+	"github.com/absmach/propeller/orchestration"
+)
+
+const joinToken = "test-join-token"
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// propellerBinary builds cmd/propeller once: proplets in these tests are
+// real processes.
+func propellerBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "propeller-operator-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "propeller")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/propeller")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("build propeller: %w\n%s", err, out)
+		}
+	})
+	require.NoError(t, binErr)
+	return binPath
+}
+
+// syncBuffer collects a child's output for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type proplet struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// kill ends the proplet without a goodbye: the broker publishes its
+// last-will.
+func (p *proplet) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func startProplet(t *testing.T, mqttAddr, id string, extra ...string) *proplet {
+	t.Helper()
+	args := append([]string{"proplet", "--broker", "mqtt://" + mqttAddr, "--id", id, "--token", joinToken,
+		"--cache-dir", filepath.Join(t.TempDir(), "cache"), "--heartbeat-interval", "200ms", "--log-level", "debug"}, extra...)
+	cmd := exec.Command(propellerBinary(t), args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	p := &proplet{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("proplet %s output:\n%s", id, out.String())
+		}
+	})
+	return p
+}
+
+type operatorProc struct {
+	mqttAddr string
+	cancel   context.CancelFunc
+	done     chan error
+	stopped  bool
+}
+
+func (o *operatorProc) stop(t *testing.T) {
+	t.Helper()
+	if o.stopped {
+		return
+	}
+	o.stopped = true
+	o.cancel()
+	select {
+	case err := <-o.done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("operator did not stop:\n%s", buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// startOperator runs operator.Run in-process against envtest, with an
+// embedded broker on a random port.
+func startOperator(t *testing.T, ns, mqttAddr string) *operatorProc {
+	t.Helper()
+	if mqttAddr == "" {
+		mqttAddr = "127.0.0.1:0"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	o := &operatorProc{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		o.done <- operator.Run(ctx, operator.Config{
+			Rest:        restCfg,
+			Namespace:   ns,
+			MQTTAddr:    mqttAddr,
+			JoinToken:   joinToken,
+			MetricsAddr: "0",
+			HealthAddr:  "0",
+			Engine: orchestration.Config{
+				HeartbeatTimeout: 2 * time.Second,
+				TickInterval:     100 * time.Millisecond,
+				BackoffBase:      100 * time.Millisecond,
+			},
+			Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			Ready:  func(addr string) { ready <- addr },
+		})
+	}()
+	select {
+	case o.mqttAddr = <-ready:
+	case err := <-o.done:
+		cancel()
+		t.Fatalf("operator exited: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatal("operator did not become ready")
+	}
+	t.Cleanup(func() { o.stop(t) })
+	return o
+}
+
+// testWriter sends logs to t.Log until the test ends.
+type testWriter struct {
+	t  *testing.T
+	mu sync.Mutex
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	defer func() { _ = recover() }() // a log line after the test ended
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// serveModules serves example modules over HTTP, as a registry would.
+func serveModules(t *testing.T, names ...string) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	for _, n := range names {
+		b := exampletest.Build(t, n)
+		mux.HandleFunc("/"+n+".wasm", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(b) })
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func getTask(t *testing.T, ns, name string) *v1.WasmTask {
+	t.Helper()
+	wt := &v1.WasmTask{}
+	require.NoError(t, k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, wt))
+	return wt
+}
+
+func waitPhase(t *testing.T, ns, name string, phase v1.TaskPhase) *v1.WasmTask {
+	t.Helper()
+	var wt *v1.WasmTask
+	require.Eventually(t, func() bool {
+		wt = getTask(t, ns, name)
+		return wt.Status.Phase == phase
+	}, 60*time.Second, 50*time.Millisecond, "task %s never reached %s", name, phase)
+	return wt
+}
+
+func newTask(ns, name, image string, mut func(*v1.WasmTaskSpec)) *v1.WasmTask {
+	wt := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	wt.Spec.ImageURL = image
+	if mut != nil {
+		mut(&wt.Spec)
+	}
+	return wt
+}
+
+// TestWasmTaskLifecycle drives WasmTasks through a real operator, broker
+// and proplet, as `kubectl apply` would.
+func TestWasmTaskLifecycle(t *testing.T) {
+	ns := newNamespace(t)
+	url := serveModules(t, "arith", "spin")
+	op := startOperator(t, ns, "")
+	startProplet(t, op.mqttAddr, "edge-1", "--labels", "arch=test", "--slots", "2")
+
+	t.Run("runs to Succeeded with results", func(t *testing.T) {
+		wt := newTask(ns, "add", url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
+			s.Function = "add"
+			s.Inputs = []float64{1, 2}
+		})
+		require.NoError(t, k8s.Create(t.Context(), wt))
+		got := waitPhase(t, ns, "add", v1.TaskSucceeded)
+		require.Equal(t, []float64{3}, got.Status.Results)
+		require.Equal(t, "edge-1", got.Status.PropletID)
+		require.True(t, meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionReady))
+		require.NotContains(t, got.Finalizers, operator.TaskFinalizer, "a finished task needs no finalizer")
+	})
+
+	t.Run("pinned to a dead proplet says why", func(t *testing.T) {
+		wt := newTask(ns, "pinned", url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
+			s.Function = "add"
+			s.Inputs = []float64{1, 2}
+			s.PropletID = "ghost"
+		})
+		require.NoError(t, k8s.Create(t.Context(), wt))
+		require.Eventually(t, func() bool {
+			got := getTask(t, ns, "pinned")
+			c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionScheduled)
+			return got.Status.Phase == v1.TaskPending && c != nil && c.Status == metav1.ConditionFalse &&
+				c.Reason == orchestration.ReasonUnschedulable && c.Message == "proplet ghost is not known"
+		}, 30*time.Second, 50*time.Millisecond)
+	})
+
+	t.Run("suspended until released", func(t *testing.T) {
+		wt := newTask(ns, "held", url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
+			s.Function = "add"
+			s.Inputs = []float64{2, 5}
+			s.Suspend = true
+		})
+		require.NoError(t, k8s.Create(t.Context(), wt))
+		require.Eventually(t, func() bool {
+			got := getTask(t, ns, "held")
+			return got.Status.Phase == v1.TaskPending && got.Status.Held
+		}, 30*time.Second, 50*time.Millisecond)
+		got := getTask(t, ns, "held")
+		before := got.DeepCopy()
+		got.Spec.Suspend = false
+		require.NoError(t, k8s.Patch(t.Context(), got, client.MergeFrom(before)))
+		got = waitPhase(t, ns, "held", v1.TaskSucceeded)
+		require.Equal(t, []float64{7}, got.Status.Results)
+	})
+
+	t.Run("group selector places the task", func(t *testing.T) {
+		g := &v1.PropletGroup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "testers"}}
+		g.Spec.Selector = map[string]string{"arch": "test"}
+		wt := newTask(ns, "grouped", url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
+			s.Function = "add"
+			s.Inputs = []float64{4, 4}
+			s.PropletGroupRef = &v1.LocalObjectReference{Name: "testers"}
+		})
+		// The task first, so it waits for its group.
+		require.NoError(t, k8s.Create(t.Context(), wt))
+		require.Eventually(t, func() bool {
+			got := getTask(t, ns, "grouped")
+			return meta.IsStatusConditionFalse(got.Status.Conditions, operator.ConditionGroupResolved)
+		}, 30*time.Second, 50*time.Millisecond)
+		require.NoError(t, k8s.Create(t.Context(), g))
+		got := waitPhase(t, ns, "grouped", v1.TaskSucceeded)
+		require.Equal(t, map[string]string{"arch": "test"}, got.Status.Selector)
+		require.Equal(t, []float64{8}, got.Status.Results)
+	})
+
+	t.Run("delete stops a running task", func(t *testing.T) {
+		wt := newTask(ns, "spin", url+"/spin.wasm", nil)
+		require.NoError(t, k8s.Create(t.Context(), wt))
+		waitPhase(t, ns, "spin", v1.TaskRunning)
+		require.NoError(t, k8s.Delete(t.Context(), wt))
+		require.Eventually(t, func() bool {
+			err := k8s.Get(t.Context(), client.ObjectKeyFromObject(wt), &v1.WasmTask{})
+			return apierrors.IsNotFound(err)
+		}, 30*time.Second, 50*time.Millisecond)
+		// The proplet got the stop: its slot is free again, so two more
+		// tasks run at once on its two slots.
+		for _, n := range []string{"after-1", "after-2"} {
+			require.NoError(t, k8s.Create(t.Context(), newTask(ns, n, url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
+				s.Function = "add"
+				s.Inputs = []float64{1, 1}
+			})))
+		}
+		waitPhase(t, ns, "after-1", v1.TaskSucceeded)
+		waitPhase(t, ns, "after-2", v1.TaskSucceeded)
+	})
+}
+
+// TestPropletGroupMembership follows proplets joining and leaving.
+func TestPropletGroupMembership(t *testing.T) {
+	ns := newNamespace(t)
+	op := startOperator(t, ns, "")
+	g := &v1.PropletGroup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "arm"}}
+	g.Spec.Selector = map[string]string{"arch": "arm64"}
+	g.Spec.MinMembers = 2
+	require.NoError(t, k8s.Create(t.Context(), g))
+
+	status := func() v1.PropletGroupStatus {
+		got := &v1.PropletGroup{}
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(g), got))
+		return got.Status
+	}
+	require.Eventually(t, func() bool { return status().Phase == v1.GroupEmpty }, 30*time.Second, 50*time.Millisecond)
+
+	a := startProplet(t, op.mqttAddr, "arm-a", "--labels", "arch=arm64", "--slots", "3")
+	startProplet(t, op.mqttAddr, "x86-a", "--labels", "arch=amd64")
+	require.Eventually(t, func() bool {
+		s := status()
+		return s.Phase == v1.GroupDegraded && s.Alive == 1 && s.Capacity == 3
+	}, 30*time.Second, 50*time.Millisecond)
+
+	startProplet(t, op.mqttAddr, "arm-b", "--labels", "arch=arm64", "--slots", "1")
+	require.Eventually(t, func() bool {
+		s := status()
+		return s.Phase == v1.GroupReady && s.Alive == 2 && s.Total == 2 && s.Capacity == 4 && s.Free == 4
+	}, 30*time.Second, 50*time.Millisecond)
+
+	a.kill()
+	require.Eventually(t, func() bool {
+		s := status()
+		return s.Phase == v1.GroupDegraded && s.Alive == 1 && s.Total == 2 && s.Capacity == 1
+	}, 30*time.Second, 50*time.Millisecond)
+}
+
+// TestOperatorRestartLosesNothing stops the operator with work in flight
+// and starts a new one: every task still ends Succeeded, once.
+func TestOperatorRestartLosesNothing(t *testing.T) {
+	ns := newNamespace(t)
+	url := serveModules(t, "arith")
+	op := startOperator(t, ns, "")
+	const n = 10
+	for i := range n {
+		require.NoError(t, k8s.Create(t.Context(), newTask(ns, fmt.Sprintf("r-%02d", i), url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
+			s.Function = "add"
+			s.Inputs = []float64{float64(i), 1}
+		})))
+	}
+	addr := op.mqttAddr
+	op.stop(t)
+	// No proplet yet: the tasks are admitted or not, none ran.
+	op = startOperator(t, ns, addr)
+	startProplet(t, op.mqttAddr, "edge-r", "--slots", "4")
+	for i := range n {
+		got := waitPhase(t, ns, fmt.Sprintf("r-%02d", i), v1.TaskSucceeded)
+		require.Equal(t, []float64{float64(i + 1)}, got.Status.Results)
+		require.EqualValues(t, 1, got.Status.Attempt)
+	}
+}

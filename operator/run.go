@@ -1,0 +1,313 @@
+package operator
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/manager/broker"
+	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/orchestration"
+)
+
+// Config configures the operator. It is passed by value.
+type Config struct {
+	// Rest reaches the API server; nil means the in-cluster or kubeconfig
+	// default.
+	Rest *rest.Config
+	// Namespace holds the WasmTasks the operator runs and its proplet
+	// records. Required.
+	Namespace string
+
+	// Broker is an external broker URL; empty embeds one on MQTTAddr.
+	Broker         string
+	BrokerUser     string
+	BrokerPassword string
+	BrokerCA       string
+	MQTTAddr       string
+	// JoinToken is the proplets' credential on the embedded broker.
+	JoinToken string
+	Prefix    string
+
+	Engine orchestration.Config
+
+	// MetricsAddr and HealthAddr are the metrics and probe listeners; "0"
+	// disables one.
+	MetricsAddr string
+	HealthAddr  string
+	// LeaderElection makes only one replica orchestrate.
+	LeaderElection          bool
+	LeaderElectionNamespace string
+
+	Logger *slog.Logger
+	// Ready, when set, is called with the MQTT address once the engine
+	// serves, so tests can use port 0.
+	Ready func(mqttAddr string)
+}
+
+// LeaderElectionID names the lease the replicas compete for.
+const LeaderElectionID = "propeller-operator.propeller.absmach.io"
+
+// Run serves until ctx ends. Everything that orchestrates (the MQTT link,
+// the engine, the controllers) runs only on the elected leader; a standby
+// replica serves health and metrics and waits.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Namespace == "" {
+		return errors.New("operator: namespace is required")
+	}
+	restCfg := cfg.Rest
+	if restCfg == nil {
+		var err error
+		if restCfg, err = ctrl.GetConfig(); err != nil {
+			return fmt.Errorf("kubernetes config: %w", err)
+		}
+	}
+	restCfg = rest.CopyConfig(restCfg)
+	// The engine writes a few times per task; client-side throttling would
+	// cap throughput far below what the API server takes (it has its own
+	// priority and fairness).
+	restCfg.QPS, restCfg.Burst = 1000, 2000
+
+	ctrl.SetLogger(logrFromSlog(log))
+	mgr, err := ctrl.NewManager(restCfg, manager.Options{
+		Scheme:                  Scheme(),
+		Cache:                   cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.Namespace: {}}},
+		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		HealthProbeBindAddress:  cfg.HealthAddr,
+		LeaderElection:          cfg.LeaderElection,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: cmpOr(cfg.LeaderElectionNamespace, cfg.Namespace),
+		// Stepping down must stop orchestration at once: another
+		// replica is about to take over the same tasks.
+		LeaderElectionReleaseOnCancel: true,
+		// Controller names are metric labels, unique per process; an
+		// in-process restart (tests, a lost and regained lease handled by
+		// the caller) builds them again.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	// The store reads the API server directly: an engine update must see
+	// the latest version, which a cache may not have yet.
+	direct, err := client.New(restCfg, client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return err
+	}
+	store := NewStore(direct, cfg.Namespace)
+	ready := make(chan struct{})
+	changes := make(chan event.GenericEvent, 1)
+	o := &orchestrator{cfg: cfg, log: log, store: store, ready: ready, changes: changes}
+	if err := mgr.Add(o); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("mqtt", o.readyz); err != nil {
+		return err
+	}
+	if err := (&WasmTaskReconciler{
+		Client: mgr.GetClient(), Engine: nil, Store: store,
+		Recorder: mgr.GetEventRecorder("propeller-operator"), Ready: ready,
+	}).setup(mgr, o); err != nil {
+		return err
+	}
+	if err := (&PropletGroupReconciler{Client: mgr.GetClient(), Ready: ready, Changes: changes}).setup(mgr, o); err != nil {
+		return err
+	}
+	log.Info("operator starting", "namespace", cfg.Namespace, "leader_election", cfg.LeaderElection)
+	return mgr.Start(ctx)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (r *WasmTaskReconciler) setup(mgr ctrl.Manager, o *orchestrator) error {
+	o.onEngine = append(o.onEngine, func(e *orchestration.Engine) { r.Engine = e })
+	return r.SetupWithManager(mgr)
+}
+
+func (r *PropletGroupReconciler) setup(mgr ctrl.Manager, o *orchestrator) error {
+	o.onEngine = append(o.onEngine, func(e *orchestration.Engine) { r.Engine = e })
+	return r.SetupWithManager(mgr)
+}
+
+// orchestrator is the leader-only runnable that owns the broker, the link
+// and the engine, wired exactly as in the standalone manager.
+type orchestrator struct {
+	cfg      Config
+	log      *slog.Logger
+	store    *Store
+	ready    chan struct{}
+	changes  chan event.GenericEvent
+	onEngine []func(*orchestration.Engine)
+	link     *link.Link
+}
+
+func (o *orchestrator) NeedLeaderElection() bool { return true }
+
+func (o *orchestrator) readyz(*http.Request) error {
+	select {
+	case <-o.ready:
+	default:
+		return nil // a standby replica is ready to take over
+	}
+	if !o.link.Connected() {
+		return errors.New("not connected to the MQTT broker")
+	}
+	return nil
+}
+
+// Start runs until ctx ends (leadership lost or shutdown).
+func (o *orchestrator) Start(ctx context.Context) error {
+	cfg := o.cfg
+	linkCfg := link.Config{
+		Username: cfg.BrokerUser, Password: cfg.BrokerPassword,
+		Prefix: cfg.Prefix, Logger: o.log,
+	}
+	admit := func() {}
+	mqttAddr := cfg.Broker
+	if cfg.Broker == "" {
+		secret, err := broker.NewSecret()
+		if err != nil {
+			return err
+		}
+		b, err := broker.New(broker.Config{
+			Addr:          cfg.MQTTAddr,
+			Prefix:        cfg.Prefix,
+			ManagerUser:   wire.ManagerClientID,
+			ManagerSecret: secret,
+			Authenticator: broker.NewTokenCredentials(cfg.JoinToken),
+			Logger:        o.log,
+			HoldProplets:  true,
+		})
+		if err != nil {
+			return err
+		}
+		if err := b.Start(); err != nil {
+			return err
+		}
+		defer b.Close()
+		admit = b.AdmitProplets
+		mqttAddr = b.Addr()
+		linkCfg.Username, linkCfg.Password = wire.ManagerClientID, secret
+		linkCfg.BrokerURL = "mqtt://" + loopback(mqttAddr)
+		o.log.Info("embedded MQTT broker listening", "addr", mqttAddr)
+	} else {
+		linkCfg.BrokerURL = cfg.Broker
+		if cfg.BrokerCA != "" {
+			pem, err := os.ReadFile(cfg.BrokerCA)
+			if err != nil {
+				return fmt.Errorf("broker ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("broker ca %s: no PEM certificates", cfg.BrokerCA)
+			}
+			linkCfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+	}
+	sink := &sink{changes: o.changes}
+	l, err := link.New(linkCfg, sink)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	o.link = l
+	engine, err := orchestration.New(cfg.Engine, orchestration.Deps{
+		Store: o.store, Dispatcher: l, Logger: o.log,
+	})
+	if err != nil {
+		return err
+	}
+	sink.Engine = engine
+	if err := engine.Recover(ctx); err != nil {
+		return err
+	}
+	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = l.Start(connectCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	admit()
+	for _, f := range o.onEngine {
+		f(engine)
+	}
+	close(o.ready)
+	if cfg.Ready != nil {
+		cfg.Ready(mqttAddr)
+	}
+	err = engine.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// loopback turns a wildcard listen address into one the manager can dial.
+func loopback(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// sink hands the link's reports to the engine and tells the PropletGroup
+// controller when membership may have changed.
+type sink struct {
+	*orchestration.Engine
+	changes chan<- event.GenericEvent
+}
+
+func (s *sink) notify() {
+	select {
+	case s.changes <- event.GenericEvent{Object: &v1.PropletGroup{}}:
+	default: // one pending notification covers every change
+	}
+}
+
+func (s *sink) PropletUp(ctx context.Context, p orchestration.Proplet) error {
+	err := s.Engine.PropletUp(ctx, p)
+	s.notify()
+	return err
+}
+
+func (s *sink) PropletDown(ctx context.Context, id string) error {
+	err := s.Engine.PropletDown(ctx, id)
+	s.notify()
+	return err
+}
