@@ -16,6 +16,7 @@ import (
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/standalone/client"
+	"github.com/absmach/propeller/test/harness"
 )
 
 // primes below N, as examples/cpu prints them.
@@ -32,20 +33,20 @@ func TestCommandAndFunction(t *testing.T) {
 	arith := exampletest.Build(t, "arith")
 	for _, broker := range []string{"embedded", "mosquitto"} {
 		t.Run(broker, func(t *testing.T) {
-			s := newSystem(t)
+			s := harness.NewSystem(t)
 			if broker == "mosquitto" {
-				s.withMosquitto("edge-a", "edge-b")
+				s.WithMosquitto("edge-a", "edge-b")
 			}
-			s.startManager()
-			s.startProplet("edge-a", "--labels", "zone=a")
-			s.startProplet("edge-b", "--labels", "zone=b")
-			s.waitAlive("edge-a", "edge-b")
+			s.StartManager()
+			s.StartProplet("edge-a", "--labels", "zone=a")
+			s.StartProplet("edge-b", "--labels", "zone=b")
+			s.WaitAlive("edge-a", "edge-b")
 
-			cmd := s.create(standalone.TaskRequest{Name: "hello", File: hello, CLIArgs: []string{"edge"}, Env: map[string]string{"GREETING": "hi"}, Selector: map[string]string{"zone": "b"}})
-			fn := s.create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{40, 2}})
-			fib := s.create(standalone.TaskRequest{Name: "fib", File: arith, Function: "fib", Inputs: []float64{30}, PropletID: "edge-a"})
+			cmd := s.Create(standalone.TaskRequest{Name: "hello", File: hello, CLIArgs: []string{"edge"}, Env: map[string]string{"GREETING": "hi"}, Selector: map[string]string{"zone": "b"}})
+			fn := s.Create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{40, 2}})
+			fib := s.Create(standalone.TaskRequest{Name: "fib", File: arith, Function: "fib", Inputs: []float64{30}, PropletID: "edge-a"})
 
-			got := s.wait(cmd.ID)
+			got := s.Wait(cmd.ID)
 			require.Equal(t, "Succeeded", got.State, got.Error)
 			require.Equal(t, "edge-b", got.PropletID)
 			require.Contains(t, got.Stdout, "hi from wasm")
@@ -53,11 +54,11 @@ func TestCommandAndFunction(t *testing.T) {
 			require.NotNil(t, got.ExitCode)
 			require.Equal(t, 0, *got.ExitCode)
 
-			got = s.wait(fn.ID)
+			got = s.Wait(fn.ID)
 			require.Equal(t, "Succeeded", got.State, got.Error)
 			require.Equal(t, []float64{42}, got.Results)
 
-			got = s.wait(fib.ID)
+			got = s.Wait(fib.ID)
 			require.Equal(t, "Succeeded", got.State, got.Error)
 			require.Equal(t, "edge-a", got.PropletID)
 			require.Equal(t, []float64{832040}, got.Results)
@@ -70,34 +71,34 @@ func TestCommandAndFunction(t *testing.T) {
 // terminal state and no result is lost.
 func TestManagerKilledMidRun(t *testing.T) {
 	cpu := exampletest.Build(t, "cpu")
-	s := newSystem(t)
-	s.startManager()
-	s.startProplet("edge-a", "--slots", "2")
-	s.startProplet("edge-b", "--slots", "2")
-	s.waitAlive("edge-a", "edge-b")
+	s := harness.NewSystem(t)
+	s.StartManager()
+	s.StartProplet("edge-a", "--slots", "2")
+	s.StartProplet("edge-b", "--slots", "2")
+	s.WaitAlive("edge-a", "edge-b")
 
 	const n = 12
 	ids := make([]string, 0, n)
 	for range n {
-		ids = append(ids, s.create(standalone.TaskRequest{Name: "cpu", File: cpu, CLIArgs: []string{cpuArg}}).ID)
+		ids = append(ids, s.Create(standalone.TaskRequest{Name: "cpu", File: cpu, CLIArgs: []string{cpuArg}}).ID)
 	}
 	require.Eventually(t, func() bool {
-		l, err := s.client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}})
+		l, err := s.Client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}})
 		return err == nil && len(l.Tasks) > 0
 	}, 60*time.Second, 10*time.Millisecond, "nothing started running")
 
-	s.manager.kill()
-	s.startManager()
+	s.Manager.Kill()
+	s.StartManager()
 
 	for _, id := range ids {
-		got := s.wait(id)
+		got := s.Wait(id)
 		require.Equal(t, "Succeeded", got.State, "%s: %s %s", id, got.Reason, got.Error)
 		require.Equal(t, cpuPrimes, got.Stdout, "result of %s", id)
 		if got.Attempt > 1 {
 			require.NotEmpty(t, got.LastFailure, "a re-run of %s must say why", id)
 		}
 	}
-	l, err := s.client.ListTasks(context.Background(), client.ListFilter{Limit: 100})
+	l, err := s.Client.ListTasks(context.Background(), client.ListFilter{Limit: 100})
 	require.NoError(t, err)
 	require.Len(t, l.Tasks, n, "no task lost or duplicated")
 }
@@ -106,25 +107,25 @@ func TestManagerKilledMidRun(t *testing.T) {
 // finish on the other proplet.
 func TestPropletKilledTasksRetried(t *testing.T) {
 	cpu := exampletest.Build(t, "cpu")
-	s := newSystem(t)
-	s.startManager()
-	victim := s.startProplet("edge-a", "--slots", "3")
-	s.waitAlive("edge-a")
+	s := harness.NewSystem(t)
+	s.StartManager()
+	victim := s.StartProplet("edge-a", "--slots", "3")
+	s.WaitAlive("edge-a")
 
 	var ids []string
 	for range 3 {
-		ids = append(ids, s.create(standalone.TaskRequest{Name: "long", File: cpu, CLIArgs: []string{"15000000"}, MaxAttempts: 2}).ID)
+		ids = append(ids, s.Create(standalone.TaskRequest{Name: "long", File: cpu, CLIArgs: []string{"15000000"}, MaxAttempts: 2}).ID)
 	}
 	require.Eventually(t, func() bool {
-		l, err := s.client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}, PropletID: "edge-a"})
+		l, err := s.Client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}, PropletID: "edge-a"})
 		return err == nil && len(l.Tasks) == 3
 	}, 60*time.Second, 10*time.Millisecond, "tasks did not start on edge-a")
-	s.startProplet("edge-b", "--slots", "3")
-	s.waitAlive("edge-b")
+	s.StartProplet("edge-b", "--slots", "3")
+	s.WaitAlive("edge-b")
 
-	victim.kill()
+	victim.Kill()
 	for _, id := range ids {
-		got := s.wait(id)
+		got := s.Wait(id)
 		require.Equal(t, "Succeeded", got.State, "%s %s", got.Reason, got.Error)
 		require.Equal(t, "edge-b", got.PropletID)
 		require.Equal(t, 2, got.Attempt)
@@ -137,14 +138,14 @@ func TestPropletKilledTasksRetried(t *testing.T) {
 // proplet's events are refused, and the system keeps working.
 func TestRefusals(t *testing.T) {
 	add := exampletest.Build(t, "add")
-	s := newSystem(t)
-	s.startManager()
-	s.startProplet("edge-a")
-	s.waitAlive("edge-a")
+	s := harness.NewSystem(t)
+	s.StartManager()
+	s.StartProplet("edge-a")
+	s.WaitAlive("edge-a")
 
 	// REST without and with a wrong token.
 	for _, tok := range []string{"", "wrong"} {
-		c, err := client.New("http://"+s.httpAddr, tok, client.Options{})
+		c, err := client.New("http://"+s.HTTPAddr, tok, client.Options{})
 		require.NoError(t, err)
 		_, err = c.ListTasks(context.Background(), client.ListFilter{})
 		var se *client.StatusError
@@ -152,16 +153,16 @@ func TestRefusals(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, se.Code)
 	}
 	// Not a module.
-	_, err := s.client.CreateTask(context.Background(), standalone.TaskRequest{Name: "junk", File: []byte("MZ\x90\x00 not wasm")})
+	_, err := s.Client.CreateTask(context.Background(), standalone.TaskRequest{Name: "junk", File: []byte("MZ\x90\x00 not wasm")})
 	var se *client.StatusError
 	require.True(t, errors.As(err, &se))
 	require.Equal(t, http.StatusBadRequest, se.Code)
 
 	// A proplet with a wrong credential never joins.
-	bad := start(t, "proplet-bad", "proplet", "--broker", s.brokerURL, "--id", "edge-bad", "--token", "wrong",
+	bad := harness.Start(t, "proplet-bad", "proplet", "--broker", s.BrokerURL, "--id", "edge-bad", "--token", "wrong",
 		"--cache-dir", filepath.Join(t.TempDir(), "bad"), "--log-level", "debug")
-	require.Eventually(t, func() bool { return bad.logContains("connect failed") }, 30*time.Second, 20*time.Millisecond)
-	ps, err := s.client.Proplets(context.Background())
+	require.Eventually(t, func() bool { return bad.LogContains("connect failed") }, 30*time.Second, 20*time.Millisecond)
+	ps, err := s.Client.Proplets(context.Background())
 	require.NoError(t, err)
 	for _, p := range ps {
 		require.NotEqual(t, "edge-bad", p.ID)
@@ -169,9 +170,9 @@ func TestRefusals(t *testing.T) {
 
 	// A task for edge-a, and an impostor with the join token trying to
 	// finish it by publishing on edge-a's event topic.
-	task := s.create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{1, 2}, PropletID: "edge-a", Suspend: true})
-	imp := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.mqttAddr).SetClientID("edge-evil").
-		SetUsername("edge-evil").SetPassword(s.token("edge-evil")).SetAutoReconnect(false))
+	task := s.Create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{1, 2}, PropletID: "edge-a", Suspend: true})
+	imp := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.MQTTAddr).SetClientID("edge-evil").
+		SetUsername("edge-evil").SetPassword(s.Token("edge-evil")).SetAutoReconnect(false))
 	tok := imp.Connect()
 	tok.Wait()
 	require.NoError(t, tok.Error())
@@ -180,21 +181,21 @@ func TestRefusals(t *testing.T) {
 	imp.Publish(wire.Topics{}.Events("edge-a"), 1, false, forged).Wait()
 	imp.Disconnect(0)
 
-	_, err = s.client.StartTask(context.Background(), task.ID)
+	_, err = s.Client.StartTask(context.Background(), task.ID)
 	require.NoError(t, err)
-	got := s.wait(task.ID)
+	got := s.Wait(task.ID)
 	require.Equal(t, "Succeeded", got.State)
 	require.Equal(t, []float64{3}, got.Results, "the forged result was refused")
-	require.True(t, s.manager.logContains("edge-evil"), "the broker logged the refusal")
+	require.True(t, s.Manager.LogContains("edge-evil"), "the broker logged the refusal")
 
 	// Oversized upload.
 	big := append([]byte{0, 'a', 's', 'm', 1, 0, 0, 0}, make([]byte, 40<<20)...)
-	up := s.create(standalone.TaskRequest{Name: "big"})
-	_, err = s.client.UploadWasm(context.Background(), up.ID, big)
+	up := s.Create(standalone.TaskRequest{Name: "big"})
+	_, err = s.Client.UploadWasm(context.Background(), up.ID, big)
 	require.True(t, errors.As(err, &se), "%v", err)
 	require.Equal(t, http.StatusRequestEntityTooLarge, se.Code)
 	select {
-	case <-s.manager.done:
+	case <-s.Manager.Done:
 		t.Fatal("the manager exited")
 	default:
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/standalone/client"
+	"github.com/absmach/propeller/test/harness"
 )
 
 // BenchmarkLoad is the load harness: trivial tasks (add(1, 2), inlined in
@@ -37,7 +38,7 @@ func BenchmarkLoad(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
-						if _, err := s.client.CreateTask(ctx, standalone.TaskRequest{Name: "load", File: add, Function: "add", Inputs: []float64{1, 2}, Labels: map[string]string{"run": b.Name()}}); err != nil {
+						if _, err := s.Client.CreateTask(ctx, standalone.TaskRequest{Name: "load", File: add, Function: "add", Inputs: []float64{1, 2}, Labels: map[string]string{"run": b.Name()}}); err != nil {
 							b.Error(err)
 							return
 						}
@@ -46,7 +47,7 @@ func BenchmarkLoad(b *testing.B) {
 			}
 			wg.Wait()
 			submitted := time.Since(start)
-			tasks := waitAll(b, s.client, b.Name(), b.N)
+			tasks := waitAll(b, s.Client, b.Name(), b.N)
 			elapsed := time.Since(start)
 			b.StopTimer()
 			lat := latencies(b, tasks)
@@ -63,9 +64,9 @@ func BenchmarkLoad(b *testing.B) {
 		var lat []time.Duration
 		b.ResetTimer()
 		for range b.N {
-			t, err := s.client.CreateTask(ctx, standalone.TaskRequest{Name: "lone", File: add, Function: "add", Inputs: []float64{1, 2}})
+			t, err := s.Client.CreateTask(ctx, standalone.TaskRequest{Name: "lone", File: add, Function: "add", Inputs: []float64{1, 2}})
 			require.NoError(b, err)
-			t, err = s.client.WaitTask(ctx, t.ID, 200*time.Microsecond)
+			t, err = s.Client.WaitTask(ctx, t.ID, 200*time.Microsecond)
 			require.NoError(b, err)
 			require.Equal(b, "Succeeded", t.State)
 			lat = append(lat, t.FinishedAt.Sub(t.CreatedAt))
@@ -79,16 +80,16 @@ func BenchmarkLoad(b *testing.B) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func benchSystem(b *testing.B, proplets int) *system {
-	s := newSystem(b)
-	s.startManager("--log-level", "warn")
+func benchSystem(b *testing.B, proplets int) *harness.System {
+	s := harness.NewSystem(b)
+	s.StartManager("--log-level", "warn")
 	var ids []string
 	for i := range proplets {
 		id := fmt.Sprintf("load-%d", i)
-		s.startProplet(id, "--slots", "256", "--log-level", "warn")
+		s.StartProplet(id, "--slots", "256", "--log-level", "warn")
 		ids = append(ids, id)
 	}
-	s.waitAlive(ids...)
+	s.WaitAlive(ids...)
 	return s
 }
 

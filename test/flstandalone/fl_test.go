@@ -93,7 +93,7 @@ func TestKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 	}, "p3 never ran round 1")
 	p3Task := j.Status.Rounds[0].Participants[2].TaskID
 	require.NotEmpty(t, p3Task)
-	s.proplets["p3"].kill()
+	s.Proplets["p3"].Kill()
 
 	j = s.waitDone(j.ID)
 	require.Equal(t, fl.JobSucceeded, j.Status.Phase, j.Status.Message)
@@ -108,8 +108,8 @@ func TestKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 
 	// p3's update for round 1 turns up after all (as from a proplet that
 	// was cut off): it is late.
-	opts := paho.NewClientOptions().AddBroker("tcp://" + s.mqttAddr).
-		SetClientID("p3" + wire.ClientIDSeparator + "late").SetUsername("p3").SetPassword(s.joinToken()).
+	opts := paho.NewClientOptions().AddBroker("tcp://" + s.MQTTAddr).
+		SetClientID("p3" + wire.ClientIDSeparator + "late").SetUsername("p3").SetPassword(s.Token("p3")).
 		SetConnectTimeout(10 * time.Second)
 	c := paho.NewClient(opts)
 	tok := c.Connect()
@@ -174,7 +174,7 @@ func TestManagerKilledMidRound(t *testing.T) {
 		return r != nil && r.Phase == fl.RoundRunning && len(r.Updates) >= 1 && len(r.Updates) < r.KOfN
 	}, "never saw a round part-way")
 	t.Logf("killing the manager in round %s with %d of %d updates", j.Current().ID, len(j.Current().Updates), j.Current().KOfN)
-	s.manager.kill()
+	s.Manager.Kill()
 	s.startManager()
 
 	j = s.waitDone(j.ID)

@@ -8,13 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,153 +20,54 @@ import (
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/test/harness"
 )
 
-var (
-	binary string
-	module []byte // examples/fl built for wasip1
-)
+// module is examples/fl built for wasip1.
+var module []byte
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "propeller-fl-e2e-")
-	if err != nil {
+	var wasm string
+	harness.Main(&moduleLoader{M: m, path: &wasm}, harness.Build{Out: &wasm, Pkg: "./examples/fl", Suffix: ".wasm", Env: []string{"GOOS=wasip1", "GOARCH=wasm"}})
+}
+
+// moduleLoader reads the built module before the tests run.
+type moduleLoader struct {
+	*testing.M
+	path *string
+}
+
+func (l *moduleLoader) Run() int {
+	var err error
+	if module, err = os.ReadFile(*l.path); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		return 1
 	}
-	binary = filepath.Join(dir, "propeller")
-	wasm := filepath.Join(dir, "fl.wasm")
-	for _, b := range []*exec.Cmd{
-		exec.Command("go", "build", "-o", binary, "./cmd/propeller"),
-		exec.Command("go", "build", "-o", wasm, "./examples/fl"),
-	} {
-		b.Dir = "../.."
-		if strings.HasSuffix(b.Args[len(b.Args)-1], "fl") {
-			b.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		}
-		if out, err := b.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "%v: %v\n%s", b.Args, err, out)
-			os.Exit(1)
-		}
-	}
-	if module, err = os.ReadFile(wasm); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	return l.M.Run()
 }
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func start(t *testing.T, name string, args ...string) *proc {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	require.NoError(t, err)
-	cmd := exec.Command(binary, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	require.NoError(t, cmd.Start())
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		_ = f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			if len(b) > 5000 {
-				b = b[len(b)-5000:]
-			}
-			t.Logf("--- %s log ---\n%s", name, b)
-		}
-	})
-	return p
-}
-
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
+// system is a manager with proplets, plus the FL helpers below.
 type system struct {
-	t                  *testing.T
-	dataDir            string
-	httpAddr, mqttAddr string
-	manager            *proc
-	token              string
-	proplets           map[string]*proc
+	*harness.System
+	t     *testing.T
+	token string
 }
 
 func newSystem(t *testing.T, proplets ...string) *system {
-	s := &system{t: t, dataDir: t.TempDir(), httpAddr: freeAddr(t), mqttAddr: freeAddr(t), proplets: map[string]*proc{}}
+	s := &system{System: harness.NewSystem(t), t: t}
 	s.startManager()
 	for _, id := range proplets {
-		s.startProplet(id)
+		s.StartProplet(id)
 	}
-	s.waitAlive(proplets...)
+	s.WaitAlive(proplets...)
 	return s
 }
 
 func (s *system) startManager() {
-	s.manager = start(s.t, "manager", "manager", "standalone", "--data-dir", s.dataDir, "--http-addr", s.httpAddr,
-		"--mqtt-addr", s.mqttAddr, "--heartbeat-timeout", "3s")
-	require.Eventually(s.t, func() bool {
-		b, err := os.ReadFile(filepath.Join(s.dataDir, standalone.APITokenFile))
-		s.token = strings.TrimSpace(string(b))
-		return err == nil && s.token != ""
-	}, 30*time.Second, 20*time.Millisecond)
-	require.Eventually(s.t, func() bool {
-		code, _ := s.call(http.MethodGet, "/federated-jobs", nil)
-		return code == http.StatusOK
-	}, 30*time.Second, 20*time.Millisecond, "manager did not serve")
-}
-
-func (s *system) joinToken() string {
-	b, err := os.ReadFile(filepath.Join(s.dataDir, standalone.JoinTokenFile))
+	s.StartManager()
+	b, err := os.ReadFile(filepath.Join(s.DataDir, standalone.APITokenFile))
 	require.NoError(s.t, err)
-	return strings.TrimSpace(string(b))
-}
-
-func (s *system) startProplet(id string) {
-	s.proplets[id] = start(s.t, "proplet-"+id, "proplet", "--broker", "mqtt://"+s.mqttAddr, "--id", id,
-		"--token", s.joinToken(), "--cache-dir", filepath.Join(s.dataDir, "proplet-"+id), "--heartbeat-interval", "500ms")
-}
-
-func (s *system) waitAlive(ids ...string) {
-	require.Eventually(s.t, func() bool {
-		code, body := s.call(http.MethodGet, "/proplets", nil)
-		if code != http.StatusOK {
-			return false
-		}
-		var list standalone.PropletList
-		if json.Unmarshal(body, &list) != nil {
-			return false
-		}
-		alive := map[string]bool{}
-		for _, p := range list.Proplets {
-			alive[p.ID] = p.Alive
-		}
-		for _, id := range ids {
-			if !alive[id] {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, 50*time.Millisecond, "proplets %v not alive", ids)
+	s.token = strings.TrimSpace(string(b))
 }
 
 // call does one REST request; it returns 0 when the manager is down.
@@ -180,7 +78,7 @@ func (s *system) call(method, path string, body any) (int, []byte) {
 		require.NoError(s.t, err)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, "http://"+s.httpAddr+path, rd)
+	req, err := http.NewRequest(method, "http://"+s.HTTPAddr+path, rd)
 	require.NoError(s.t, err)
 	req.Header.Set("Authorization", "Bearer "+s.token)
 	if body != nil {

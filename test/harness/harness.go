@@ -1,0 +1,282 @@
+// Package harness runs the real propeller binary for end-to-end tests and
+// load harnesses: a standalone manager and proplets as separate processes,
+// over the embedded broker or Mosquitto, driven through the REST API.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/absmach/propeller/manager/mosquitto"
+	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/standalone/client"
+)
+
+// Binary is the propeller binary the processes run; Main sets it.
+var Binary string
+
+// Main builds the binary once for a test package, runs its tests and
+// removes the build: call it from TestMain. Extra builds (say a WASM
+// module for GOOS=wasip1) run in the same temporary dir; their outputs are
+// returned by path.
+func Main(m interface{ Run() int }, extra ...Build) {
+	dir, err := os.MkdirTemp("", "propeller-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	Binary = filepath.Join(dir, "propeller")
+	builds := append([]Build{{Out: &Binary, Pkg: "./cmd/propeller"}}, extra...)
+	for _, b := range builds {
+		*b.Out = filepath.Join(dir, filepath.Base(b.Pkg)+b.Suffix)
+		cmd := exec.Command("go", "build", "-o", *b.Out, b.Pkg)
+		cmd.Dir = repoRoot()
+		cmd.Env = append(os.Environ(), b.Env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.Pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Build is one extra `go build` for Main.
+type Build struct {
+	Out    *string // receives the output path
+	Pkg    string  // package path relative to the repository root
+	Suffix string  // appended to the output file name, e.g. ".wasm"
+	Env    []string
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// proc is a child process whose output goes to a log file, shown when the
+// test fails.
+type Proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	// Done is closed when the process has exited.
+	Done chan struct{}
+}
+
+func Start(t testing.TB, name string, args ...string) *Proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	require.NoError(t, err)
+	cmd := exec.Command(Binary, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	require.NoError(t, cmd.Start())
+	p := &Proc{name: name, cmd: cmd, log: logPath, Done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		_ = f.Close()
+		close(p.Done)
+	}()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s log ---\n%s", name, tail(b, 6000))
+		}
+	})
+	return p
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// kill sends SIGKILL: no cleanup, no last words but the broker's will.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.Done
+}
+
+// stop sends SIGTERM and waits for a graceful exit.
+func (p *Proc) Stop(t testing.TB) {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-p.Done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not stop on SIGTERM", p.name)
+	}
+}
+
+func (p *Proc) LogContains(s string) bool {
+	b, _ := os.ReadFile(p.log)
+	return bytes.Contains(b, []byte(s))
+}
+
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// system is one manager with its proplets.
+type System struct {
+	t        testing.TB
+	DataDir  string
+	HTTPAddr string
+	MQTTAddr string
+	// BrokerURL is what proplets dial; external is set for Mosquitto.
+	BrokerURL string
+	external  *externalBroker
+	Manager   *Proc
+	Client    *client.Client
+	mu        sync.Mutex
+	Proplets  map[string]*Proc
+}
+
+type externalBroker struct {
+	managerSecret string
+	secrets       map[string]string
+}
+
+func NewSystem(t testing.TB) *System {
+	s := &System{t: t, DataDir: t.TempDir(), HTTPAddr: FreeAddr(t), MQTTAddr: FreeAddr(t), Proplets: map[string]*Proc{}}
+	s.BrokerURL = "mqtt://" + s.MQTTAddr
+	return s
+}
+
+// withMosquitto starts Mosquitto with per-proplet credentials and an ACL
+// equivalent to the embedded broker's, for the given proplet ids.
+func (s *System) WithMosquitto(ids ...string) *System {
+	t := s.t
+	ext := &externalBroker{managerSecret: "manager-secret", secrets: map[string]string{}}
+	for _, id := range ids {
+		ext.secrets[id] = "secret-" + id
+	}
+	dir := t.TempDir()
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "root"
+	}
+	conf, err := mosquitto.Write(dir, mosquitto.Config{
+		Listen: s.MQTTAddr, ManagerUser: "propeller-manager", ManagerSecret: ext.managerSecret,
+		Proplets: ext.secrets, User: user,
+	})
+	require.NoError(t, err)
+	cmd := exec.Command("/usr/sbin/mosquitto", "-c", conf)
+	logf, err := os.Create(filepath.Join(dir, "mosquitto.log"))
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	require.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", s.MQTTAddr, time.Second)
+		if err != nil {
+			return false
+		}
+		_ = c.Close()
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "mosquitto did not listen")
+	s.external = ext
+	return s
+}
+
+func (s *System) StartManager(extra ...string) {
+	t := s.t
+	args := []string{"manager", "standalone", "--data-dir", s.DataDir, "--http-addr", s.HTTPAddr,
+		"--heartbeat-timeout", "10s", "--log-level", "debug"}
+	if s.external != nil {
+		args = append(args, "--broker", s.BrokerURL, "--broker-password", s.external.managerSecret)
+	} else {
+		args = append(args, "--mqtt-addr", s.MQTTAddr)
+	}
+	s.Manager = Start(t, "manager", append(args, extra...)...)
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(s.DataDir, standalone.APITokenFile))
+		return err == nil
+	}, 20*time.Second, 10*time.Millisecond)
+	tok, err := os.ReadFile(filepath.Join(s.DataDir, standalone.APITokenFile))
+	require.NoError(t, err)
+	s.Client, err = client.New("http://"+s.HTTPAddr, strings.TrimSpace(string(tok)), client.Options{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := s.Client.ListTasks(context.Background(), client.ListFilter{Limit: 1})
+		return err == nil
+	}, 30*time.Second, 20*time.Millisecond, "manager did not serve")
+}
+
+func (s *System) Token(id string) string {
+	if s.external != nil {
+		return s.external.secrets[id]
+	}
+	b, err := os.ReadFile(filepath.Join(s.DataDir, standalone.JoinTokenFile))
+	require.NoError(s.t, err)
+	return strings.TrimSpace(string(b))
+}
+
+func (s *System) StartProplet(id string, extra ...string) *Proc {
+	args := []string{"proplet", "--broker", s.BrokerURL, "--id", id, "--token", s.Token(id),
+		"--cache-dir", filepath.Join(s.DataDir, "proplet-"+id), "--heartbeat-interval", "500ms", "--log-level", "debug"}
+	p := Start(s.t, "proplet-"+id, append(args, extra...)...)
+	s.mu.Lock()
+	s.Proplets[id] = p
+	s.mu.Unlock()
+	return p
+}
+
+// waitAlive waits until the manager sees every id alive.
+func (s *System) WaitAlive(ids ...string) {
+	s.t.Helper()
+	require.Eventually(s.t, func() bool {
+		ps, err := s.Client.Proplets(context.Background())
+		if err != nil {
+			return false
+		}
+		alive := map[string]bool{}
+		for _, p := range ps {
+			alive[p.ID] = p.Alive
+		}
+		for _, id := range ids {
+			if !alive[id] {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "proplets %v not alive", ids)
+}
+
+func (s *System) Wait(id string) standalone.Task {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	task, err := s.Client.WaitTask(ctx, id, 20*time.Millisecond)
+	require.NoError(s.t, err, "task %s did not finish: %+v", id, task)
+	return task
+}
+
+func (s *System) Create(req standalone.TaskRequest) standalone.Task {
+	s.t.Helper()
+	task, err := s.Client.CreateTask(context.Background(), req)
+	require.NoError(s.t, err)
+	return task
+}
