@@ -11,11 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,7 +39,7 @@ var (
 
 // propellerBinary builds cmd/propeller once: proplets in these tests are
 // real processes.
-func propellerBinary(t *testing.T) string {
+func propellerBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "propeller-operator-")
@@ -87,7 +89,7 @@ func (p *proplet) kill() {
 	<-p.done
 }
 
-func startProplet(t *testing.T, mqttAddr, id string, extra ...string) *proplet {
+func startProplet(t testing.TB, mqttAddr, id string, extra ...string) *proplet {
 	t.Helper()
 	args := append([]string{"proplet", "--broker", "mqtt://" + mqttAddr, "--id", id, "--token", joinToken,
 		"--cache-dir", filepath.Join(t.TempDir(), "cache"), "--heartbeat-interval", "200ms", "--log-level", "debug"}, extra...)
@@ -113,7 +115,7 @@ type operatorProc struct {
 	stopped  bool
 }
 
-func (o *operatorProc) stop(t *testing.T) {
+func (o *operatorProc) stop(t testing.TB) {
 	t.Helper()
 	if o.stopped {
 		return
@@ -131,7 +133,7 @@ func (o *operatorProc) stop(t *testing.T) {
 
 // startOperator runs operator.Run in-process against envtest, with an
 // embedded broker on a random port.
-func startOperator(t *testing.T, ns, mqttAddr string) *operatorProc {
+func startOperator(t testing.TB, ns, mqttAddr string) *operatorProc {
 	t.Helper()
 	if mqttAddr == "" {
 		mqttAddr = "127.0.0.1:0"
@@ -171,7 +173,7 @@ func startOperator(t *testing.T, ns, mqttAddr string) *operatorProc {
 
 // testWriter sends logs to t.Log until the test ends.
 type testWriter struct {
-	t  *testing.T
+	t  testing.TB
 	mu sync.Mutex
 }
 
@@ -184,7 +186,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 }
 
 // serveModules serves example modules over HTTP, as a registry would.
-func serveModules(t *testing.T, names ...string) string {
+func serveModules(t testing.TB, names ...string) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	for _, n := range names {
@@ -196,14 +198,14 @@ func serveModules(t *testing.T, names ...string) string {
 	return srv.URL
 }
 
-func getTask(t *testing.T, ns, name string) *v1.WasmTask {
+func getTask(t testing.TB, ns, name string) *v1.WasmTask {
 	t.Helper()
 	wt := &v1.WasmTask{}
 	require.NoError(t, k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, wt))
 	return wt
 }
 
-func waitPhase(t *testing.T, ns, name string, phase v1.TaskPhase) *v1.WasmTask {
+func waitPhase(t testing.TB, ns, name string, phase v1.TaskPhase) *v1.WasmTask {
 	t.Helper()
 	var wt *v1.WasmTask
 	require.Eventually(t, func() bool {
@@ -240,7 +242,21 @@ func TestWasmTaskLifecycle(t *testing.T) {
 		require.Equal(t, []float64{3}, got.Status.Results)
 		require.Equal(t, "edge-1", got.Status.PropletID)
 		require.True(t, meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionReady))
-		require.NotContains(t, got.Finalizers, operator.TaskFinalizer, "a finished task needs no finalizer")
+		require.Eventually(t, func() bool {
+			return !slices.Contains(getTask(t, ns, "add").Finalizers, operator.TaskFinalizer)
+		}, 30*time.Second, 50*time.Millisecond, "a finished task needs no finalizer")
+		// Each transition is an event on the object.
+		require.Eventually(t, func() bool {
+			list := &eventsv1.EventList{}
+			require.NoError(t, k8s.List(t.Context(), list, client.InNamespace(ns)))
+			reasons := map[string]bool{}
+			for _, e := range list.Items {
+				if e.Regarding.Name == "add" {
+					reasons[e.Reason] = true
+				}
+			}
+			return reasons["Admitted"] && reasons["Succeeded"] && reasons["Running"]
+		}, 30*time.Second, 100*time.Millisecond)
 	})
 
 	t.Run("pinned to a dead proplet says why", func(t *testing.T) {

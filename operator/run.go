@@ -121,7 +121,9 @@ func Run(ctx context.Context, cfg Config) error {
 	store := NewStore(direct, cfg.Namespace)
 	ready := make(chan struct{})
 	changes := make(chan event.GenericEvent, 1)
-	o := &orchestrator{cfg: cfg, log: log, store: store, ready: ready, changes: changes}
+	rec := mgr.GetEventRecorder("propeller-operator")
+	o := &orchestrator{cfg: cfg, log: log, store: store, ready: ready, changes: changes,
+		events: newTransitions(rec, cfg.Namespace)}
 	if err := mgr.Add(o); err != nil {
 		return err
 	}
@@ -133,7 +135,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := (&WasmTaskReconciler{
 		Client: mgr.GetClient(), Engine: nil, Store: store,
-		Recorder: mgr.GetEventRecorder("propeller-operator"), Ready: ready,
+		Recorder: rec, Ready: ready,
 	}).setup(mgr, o); err != nil {
 		return err
 	}
@@ -171,6 +173,7 @@ type orchestrator struct {
 	changes  chan event.GenericEvent
 	onEngine []func(*orchestration.Engine)
 	link     *link.Link
+	events   *transitions
 }
 
 func (o *orchestrator) NeedLeaderElection() bool { return true }
@@ -245,6 +248,7 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	o.link = l
 	engine, err := orchestration.New(cfg.Engine, orchestration.Deps{
 		Store: o.store, Dispatcher: l, Logger: o.log,
+		Observer: o.events.observe,
 	})
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -81,8 +82,12 @@ func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 		// Nothing to stop any more: let a delete go straight through.
 		return ctrl.Result{}, r.removeFinalizer(ctx, s)
 	}
-	if controllerutil.AddFinalizer(obj, TaskFinalizer) {
-		if err := r.Client.Update(ctx, obj); err != nil {
+	if !controllerutil.ContainsFinalizer(obj, TaskFinalizer) {
+		// A patch, not an update: the engine writes status all the time,
+		// and a resourceVersion from the cache would mostly conflict.
+		before := obj.DeepCopy()
+		controllerutil.AddFinalizer(obj, TaskFinalizer)
+		if err := r.Client.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -230,6 +235,8 @@ func (r *WasmTaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			finishedPredicate(),
 		))).
 		Watches(&v1.PropletGroup{}, enqueueWaitingTasks(mgr.GetClient())).
+		// Reconciles wait on the API server and the broker, not the CPU.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 16}).
 		Named("wasmtask").
 		Complete(r)
 }
