@@ -14,9 +14,10 @@ import (
 )
 
 // BenchmarkEventThroughput measures tasks/s through one proplet on loopback
-// through the embedded mochi broker: start command, durable acceptance,
-// trivial execution, durable terminal event, QoS 1 publish, PUBACK and
-// outbox removal. The manager keeps `slots` tasks in flight (a closed loop,
+// through the embedded mochi broker: start command, trivial execution,
+// terminal event published while its record (which also stands for the
+// acceptance of so short an attempt) is committed, PUBACK and outbox
+// removal. The manager keeps `slots` tasks in flight (a closed loop,
 // like a scheduler that fills every free slot), so concurrency is what the
 // proplet advertises and no start is refused for capacity.
 func BenchmarkEventThroughput(b *testing.B) {

@@ -158,9 +158,14 @@ func TestSubmitVisibleBeforeDurable(t *testing.T) {
 	dir := t.TempDir()
 	o, err := outbox.Open(dir, outbox.Options{})
 	require.NoError(t, err)
-	gate := make(chan struct{})
+	entered, gate := make(chan struct{}), make(chan struct{})
 	var first sync.Once
-	outbox.SetBeforeSync(o, func() { first.Do(func() { <-gate }) })
+	outbox.SetBeforeSync(o, func() {
+		first.Do(func() {
+			close(entered)
+			<-gate
+		})
+	})
 
 	res, done := o.Submit(outbox.Batch{
 		Messages: []outbox.Message{{Topic: "t", Key: "early", Payload: []byte("p"), Terminal: true}},
@@ -174,6 +179,7 @@ func TestSubmitVisibleBeforeDurable(t *testing.T) {
 	require.Equal(t, "p", string(m.Payload))
 
 	// A Commit queued behind the held fsync stays invisible until durable.
+	<-entered
 	committed := make(chan error, 1)
 	go func() {
 		_, err := o.Commit(outbox.Batch{Messages: []outbox.Message{{Topic: "t", Key: "late"}}})
