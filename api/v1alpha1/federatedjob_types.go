@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -21,28 +22,64 @@ type Participant struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	PropletID string `json:"propletId"`
+	// Hyperparams are merged over the job's for this participant only
+	// (say, its data shard).
+	// +optional
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	Hyperparams *apiextensionsv1.JSON `json:"hyperparams,omitempty"`
 }
 
-// Rounds says how many rounds to train.
+// TargetMetric ends a job early once a round's aggregated metric reaches
+// Value.
+type TargetMetric struct {
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// +required
+	Value float64 `json:"value"`
+	// +optional
+	// +kubebuilder:validation:Enum=max;min
+	Mode string `json:"mode,omitempty"`
+}
+
+// Rounds says when a job is done.
 type Rounds struct {
 	// +required
 	// +kubebuilder:validation:Minimum=1
 	Total int32 `json:"total"`
+	// +optional
+	TargetMetric *TargetMetric `json:"targetMetric,omitempty"`
 }
 
-// Aggregator names the update aggregation.
+// Aggregator names the update aggregation (orchestration/fl/aggregate).
 type Aggregator struct {
 	// +required
-	// +kubebuilder:validation:Enum=fedavg;fedprox;median;trimmedmean
+	// +kubebuilder:validation:Enum=fedavg;fedavgm;fedadam;fedmedian;trimmedmean
 	Algorithm string `json:"algorithm"`
-	// Params tune the algorithm (for example fedprox's mu).
+	// Config tunes the algorithm; unknown keys are refused when the job
+	// starts.
 	// +optional
-	Params map[string]string `json:"params,omitempty"`
+	Config map[string]float64 `json:"config,omitempty"`
 }
 
-// FederatedJobSpec is one federated-learning experiment.
+// FailurePolicy decides what a round that failed (too few updates by its
+// deadline) does to the job.
+type FailurePolicy struct {
+	// +optional
+	// +kubebuilder:validation:Enum=retry;fail
+	Action string `json:"action,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MaxRetries int32 `json:"maxRetries,omitempty"`
+}
+
+// FederatedJobSpec is one federated-learning experiment. Its JSON field
+// names are those of orchestration/fl.JobSpec.
 //
-// +kubebuilder:validation:XValidation:rule="self.kOfN <= size(self.participants)",message="kOfN must not exceed the number of participants"
+// +kubebuilder:validation:XValidation:rule="has(self.participants) || has(self.selector)",message="set participants or selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.participants) || !has(self.kOfN) || self.kOfN <= size(self.participants)",message="kOfN must not exceed the number of participants"
 type FederatedJobSpec struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
@@ -56,16 +93,32 @@ type FederatedJobSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('oci://') || self.startsWith('http://') || self.startsWith('https://') || self.matches('^blob://sha256:[a-f0-9]{64}$')",message="taskWasmImage must start with oci://, http://, https:// or be blob://sha256:<64 hex>"
 	TaskWasmImage string `json:"taskWasmImage"`
-	// +required
+	// Participants lists the clients; without it Selector picks Count
+	// (or Fraction) of the live proplets matching it, rotating per round.
+	// +optional
 	// +kubebuilder:validation:MinItems=1
 	// +listType=map
 	// +listMapKey=propletId
-	Participants []Participant `json:"participants"`
-	// KOfN updates close a round.
-	// +required
+	Participants []Participant `json:"participants,omitempty"`
+	// +optional
+	Selector map[string]string `json:"selector,omitempty"`
+	// +optional
 	// +kubebuilder:validation:Minimum=1
-	KOfN int32 `json:"kOfN"`
-	// TimeoutSeconds is a round's deadline.
+	Count int32 `json:"count,omitempty"`
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1
+	Fraction float64 `json:"fraction,omitempty"`
+	// KOfN updates close a round; default all participants.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	KOfN int32 `json:"kOfN,omitempty"`
+	// MinUpdates is what a round needs at its deadline to close rather
+	// than fail; default 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MinUpdates int32 `json:"minUpdates,omitempty"`
+	// TimeoutSeconds is a round's deadline and each training task's timeout.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:default=300
@@ -76,7 +129,17 @@ type FederatedJobSpec struct {
 	Aggregator Aggregator `json:"aggregator"`
 	// Hyperparams reach each training task as HYPERPARAMS (JSON).
 	// +optional
-	Hyperparams map[string]string `json:"hyperparams,omitempty"`
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	Hyperparams *apiextensionsv1.JSON `json:"hyperparams,omitempty"`
+	// +optional
+	OnRoundFailure *FailurePolicy `json:"onRoundFailure,omitempty"`
+	// MemoryPages caps each training module's memory (64 KiB pages).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65536
+	MemoryPages int64 `json:"memoryPages,omitempty"`
 }
 
 // FederatedJobStatus tracks rounds and the latest model.
@@ -159,7 +222,10 @@ type TrainingRoundSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	TimeoutSeconds int64 `json:"timeoutSeconds,omitempty"`
 	// +optional
-	Hyperparams map[string]string `json:"hyperparams,omitempty"`
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	Hyperparams *apiextensionsv1.JSON `json:"hyperparams,omitempty"`
 }
 
 // TrainingRoundStatus tracks the round's tasks and updates.
