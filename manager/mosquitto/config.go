@@ -58,6 +58,9 @@ func Write(dir string, c Config) (string, error) {
 	conf.WriteString("persistence false\n")
 	conf.WriteString("log_dest stderr\n")
 	conf.WriteString("max_queued_messages 10000\n")
+	// Proplets acknowledge a start only once it is durable; let many be
+	// in flight so bursts are not throttled at 20 (the default).
+	conf.WriteString("max_inflight_messages 1000\n")
 	if c.User != "" {
 		fmt.Fprintf(&conf, "user %s\n", c.User)
 	}
