@@ -9,13 +9,16 @@ ENVTEST_ASSETS := $(abspath $(BIN)/k8s)
 CONTROLLER_TOOLS_VERSION := v0.23.0
 CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
-.PHONY: help deps build examples test test-short bench lint generate manifests envtest demo fl-demo clean
+.PHONY: help deps build build-edge examples test test-short bench lint generate manifests envtest demo fl-demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: ## build bin/propeller
 	$(GO) build -o $(BIN)/propeller ./cmd/propeller
+
+build-edge: ## build bin/propeller-edge: no Kubernetes operator, for devices (half the size and memory)
+	$(GO) build -tags noperator -o $(BIN)/propeller-edge ./cmd/propeller
 
 deps: ## install missing system tools (wat2wasm, mosquitto) from Debian packages
 	@missing=""; command -v wat2wasm >/dev/null || missing="$$missing wabt"; \
@@ -44,6 +47,7 @@ bench: build examples ## run Go benchmarks and the REST load harness (numbers: d
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags noperator ./cmd/...
 
 demo: build examples ## run manager + embedded broker + a proplet + sample tasks
 	./examples/demo.sh

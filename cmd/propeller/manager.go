@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
 )
 
@@ -163,19 +162,5 @@ func runOperator(cmd *cobra.Command, o *operatorOptions) error {
 	case o.embeddedBroker && o.joinToken == "":
 		return errors.New("--embedded-broker needs --join-token, the proplets' credential")
 	}
-	return operator.Run(cmd.Context(), operator.Config{
-		Namespace:      o.namespace,
-		Broker:         o.broker,
-		BrokerUser:     o.brokerUser,
-		BrokerPassword: o.brokerPassword,
-		BrokerCA:       o.brokerCA,
-		MQTTAddr:       o.mqttAddr,
-		JoinToken:      o.joinToken,
-		Prefix:         o.prefix,
-		Engine:         o.engineOptions.config(),
-		MetricsAddr:    o.metricsAddr,
-		HealthAddr:     o.healthAddr,
-		LeaderElection: o.leaderElect,
-		Logger:         log,
-	})
+	return startOperator(cmd.Context(), o, log)
 }

@@ -1,0 +1,31 @@
+//go:build !noperator
+
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/absmach/propeller/operator"
+)
+
+// startOperator runs the Kubernetes operator. Builds tagged noperator
+// leave it (and the Kubernetes client libraries) out: an edge device that
+// only runs proplets saves half the binary and its start-up memory.
+func startOperator(ctx context.Context, o *operatorOptions, log *slog.Logger) error {
+	return operator.Run(ctx, operator.Config{
+		Namespace:      o.namespace,
+		Broker:         o.broker,
+		BrokerUser:     o.brokerUser,
+		BrokerPassword: o.brokerPassword,
+		BrokerCA:       o.brokerCA,
+		MQTTAddr:       o.mqttAddr,
+		JoinToken:      o.joinToken,
+		Prefix:         o.prefix,
+		Engine:         o.engineOptions.config(),
+		MetricsAddr:    o.metricsAddr,
+		HealthAddr:     o.healthAddr,
+		LeaderElection: o.leaderElect,
+		Logger:         log,
+	})
+}
