@@ -6,7 +6,6 @@ package standalone
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,10 +16,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/blobs"
-	"github.com/absmach/propeller/manager/broker"
 	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/storage/bolt"
 )
@@ -105,63 +103,24 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	linkCfg := link.Config{
-		Username: cfg.BrokerUser,
-		Password: cfg.BrokerPassword,
-		Prefix:   cfg.Prefix,
-		Logger:   log,
-		Blobs:    blobStore,
-	}
-	var addrs Addrs
-	admit := func() {}
+	var secret string
 	if cfg.Broker == "" {
-		secret, err := ensureToken(filepath.Join(cfg.DataDir, managerSecretFile), log)
-		if err != nil {
+		if secret, err = ensureToken(filepath.Join(cfg.DataDir, managerSecretFile), log); err != nil {
 			return err
 		}
-		b, err := broker.New(broker.Config{
-			Addr:          cfg.MQTTAddr,
-			TLS:           serverTLS,
-			Prefix:        cfg.Prefix,
-			ManagerUser:   wire.ManagerClientID,
-			ManagerSecret: secret,
-			Authenticator: broker.NewTokenCredentials(joinToken),
-			Logger:        log,
-			HoldProplets:  true,
-		})
-		if err != nil {
-			return err
-		}
-		if err := b.Start(); err != nil {
-			return err
-		}
-		defer b.Close()
-		admit = b.AdmitProplets
-		addrs.MQTT = b.Addr()
-		linkCfg.Username, linkCfg.Password = wire.ManagerClientID, secret
-		linkCfg.BrokerURL = "mqtt://" + loopback(addrs.MQTT)
-		if serverTLS != nil {
-			// The manager dials its own listener on loopback; the
-			// certificate is for the proplets' host name.
-			linkCfg.BrokerURL = "mqtts://" + loopback(addrs.MQTT)
-			linkCfg.TLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // self-connection on loopback
-		}
-		log.Info("embedded MQTT broker listening", "addr", addrs.MQTT)
-	} else {
-		linkCfg.BrokerURL = cfg.Broker
-		if cfg.BrokerCA != "" {
-			pem, err := os.ReadFile(cfg.BrokerCA)
-			if err != nil {
-				return fmt.Errorf("broker ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("broker ca %s: no PEM certificates", cfg.BrokerCA)
-			}
-			linkCfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		}
-		addrs.MQTT = cfg.Broker
 	}
+	conn, err := mqttconn.Open(mqttconn.Config{
+		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
+		Addr: cfg.MQTTAddr, TLS: serverTLS, JoinToken: joinToken, ManagerSecret: secret,
+		Prefix: cfg.Prefix, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	addrs := Addrs{MQTT: conn.Addr}
+	linkCfg := conn.Link
+	linkCfg.Blobs = blobStore
 
 	metrics := newMetrics()
 	linkCfg.ObserveDispatch = metrics.observeDispatch
@@ -198,7 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	admit() // the link is subscribed: nothing a proplet sends can be lost now
+	conn.Admit() // the link is subscribed: nothing a proplet sends can be lost now
 	engineDone := make(chan struct{})
 	go func() {
 		defer close(engineDone)
@@ -260,18 +219,6 @@ func Run(ctx context.Context, cfg Config) error {
 // the link (the engine needs the link as its dispatcher).
 type engineSink struct {
 	*orchestration.Engine
-}
-
-// loopback turns a listen address into one to dial on this host.
-func loopback(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // ServePprof serves net/http/pprof on addr until the process exits.
