@@ -150,7 +150,7 @@ func startOperator(t testing.TB, ns, mqttAddr string) *operatorProc {
 			MetricsAddr: "0",
 			HealthAddr:  "0",
 			Engine: orchestration.Config{
-				HeartbeatTimeout: 2 * time.Second,
+				HeartbeatTimeout: 5 * time.Second,
 				TickInterval:     100 * time.Millisecond,
 				BackoffBase:      100 * time.Millisecond,
 			},

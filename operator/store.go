@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -59,6 +60,13 @@ import (
 type Store struct {
 	c  client.Client
 	ns string
+
+	// last holds the object as this store last wrote it, for tasks in
+	// flight: the engine is almost always the only writer, so UpdateTask
+	// can skip the read and let the resourceVersion check catch the rare
+	// other writer.
+	mu   sync.Mutex
+	last map[string]*v1.WasmTask
 }
 
 var _ orchestration.Store = (*Store)(nil)
@@ -66,7 +74,7 @@ var _ orchestration.Store = (*Store)(nil)
 // NewStore returns a store over namespace ns. c should read from the API
 // server, not a cache: UpdateTask needs the latest version.
 func NewStore(c client.Client, ns string) *Store {
-	return &Store{c: c, ns: ns}
+	return &Store{c: c, ns: ns, last: map[string]*v1.WasmTask{}}
 }
 
 // Namespace is where the store keeps its objects.
@@ -122,6 +130,7 @@ func (s *Store) CreateTask(ctx context.Context, t orchestration.Task) error {
 		obj.Status = *status.DeepCopy()
 		err := s.c.Status().Update(ctx, obj)
 		if err == nil {
+			s.remember(obj)
 			return nil
 		}
 		if !apierrors.IsConflict(err) {
@@ -163,14 +172,28 @@ func (s *Store) GetTask(ctx context.Context, id string) (orchestration.Task, err
 
 // UpdateTask applies fn and writes what changed with the read
 // resourceVersion, retrying fn on conflict.
+//
+// The first try may start from the object this store last wrote instead of
+// reading it. A write from that copy is safe (a newer version makes it
+// conflict), but a decision not to write is not, so when fn declines on the
+// remembered copy it runs again on a fresh read.
 func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.UpdateFunc) (orchestration.Task, error) {
+	obj := s.remembered(id)
 	for {
-		obj, err := s.get(ctx, id)
-		if err != nil {
-			return orchestration.Task{}, err
+		fresh := obj == nil
+		if fresh {
+			var err error
+			if obj, err = s.get(ctx, id); err != nil {
+				s.forget(id)
+				return orchestration.Task{}, err
+			}
 		}
 		t := toTask(obj)
 		if err := fn(&t); err != nil {
+			if !fresh {
+				obj = nil
+				continue
+			}
 			if errors.Is(err, orchestration.ErrNoChange) {
 				return toTask(obj), nil
 			}
@@ -186,8 +209,10 @@ func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.Upda
 		if !equality.Semantic.DeepEqual(obj.Spec, next.Spec) || !equality.Semantic.DeepEqual(obj.Labels, next.Labels) {
 			if err := s.c.Update(ctx, next); err != nil {
 				if apierrors.IsConflict(err) {
+					obj = nil
 					continue
 				}
+				s.forget(id)
 				return orchestration.Task{}, fmt.Errorf("update wasmtask %s: %w", id, mapErr(err))
 			}
 			next.Status = status
@@ -197,13 +222,40 @@ func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.Upda
 		if !admitted(obj) || !equality.Semantic.DeepEqual(obj.Status, next.Status) {
 			if err := s.c.Status().Update(ctx, next); err != nil {
 				if apierrors.IsConflict(err) {
+					obj = nil
 					continue
 				}
+				s.forget(id)
 				return orchestration.Task{}, fmt.Errorf("update status of wasmtask %s: %w", id, mapErr(err))
 			}
 		}
+		s.remember(next)
 		return toTask(next), nil
 	}
+}
+
+func (s *Store) remembered(id string) *v1.WasmTask {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last[id]
+}
+
+// remember keeps obj while its task is in flight. Callers never mutate a
+// remembered object: UpdateTask writes a deep copy.
+func (s *Store) remember(obj *v1.WasmTask) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if obj.Status.Phase.Terminal() {
+		delete(s.last, obj.Name)
+		return
+	}
+	s.last[obj.Name] = obj
+}
+
+func (s *Store) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.last, id)
 }
 
 // DeleteTask deletes the WasmTask. Finalizers, if any, are the
@@ -216,6 +268,7 @@ func (s *Store) DeleteTask(ctx context.Context, id string) error {
 	if checkID(id) != nil {
 		return fmt.Errorf("task %s: %w", id, orchestration.ErrNotFound)
 	}
+	s.forget(id)
 	obj := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: s.ns}}
 	if err := s.c.Delete(ctx, obj); err != nil {
 		return fmt.Errorf("delete wasmtask %s: %w", id, mapErr(err))

@@ -138,12 +138,15 @@ func (r *WasmTaskReconciler) reconcileAdmit(ctx context.Context, s *taskScope) (
 		r.Recorder.Eventf(obj, nil, "Warning", "Invalid", "Admit", "%v", err)
 		return ctrl.Result{}, r.fail(ctx, obj, err)
 	}
-	// The write admits the object even when nothing else changes.
-	if _, err := r.Store.UpdateTask(ctx, obj.Name, func(t *orchestration.Task) error {
-		t.Spec.Selector = sel
-		return nil
-	}); err != nil {
-		return ctrl.Result{}, err
+	// Engine.Start admits a plain task in its own write. A held task, or
+	// one whose selector comes from a group, is admitted here first.
+	if obj.Spec.Suspend || obj.Spec.PropletGroupRef != nil {
+		if _, err := r.Store.UpdateTask(ctx, obj.Name, func(t *orchestration.Task) error {
+			t.Spec.Selector = sel
+			return nil
+		}); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	r.Recorder.Eventf(obj, nil, "Normal", "Admitted", "Admit", "handed to the engine")
 	return ctrl.Result{}, r.reconcileRelease(ctx, s)
