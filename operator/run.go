@@ -2,14 +2,10 @@ package operator
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -24,9 +20,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
-	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/broker"
 	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/orchestration"
 )
 
@@ -193,52 +189,22 @@ func (o *orchestrator) readyz(*http.Request) error {
 // Start runs until ctx ends (leadership lost or shutdown).
 func (o *orchestrator) Start(ctx context.Context) error {
 	cfg := o.cfg
-	linkCfg := link.Config{
-		Username: cfg.BrokerUser, Password: cfg.BrokerPassword,
+	secret, err := broker.NewSecret()
+	if err != nil {
+		return err
+	}
+	// The same broker decision as the standalone manager: embedded unless
+	// an external broker is named.
+	conn, err := mqttconn.Open(mqttconn.Config{
+		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
+		Addr: cfg.MQTTAddr, JoinToken: cfg.JoinToken, ManagerSecret: secret,
 		Prefix: cfg.Prefix, Logger: o.log,
+	})
+	if err != nil {
+		return err
 	}
-	admit := func() {}
-	mqttAddr := cfg.Broker
-	if cfg.Broker == "" {
-		secret, err := broker.NewSecret()
-		if err != nil {
-			return err
-		}
-		b, err := broker.New(broker.Config{
-			Addr:          cfg.MQTTAddr,
-			Prefix:        cfg.Prefix,
-			ManagerUser:   wire.ManagerClientID,
-			ManagerSecret: secret,
-			Authenticator: broker.NewTokenCredentials(cfg.JoinToken),
-			Logger:        o.log,
-			HoldProplets:  true,
-		})
-		if err != nil {
-			return err
-		}
-		if err := b.Start(); err != nil {
-			return err
-		}
-		defer b.Close()
-		admit = b.AdmitProplets
-		mqttAddr = b.Addr()
-		linkCfg.Username, linkCfg.Password = wire.ManagerClientID, secret
-		linkCfg.BrokerURL = "mqtt://" + loopback(mqttAddr)
-		o.log.Info("embedded MQTT broker listening", "addr", mqttAddr)
-	} else {
-		linkCfg.BrokerURL = cfg.Broker
-		if cfg.BrokerCA != "" {
-			pem, err := os.ReadFile(cfg.BrokerCA)
-			if err != nil {
-				return fmt.Errorf("broker ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("broker ca %s: no PEM certificates", cfg.BrokerCA)
-			}
-			linkCfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		}
-	}
+	defer conn.Close()
+	linkCfg := conn.Link
 	sink := &sink{changes: o.changes}
 	l, err := link.New(linkCfg, sink)
 	if err != nil {
@@ -263,31 +229,19 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	admit()
+	conn.Admit()
 	for _, f := range o.onEngine {
 		f(engine)
 	}
 	close(o.ready)
 	if cfg.Ready != nil {
-		cfg.Ready(mqttAddr)
+		cfg.Ready(conn.Addr)
 	}
 	err = engine.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
-}
-
-// loopback turns a wildcard listen address into one the manager can dial.
-func loopback(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 // sink hands the link's reports to the engine and tells the PropletGroup
