@@ -7,6 +7,8 @@ import (
 
 	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/orchestration/fl"
+	"github.com/absmach/propeller/orchestration/fl/fltest"
 	"github.com/absmach/propeller/storage/storetest"
 )
 
@@ -47,4 +49,11 @@ func TestStoreEngineIDs(t *testing.T) {
 		got = append(got, tk.ID)
 	}
 	require.Equal(t, want, got)
+}
+
+// TestFLStoreConformance runs the shared fl.Store suite on the job records.
+func TestFLStoreConformance(t *testing.T) {
+	fltest.TestStore(t, func(t *testing.T) fl.Store {
+		return operator.NewFLStore(k8s, newNamespace(t))
+	})
 }
