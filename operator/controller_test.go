@@ -12,19 +12,24 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	eventsv1 "k8s.io/api/events/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/examples/exampletest"
+	"github.com/absmach/propeller/examples/fl/digits"
+	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
 )
@@ -135,6 +140,11 @@ func (o *operatorProc) stop(t testing.TB) {
 // embedded broker on a random port.
 func startOperator(t testing.TB, ns, mqttAddr string) *operatorProc {
 	t.Helper()
+	return startOperatorIn(t, ns, mqttAddr, t.TempDir())
+}
+
+func startOperatorIn(t testing.TB, ns, mqttAddr, dataDir string) *operatorProc {
+	t.Helper()
 	if mqttAddr == "" {
 		mqttAddr = "127.0.0.1:0"
 	}
@@ -147,6 +157,7 @@ func startOperator(t testing.TB, ns, mqttAddr string) *operatorProc {
 			Namespace:   ns,
 			MQTTAddr:    mqttAddr,
 			JoinToken:   joinToken,
+			DataDir:     dataDir,
 			MetricsAddr: "0",
 			HealthAddr:  "0",
 			Engine: orchestration.Config{
@@ -393,5 +404,97 @@ func TestOperatorRestartLosesNothing(t *testing.T) {
 		got := waitPhase(t, ns, fmt.Sprintf("r-%02d", i), v1.TaskSucceeded)
 		require.Equal(t, []float64{float64(i + 1)}, got.Status.Results)
 		require.EqualValues(t, 1, got.Status.Attempt)
+	}
+}
+
+// TestFederatedJobAdmission hands FederatedJobs to the FL coordinator: the
+// README's example is accepted by the API server, and refused by the
+// coordinator (its modelRef is not in the manager's blob store) with a
+// clear condition instead of hanging.
+func TestFederatedJobAdmission(t *testing.T) {
+	ns := newNamespace(t)
+	startOperator(t, ns, "")
+	b, err := os.ReadFile(filepath.Join("..", "deploy", "examples", "federatedjob.yaml"))
+	require.NoError(t, err)
+	fj := &v1.FederatedJob{}
+	require.NoError(t, yaml.Unmarshal(b, fj))
+	fj.Namespace = ns
+	require.NoError(t, k8s.Create(t.Context(), fj))
+	require.Eventually(t, func() bool {
+		got := &v1.FederatedJob{}
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(fj), got))
+		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
+		return got.Status.Phase == v1.FLFailed && c != nil && c.Reason == "InvalidSpec" &&
+			strings.Contains(c.Message, `modelRef "oci://registry/model:v1": want blob://sha256:<hex>`) &&
+			!slices.Contains(got.Finalizers, operator.JobFinalizer)
+	}, 30*time.Second, 50*time.Millisecond)
+	require.NoError(t, k8s.Delete(t.Context(), fj))
+}
+
+// TestFederatedJobTrains runs a real federated job: the digits example on
+// two proplets, two rounds of FedAvg. The job's TrainingRounds and
+// ModelCheckpoints appear, owned by the job.
+func TestFederatedJobTrains(t *testing.T) {
+	ns := newNamespace(t)
+	dataDir := t.TempDir()
+	bs, err := blobs.Open(filepath.Join(dataDir, "blobs"))
+	require.NoError(t, err)
+	var zero digits.Model
+	model, err := zero.Encode(nil)
+	require.NoError(t, err)
+	modelDigest, err := bs.PutBytes(model)
+	require.NoError(t, err)
+	wasmDigest, err := bs.PutBytes(exampletest.Build(t, "fl"))
+	require.NoError(t, err)
+
+	op := startOperatorIn(t, ns, "", dataDir)
+	startProplet(t, op.mqttAddr, "p1")
+	startProplet(t, op.mqttAddr, "p2")
+
+	fj := &v1.FederatedJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "digits"}}
+	fj.Spec = v1.FederatedJobSpec{
+		ExperimentID:  "digits-1",
+		ModelRef:      "blob://" + modelDigest,
+		TaskWasmImage: "blob://" + wasmDigest,
+		Participants:  []v1.Participant{{PropletID: "p1"}, {PropletID: "p2"}},
+		KOfN:          2,
+		// Generous: the proplets share two CPUs with everything else.
+		TimeoutSeconds: 240,
+		Rounds:         v1.Rounds{Total: 2},
+		Aggregator:     v1.Aggregator{Algorithm: "fedavg"},
+		Hyperparams:    &apiextensionsv1.JSON{Raw: []byte(`{"lr":0.5,"epochs":1,"batch_size":16}`)},
+	}
+	require.NoError(t, k8s.Create(t.Context(), fj))
+	require.Eventually(t, func() bool {
+		got := &v1.FederatedJob{}
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(fj), got))
+		return got.Status.Phase == v1.FLSucceeded
+	}, 5*time.Minute, 200*time.Millisecond)
+
+	got := &v1.FederatedJob{}
+	require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(fj), got))
+	require.EqualValues(t, 2, got.Status.CompletedRounds)
+	require.Equal(t, "digits-ckpt-2", got.Status.LatestCheckpoint)
+
+	owned := func(o metav1.Object) bool {
+		ref := metav1.GetControllerOf(o)
+		return ref != nil && ref.Kind == "FederatedJob" && ref.Name == "digits"
+	}
+	rounds := &v1.TrainingRoundList{}
+	require.NoError(t, k8s.List(t.Context(), rounds, client.InNamespace(ns)))
+	require.Len(t, rounds.Items, 2)
+	for _, r := range rounds.Items {
+		require.True(t, owned(&r), r.Name)
+		require.Equal(t, v1.FLSucceeded, r.Status.Phase, r.Name)
+		require.EqualValues(t, 2, r.Status.UpdatesReceived, r.Name)
+		require.Len(t, r.Status.Tasks, 2, r.Name)
+	}
+	cps := &v1.ModelCheckpointList{}
+	require.NoError(t, k8s.List(t.Context(), cps, client.InNamespace(ns)))
+	require.Len(t, cps.Items, 2)
+	for _, c := range cps.Items {
+		require.True(t, owned(&c), c.Name)
+		require.Equal(t, v1.CheckpointAvailable, c.Status.Phase)
+		require.True(t, strings.HasPrefix(c.Spec.Digest, "sha256:"))
 	}
 }

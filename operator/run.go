@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -20,10 +23,13 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/broker"
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/orchestration/fl"
 )
 
 // Config configures the operator. It is passed by value.
@@ -46,6 +52,9 @@ type Config struct {
 	Prefix    string
 
 	Engine orchestration.Config
+	// DataDir holds the FL blob store (models, updates); give it a volume
+	// to keep models across restarts. Empty means a temporary directory.
+	DataDir string
 
 	// MetricsAddr and HealthAddr are the metrics and probe listeners; "0"
 	// disables one.
@@ -135,6 +144,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}).setup(mgr, o); err != nil {
 		return err
 	}
+	jobs := NewFLStore(direct, cfg.Namespace)
+	o.flJobs = &flJobs{gen: orchestration.NewTimeIDGen(orchestration.SystemClock{})}
+	o.flStore = jobs
+	if err := (&FederatedJobReconciler{
+		Client: mgr.GetClient(), Jobs: jobs, FL: o.flJobs, Recorder: rec, Ready: ready,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := (&PropletGroupReconciler{Client: mgr.GetClient(), Ready: ready, Changes: changes}).setup(mgr, o); err != nil {
 		return err
 	}
@@ -170,6 +187,35 @@ type orchestrator struct {
 	onEngine []func(*orchestration.Engine)
 	link     *link.Link
 	events   *transitions
+	flStore  *FLStore
+	flJobs   *flJobs
+	flHook   flHook
+}
+
+// flHook connects the FL coordinator to the engine's observer and the
+// link's FL updates; both exist before the coordinator (it needs the
+// engine, which needs the link), so it is plugged in afterwards.
+type flHook struct {
+	c atomic.Pointer[fl.Coordinator]
+}
+
+func (h *flHook) taskChanged(t orchestration.Task) {
+	if c := h.c.Load(); c != nil {
+		c.TaskChanged(t)
+	}
+}
+
+// FLUpdate implements link.FLSink: the link acknowledges the message once
+// the coordinator recorded the update.
+func (h *flHook) FLUpdate(ctx context.Context, propletID string, u wire.FLUpdate) error {
+	c := h.c.Load()
+	if c == nil {
+		return errors.New("federated learning coordinator not started")
+	}
+	return c.Receive(ctx, fl.Update{
+		JobID: u.JobID, RoundID: u.RoundID, TaskID: u.TaskID, PropletID: propletID, Attempt: u.Attempt,
+		NumSamples: u.NumSamples, Metrics: u.Metrics, Tensor: u.Tensor, Time: u.Time,
+	})
 }
 
 func (o *orchestrator) NeedLeaderElection() bool { return true }
@@ -205,6 +251,18 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	}
 	defer conn.Close()
 	linkCfg := conn.Link
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		if dataDir, err = os.MkdirTemp("", "propeller-operator-"); err != nil {
+			return err
+		}
+	}
+	blobStore, err := blobs.Open(filepath.Join(dataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	linkCfg.Blobs = blobStore
+	linkCfg.FL = &o.flHook
 	sink := &sink{changes: o.changes}
 	l, err := link.New(linkCfg, sink)
 	if err != nil {
@@ -214,7 +272,10 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	o.link = l
 	engine, err := orchestration.New(cfg.Engine, orchestration.Deps{
 		Store: o.store, Dispatcher: l, Logger: o.log,
-		Observer: o.events.observe,
+		Observer: func(t orchestration.Task) {
+			o.events.observe(t)
+			o.flHook.taskChanged(t)
+		},
 	})
 	if err != nil {
 		return err
@@ -223,6 +284,23 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	if err := engine.Recover(ctx); err != nil {
 		return err
 	}
+	coord, err := fl.New(fl.Config{}, fl.Deps{
+		Store: o.flStore, Engine: engine, Blobs: blobStore, NewID: o.flJobs.newID, Logger: o.log,
+	})
+	if err != nil {
+		return err
+	}
+	o.flJobs.c = coord
+	o.flHook.c.Store(coord)
+	if err := coord.Recover(ctx); err != nil {
+		return err
+	}
+	flDone := make(chan struct{})
+	go func() {
+		defer close(flDone)
+		_ = coord.Run(ctx)
+	}()
+	defer func() { <-flDone }()
 	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = l.Start(connectCtx)
 	cancel()

@@ -6,7 +6,7 @@ import (
 )
 
 // FLPhase is the phase of a FederatedJob or TrainingRound.
-// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Stopped
 type FLPhase string
 
 // FL phases.
@@ -15,6 +15,7 @@ const (
 	FLRunning   FLPhase = "Running"
 	FLSucceeded FLPhase = "Succeeded"
 	FLFailed    FLPhase = "Failed"
+	FLStopped   FLPhase = "Stopped"
 )
 
 // Participant is a proplet taking part in training.

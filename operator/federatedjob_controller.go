@@ -1,0 +1,346 @@
+package operator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/orchestration/fl"
+)
+
+// JobFinalizer keeps a FederatedJob until its running round is stopped.
+const JobFinalizer = "propeller.absmach.io/stop-job"
+
+// flJobs starts jobs on the FL coordinator under the object's name. The
+// coordinator names a new job with its IDGen, called once per Create; the
+// operator's IDGen hands out the name set here, and creates are
+// serialised so each Create gets its own.
+type flJobs struct {
+	mu   sync.Mutex
+	next string
+	gen  orchestration.IDGen
+	c    *fl.Coordinator
+}
+
+func (f *flJobs) newID() string {
+	if id := f.next; id != "" {
+		f.next = ""
+		return id
+	}
+	return f.gen()
+}
+
+func (f *flJobs) create(ctx context.Context, name string, spec fl.JobSpec) (fl.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.next = name
+	defer func() { f.next = "" }()
+	return f.c.Create(ctx, spec)
+}
+
+// FederatedJobReconciler hands FederatedJobs to the FL coordinator, which
+// runs rounds of WasmTasks through the engine, and mirrors the job record
+// into the FederatedJob's status, TrainingRounds and ModelCheckpoints
+// (owned by the job, so they go with it).
+type FederatedJobReconciler struct {
+	Client   client.Client
+	Jobs     *FLStore
+	FL       *flJobs
+	Recorder events.EventRecorder
+	Ready    <-chan struct{}
+}
+
+// Reconcile admits, mirrors or finalizes one FederatedJob.
+func (r *FederatedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	if req.Namespace != r.Jobs.ns {
+		return ctrl.Result{}, nil
+	}
+	select {
+	case <-r.Ready:
+	case <-ctx.Done():
+		return ctrl.Result{}, ctx.Err()
+	}
+	obj := &v1.FederatedJob{}
+	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := obj.DeepCopy()
+	defer func() {
+		if equality.Semantic.DeepEqual(before.Status, obj.Status) {
+			return
+		}
+		if err := r.Client.Status().Patch(ctx, obj, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+	if !obj.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, obj)
+	}
+	job, err := r.Jobs.GetJob(ctx, obj.Name)
+	switch {
+	case errors.Is(err, orchestration.ErrNotFound):
+		if obj.Status.Phase == v1.FLFailed {
+			return ctrl.Result{}, nil // refused at admission; a spec edit does not revive it
+		}
+		if job, err = r.reconcileAdmit(ctx, obj); err != nil || job.ID == "" {
+			return ctrl.Result{}, err
+		}
+	case err != nil:
+		return ctrl.Result{}, err
+	}
+	r.reconcileStatus(obj, &job)
+	if err := r.reconcileRounds(ctx, obj, &job); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileCheckpoints(ctx, obj, &job); err != nil {
+		return ctrl.Result{}, err
+	}
+	if job.Status.Phase.Terminal() {
+		return ctrl.Result{}, r.patchFinalizer(ctx, obj, false)
+	}
+	return ctrl.Result{}, nil
+}
+
+// jobSpec converts the object's spec: the CRD's JSON field names are
+// fl.JobSpec's by design.
+func jobSpec(obj *v1.FederatedJob) (fl.JobSpec, error) {
+	var spec fl.JobSpec
+	b, err := json.Marshal(obj.Spec)
+	if err == nil {
+		err = json.Unmarshal(b, &spec)
+	}
+	return spec, err
+}
+
+func (r *FederatedJobReconciler) reconcileAdmit(ctx context.Context, obj *v1.FederatedJob) (fl.Job, error) {
+	if err := r.patchFinalizer(ctx, obj, true); err != nil {
+		return fl.Job{}, err
+	}
+	spec, err := jobSpec(obj)
+	if err != nil {
+		return fl.Job{}, err
+	}
+	job, err := r.FL.create(ctx, obj.Name, spec)
+	if errors.Is(err, orchestration.ErrInvalid) {
+		obj.Status.Phase = v1.FLFailed
+		obj.Status.ObservedGeneration = obj.Generation
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{
+			Type: v1.ConditionReady, Status: metav1.ConditionFalse, Reason: "InvalidSpec",
+			Message: err.Error(), ObservedGeneration: obj.Generation,
+		})
+		r.Recorder.Eventf(obj, nil, "Warning", "InvalidSpec", "Admit", "%v", err)
+		return fl.Job{}, r.patchFinalizer(ctx, obj, false)
+	}
+	if err != nil {
+		return fl.Job{}, err
+	}
+	r.Recorder.Eventf(obj, nil, "Normal", "Started", "Admit", "round 1 of %d", spec.Rounds.Total)
+	return job, nil
+}
+
+func (r *FederatedJobReconciler) reconcileStatus(obj *v1.FederatedJob, job *fl.Job) {
+	st := &obj.Status
+	st.ObservedGeneration = obj.Generation
+	st.Phase = v1.FLPhase(job.Status.Phase)
+	st.CurrentRound = int32(job.Status.CurrentRound)
+	st.CompletedRounds = int32(len(job.Status.Checkpoints))
+	if n := len(job.Status.Checkpoints); n > 0 {
+		st.LatestCheckpoint = checkpointName(obj.Name, job.Status.Checkpoints[n-1].Round)
+	}
+	reason := cmpOrString(job.Status.Reason, string(job.Status.Phase))
+	if !conditionReason.MatchString(reason) {
+		reason = string(job.Status.Phase)
+	}
+	running := job.Status.Phase == fl.JobRunning
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: v1.ConditionProgressing, Status: condStatus(running), Reason: reason,
+		Message: fmt.Sprintf("round %d of %d", job.Status.CurrentRound, job.Spec.Rounds.Total), ObservedGeneration: obj.Generation,
+	})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: v1.ConditionReady, Status: condStatus(job.Status.Phase == fl.JobSucceeded), Reason: reason,
+		Message: job.Status.Message, ObservedGeneration: obj.Generation,
+	})
+}
+
+func condStatus(ok bool) metav1.ConditionStatus {
+	if ok {
+		return metav1.ConditionTrue
+	}
+	return metav1.ConditionFalse
+}
+
+func cmpOrString(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func roundName(job string, r *fl.Round) string {
+	return fmt.Sprintf("%s-r%d-a%d", job, r.Number, r.Attempt)
+}
+
+func checkpointName(job string, round int) string { return fmt.Sprintf("%s-ckpt-%d", job, round) }
+
+// reconcileRounds writes one TrainingRound per round attempt the
+// coordinator started, spec at creation and status on every change.
+func (r *FederatedJobReconciler) reconcileRounds(ctx context.Context, obj *v1.FederatedJob, job *fl.Job) error {
+	for i := range job.Status.Rounds {
+		rd := &job.Status.Rounds[i]
+		if len(rd.Participants) == 0 {
+			continue // still choosing
+		}
+		tr := &v1.TrainingRound{ObjectMeta: metav1.ObjectMeta{Name: roundName(obj.Name, rd), Namespace: obj.Namespace}}
+		_, err := controllerutil.CreateOrUpdate(ctx, r.Client, tr, func() error {
+			if tr.CreationTimestamp.IsZero() {
+				tr.Spec = v1.TrainingRoundSpec{
+					JobRef: v1.LocalObjectReference{Name: obj.Name}, RoundID: rd.ID, Number: int32(rd.Number),
+					ModelURI: rd.ModelURI, TaskWasmImage: job.Spec.TaskWasmImage,
+					KOfN: int32(max(rd.KOfN, 1)), TimeoutSeconds: int64(job.Spec.TimeoutSeconds),
+				}
+				for _, p := range rd.Participants {
+					tr.Spec.Participants = append(tr.Spec.Participants, v1.Participant{PropletID: p.PropletID})
+				}
+			}
+			return controllerutil.SetControllerReference(obj, tr, r.Client.Scheme())
+		})
+		if err != nil {
+			return fmt.Errorf("training round %s: %w", tr.Name, err)
+		}
+		before := tr.DeepCopy()
+		tr.Status.ObservedGeneration = tr.Generation
+		tr.Status.Phase = roundPhase(rd.Phase)
+		tr.Status.UpdatesReceived = int32(len(rd.Updates))
+		tr.Status.Tasks = nil
+		for _, p := range rd.Participants {
+			if p.TaskID != "" {
+				tr.Status.Tasks = append(tr.Status.Tasks, p.TaskID)
+			}
+		}
+		if rd.Checkpoint != "" {
+			tr.Status.Checkpoint = checkpointName(obj.Name, rd.Number)
+		}
+		if !rd.StartedAt.IsZero() {
+			t := metav1.NewTime(rd.StartedAt)
+			tr.Status.StartedAt = &t
+		}
+		if !rd.ClosedAt.IsZero() {
+			t := metav1.NewTime(rd.ClosedAt)
+			tr.Status.CompletedAt = &t
+		}
+		if !equality.Semantic.DeepEqual(before.Status, tr.Status) {
+			if err := r.Client.Status().Patch(ctx, tr, client.MergeFrom(before)); err != nil {
+				return fmt.Errorf("training round %s status: %w", tr.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func roundPhase(p fl.RoundPhase) v1.FLPhase {
+	switch p {
+	case fl.RoundStarting:
+		return v1.FLPending
+	case fl.RoundRunning:
+		return v1.FLRunning
+	case fl.RoundFailed:
+		return v1.FLFailed
+	}
+	return v1.FLSucceeded
+}
+
+// reconcileCheckpoints writes one ModelCheckpoint per closed round.
+func (r *FederatedJobReconciler) reconcileCheckpoints(ctx context.Context, obj *v1.FederatedJob, job *fl.Job) error {
+	for _, cp := range job.Status.Checkpoints {
+		mc := &v1.ModelCheckpoint{ObjectMeta: metav1.ObjectMeta{Name: checkpointName(obj.Name, cp.Round), Namespace: obj.Namespace}}
+		_, err := controllerutil.CreateOrUpdate(ctx, r.Client, mc, func() error {
+			mc.Spec = v1.ModelCheckpointSpec{
+				JobRef: v1.LocalObjectReference{Name: obj.Name}, Round: int32(cp.Round),
+				ModelURI: "blob://" + cp.Digest, Digest: cp.Digest, SizeBytes: cp.Size, Format: "safetensors",
+			}
+			if len(cp.Metrics) > 0 {
+				mc.Spec.Metrics = map[string]string{}
+				for k, v := range cp.Metrics {
+					mc.Spec.Metrics[k] = strconv.FormatFloat(v, 'g', -1, 64)
+				}
+			}
+			return controllerutil.SetControllerReference(obj, mc, r.Client.Scheme())
+		})
+		if err != nil {
+			return fmt.Errorf("model checkpoint %s: %w", mc.Name, err)
+		}
+		if mc.Status.Phase != v1.CheckpointAvailable {
+			before := mc.DeepCopy()
+			mc.Status.Phase = v1.CheckpointAvailable
+			mc.Status.ObservedGeneration = mc.Generation
+			if err := r.Client.Status().Patch(ctx, mc, client.MergeFrom(before)); err != nil {
+				return fmt.Errorf("model checkpoint %s status: %w", mc.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *FederatedJobReconciler) reconcileDelete(ctx context.Context, obj *v1.FederatedJob) error {
+	if !controllerutil.ContainsFinalizer(obj, JobFinalizer) {
+		return nil
+	}
+	_, err := r.FL.c.Stop(ctx, obj.Name, "FederatedJob deleted")
+	if err != nil && !errors.Is(err, orchestration.ErrTerminal) && !errors.Is(err, orchestration.ErrNotFound) {
+		return err
+	}
+	return r.patchFinalizer(ctx, obj, false)
+}
+
+func (r *FederatedJobReconciler) patchFinalizer(ctx context.Context, obj *v1.FederatedJob, add bool) error {
+	if controllerutil.ContainsFinalizer(obj, JobFinalizer) == add {
+		return nil
+	}
+	before := obj.DeepCopy()
+	if add {
+		controllerutil.AddFinalizer(obj, JobFinalizer)
+	} else {
+		controllerutil.RemoveFinalizer(obj, JobFinalizer)
+	}
+	// The patch response carries the old status; keep the one decided here.
+	status := *obj.Status.DeepCopy()
+	err := client.IgnoreNotFound(r.Client.Patch(ctx, obj, client.MergeFrom(before)))
+	obj.Status = status
+	return err
+}
+
+// SetupWithManager watches FederatedJobs and the coordinator's job
+// records, which change as rounds progress.
+func (r *FederatedJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1.FederatedJob{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, deletingPredicate()))).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			id := o.GetLabels()[flJobLabel]
+			if id == "" {
+				return nil
+			}
+			return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: id}}}
+		})).
+		Named("federatedjob").
+		Complete(r)
+}
