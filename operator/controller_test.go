@@ -489,6 +489,16 @@ func TestFederatedJobTrains(t *testing.T) {
 		require.EqualValues(t, 2, r.Status.UpdatesReceived, r.Name)
 		require.Len(t, r.Status.Tasks, 2, r.Name)
 	}
+	tasks := &v1.WasmTaskList{}
+	require.NoError(t, k8s.List(t.Context(), tasks, client.InNamespace(ns)))
+	require.Len(t, tasks.Items, 4, "two participants, two rounds")
+	for _, wt := range tasks.Items {
+		require.Len(t, wt.OwnerReferences, 1, wt.Name)
+		require.Equal(t, "digits", wt.OwnerReferences[0].Name, wt.Name)
+		require.Equal(t, v1.TaskSucceeded, wt.Status.Phase, wt.Name)
+		require.NotEmpty(t, wt.Spec.Env["ROUND_ID"], wt.Name)
+		require.NotEmpty(t, wt.Spec.Env["MODEL_URI"], wt.Name)
+	}
 	cps := &v1.ModelCheckpointList{}
 	require.NoError(t, k8s.List(t.Context(), cps, client.InNamespace(ns)))
 	require.Len(t, cps.Items, 2)

@@ -119,6 +119,7 @@ type operatorOptions struct {
 	leaderElect    bool
 	namespace      string
 	joinToken      string
+	dataDir        string
 }
 
 func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
@@ -130,6 +131,7 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet records and the leader lease")
 	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
 }
 
 func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {

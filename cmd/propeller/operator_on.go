@@ -23,6 +23,7 @@ func startOperator(ctx context.Context, o *operatorOptions, log *slog.Logger) er
 		JoinToken:      o.joinToken,
 		Prefix:         o.prefix,
 		Engine:         o.engineOptions.config(),
+		DataDir:        o.dataDir,
 		MetricsAddr:    o.metricsAddr,
 		HealthAddr:     o.healthAddr,
 		LeaderElection: o.leaderElect,
