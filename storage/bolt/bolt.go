@@ -210,66 +210,131 @@ func (s *Store) GetTask(ctx context.Context, id string) (orchestration.Task, err
 }
 
 // UpdateTask implements orchestration.TaskStore. The read, fn and the write
-// happen in one transaction, so no other write to the task can interleave.
+// are atomic: no other write to the task can land in between.
+//
+// It runs optimistically first: decode, fn and encode happen in the
+// caller's goroutine, and the commit only checks that the stored record is
+// still the one fn saw before writing. That keeps the single committer's
+// work per write small, so a batch commits sooner. Callers that serialise
+// writes per task (the engine does) never conflict; on a conflict the
+// update is redone inside the transaction.
 func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.UpdateFunc) (orchestration.Task, error) {
 	if err := ctx.Err(); err != nil {
 		return orchestration.Task{}, err
 	}
 	key := []byte(id)
-	var (
-		out     orchestration.Task
-		outcome error // not-found, fn's error or bad result: no write happened
-	)
-	err := s.write(func(tx *bbolt.Tx) error {
-		out, outcome = orchestration.Task{}, nil
-		tasks := tx.Bucket(bucketTasks)
-		v := tasks.Get(key)
-		if v == nil {
-			outcome = orchestration.ErrNotFound
-			return nil
+	var raw []byte
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketTasks).Get(key); v != nil {
+			raw = bytes.Clone(v)
 		}
-		var cur orchestration.Task
-		if err := decodeTask(v, &cur); err != nil {
-			return err
-		}
-		next := query.CloneTask(cur)
-		if err := fn(&next); err != nil {
-			if errors.Is(err, orchestration.ErrNoChange) {
-				out = cur
-				return nil
-			}
-			outcome = err
-			return nil
-		}
-		if next.ID != id {
-			outcome = fmt.Errorf("id changed to %q: %w", next.ID, orchestration.ErrInvalid)
-			return nil
-		}
-		rec, err := encodeTask(&next)
-		if err != nil {
-			outcome = err
-			return nil
-		}
-		if err := tasks.Put(key, rec); err != nil {
-			return err
-		}
-		if err := applyIndex(tx, id, indexPrefixes(&cur), indexPrefixes(&next)); err != nil {
-			return err
-		}
-		out = next
 		return nil
+	}); err != nil {
+		return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, err)
+	}
+	if raw == nil {
+		return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, orchestration.ErrNotFound)
+	}
+	u, err := prepareUpdate(id, raw, fn)
+	if err != nil {
+		return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, err)
+	}
+	if u.outcome != nil || u.rec == nil {
+		return u.result(id)
+	}
+	var conflict bool
+	err = s.write(func(tx *bbolt.Tx) error {
+		tasks := tx.Bucket(bucketTasks)
+		conflict = !bytes.Equal(tasks.Get(key), raw)
+		if conflict {
+			return nil
+		}
+		if err := tasks.Put(key, u.rec); err != nil {
+			return err
+		}
+		return applyIndex(tx, id, indexPrefixes(&u.cur), indexPrefixes(&u.next))
 	})
 	if err != nil {
 		return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, err)
 	}
-	if outcome != nil {
-		if errors.Is(outcome, orchestration.ErrNotFound) || errors.Is(outcome, orchestration.ErrInvalid) {
-			return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, outcome)
-		}
-		// fn's own error goes back as is: it is the caller's vocabulary.
-		return orchestration.Task{}, outcome
+	if !conflict {
+		return u.next, nil
 	}
-	return out, nil
+	return s.updateInTx(id, fn)
+}
+
+// update is one prepared UpdateTask: rec is nil when fn made no change.
+type update struct {
+	cur, next orchestration.Task
+	rec       []byte
+	outcome   error // not-found, fn's error or a bad result: nothing to write
+}
+
+// prepareUpdate decodes raw, applies fn and encodes the result. Its error
+// is a corrupt record; outcome carries what the caller should see.
+func prepareUpdate(id string, raw []byte, fn orchestration.UpdateFunc) (update, error) {
+	var u update
+	if err := decodeTask(raw, &u.cur); err != nil {
+		return u, err
+	}
+	u.next = query.CloneTask(u.cur)
+	if err := fn(&u.next); err != nil {
+		if !errors.Is(err, orchestration.ErrNoChange) {
+			u.outcome = err
+		}
+		u.next = u.cur
+		return u, nil
+	}
+	if u.next.ID != id {
+		u.outcome = fmt.Errorf("id changed to %q: %w", u.next.ID, orchestration.ErrInvalid)
+		return u, nil
+	}
+	rec, err := encodeTask(&u.next)
+	if err != nil {
+		u.outcome = err
+		return u, nil
+	}
+	u.rec = rec
+	return u, nil
+}
+
+// result is what UpdateTask returns for a prepared update.
+func (u update) result(id string) (orchestration.Task, error) {
+	switch {
+	case u.outcome == nil:
+		return u.next, nil
+	case errors.Is(u.outcome, orchestration.ErrNotFound), errors.Is(u.outcome, orchestration.ErrInvalid):
+		return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, u.outcome)
+	}
+	// fn's own error goes back as is: it is the caller's vocabulary.
+	return orchestration.Task{}, u.outcome
+}
+
+// updateInTx is UpdateTask with the read, fn and the write in one
+// transaction: the path after a conflict.
+func (s *Store) updateInTx(id string, fn orchestration.UpdateFunc) (orchestration.Task, error) {
+	key := []byte(id)
+	var u update
+	err := s.write(func(tx *bbolt.Tx) error {
+		tasks := tx.Bucket(bucketTasks)
+		v := tasks.Get(key)
+		if v == nil {
+			u = update{outcome: orchestration.ErrNotFound}
+			return nil
+		}
+		var err error
+		if u, err = prepareUpdate(id, v, fn); err != nil || u.outcome != nil || u.rec == nil {
+			return err
+		}
+		if err := tasks.Put(key, u.rec); err != nil {
+			return err
+		}
+		return applyIndex(tx, id, indexPrefixes(&u.cur), indexPrefixes(&u.next))
+	})
+	if err != nil {
+		return orchestration.Task{}, fmt.Errorf("bolt: update task %q: %w", id, err)
+	}
+	return u.result(id)
 }
 
 // DeleteTask implements orchestration.TaskStore.
