@@ -253,9 +253,6 @@ func TestWasmTaskLifecycle(t *testing.T) {
 		require.Equal(t, []float64{3}, got.Status.Results)
 		require.Equal(t, "edge-1", got.Status.PropletID)
 		require.True(t, meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionReady))
-		require.Eventually(t, func() bool {
-			return !slices.Contains(getTask(t, ns, "add").Finalizers, operator.TaskFinalizer)
-		}, 30*time.Second, 50*time.Millisecond, "a finished task needs no finalizer")
 		// Each transition is an event on the object.
 		require.Eventually(t, func() bool {
 			list := &eventsv1.EventList{}
@@ -268,6 +265,11 @@ func TestWasmTaskLifecycle(t *testing.T) {
 			}
 			return reasons["Admitted"] && reasons["Succeeded"] && reasons["Running"]
 		}, 30*time.Second, 100*time.Millisecond)
+		// Deleting a finished task only drops the finalizer.
+		require.NoError(t, k8s.Delete(t.Context(), wt))
+		require.Eventually(t, func() bool {
+			return apierrors.IsNotFound(k8s.Get(t.Context(), client.ObjectKeyFromObject(wt), &v1.WasmTask{}))
+		}, 30*time.Second, 50*time.Millisecond)
 	})
 
 	t.Run("pinned to a dead proplet says why", func(t *testing.T) {

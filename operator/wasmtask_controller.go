@@ -79,8 +79,7 @@ func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 		return ctrl.Result{}, r.reconcileDelete(ctx, s)
 	}
 	if obj.Status.Phase.Terminal() {
-		// Nothing to stop any more: let a delete go straight through.
-		return ctrl.Result{}, r.removeFinalizer(ctx, s)
+		return ctrl.Result{}, nil
 	}
 	if !controllerutil.ContainsFinalizer(obj, TaskFinalizer) {
 		// A patch, not an update: the engine writes status all the time,
@@ -225,8 +224,9 @@ func (r *WasmTaskReconciler) patchConditions(ctx context.Context, s *taskScope) 
 	return r.Client.Status().Patch(ctx, cur, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
-// SetupWithManager watches WasmTasks (spec changes, deletion and the end of
-// a task: the engine's other status writes need no reconcile) and
+// SetupWithManager watches WasmTasks (spec changes and deletion: the
+// engine's status writes need no reconcile, and a finished task keeps its
+// finalizer until it is deleted, which saves a write per task) and
 // PropletGroups, so
 // tasks waiting for a group are admitted when it appears.
 func (r *WasmTaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -235,7 +235,6 @@ func (r *WasmTaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{},
 			deletingPredicate(),
-			finishedPredicate(),
 		))).
 		Watches(&v1.PropletGroup{}, enqueueWaitingTasks(mgr.GetClient())).
 		// Reconciles wait on the API server and the broker, not the CPU.
@@ -248,17 +247,6 @@ func deletingPredicate() predicate.Funcs {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			return !e.ObjectNew.GetDeletionTimestamp().IsZero()
-		},
-	}
-}
-
-// finishedPredicate passes the engine's status write that ends a task, so
-// its finalizer goes and a later delete is not held up.
-func finishedPredicate() predicate.Funcs {
-	return predicate.Funcs{
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			t, ok := e.ObjectNew.(*v1.WasmTask)
-			return ok && t.Status.Phase.Terminal() && controllerutil.ContainsFinalizer(t, TaskFinalizer)
 		},
 	}
 }
