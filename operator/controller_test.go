@@ -117,6 +117,7 @@ type operatorProc struct {
 	mqttAddr string
 	cancel   context.CancelFunc
 	done     chan error
+	ready    chan string
 	stopped  bool
 }
 
@@ -145,41 +146,53 @@ func startOperator(t testing.TB, ns, mqttAddr string) *operatorProc {
 
 func startOperatorIn(t testing.TB, ns, mqttAddr, dataDir string) *operatorProc {
 	t.Helper()
+	o := launchOperator(t, ns, mqttAddr, dataDir, false)
+	o.waitReady(t)
+	return o
+}
+
+// launchOperator starts operator.Run without waiting for it to lead.
+func launchOperator(t testing.TB, ns, mqttAddr, dataDir string, leaderElection bool) *operatorProc {
+	t.Helper()
 	if mqttAddr == "" {
 		mqttAddr = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	o := &operatorProc{cancel: cancel, done: make(chan error, 1)}
+	o := &operatorProc{cancel: cancel, done: make(chan error, 1), ready: make(chan string, 1)}
 	go func() {
 		o.done <- operator.Run(ctx, operator.Config{
-			Rest:        restCfg,
-			Namespace:   ns,
-			MQTTAddr:    mqttAddr,
-			JoinToken:   joinToken,
-			DataDir:     dataDir,
-			MetricsAddr: "0",
-			HealthAddr:  "0",
+			Rest:           restCfg,
+			Namespace:      ns,
+			MQTTAddr:       mqttAddr,
+			JoinToken:      joinToken,
+			DataDir:        dataDir,
+			MetricsAddr:    "0",
+			HealthAddr:     "0",
+			LeaderElection: leaderElection,
 			Engine: orchestration.Config{
 				HeartbeatTimeout: 5 * time.Second,
 				TickInterval:     100 * time.Millisecond,
 				BackoffBase:      100 * time.Millisecond,
 			},
 			Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-			Ready:  func(addr string) { ready <- addr },
+			Ready:  func(addr string) { o.ready <- addr },
 		})
 	}()
-	select {
-	case o.mqttAddr = <-ready:
-	case err := <-o.done:
-		cancel()
-		t.Fatalf("operator exited: %v", err)
-	case <-time.After(60 * time.Second):
-		cancel()
-		t.Fatal("operator did not become ready")
-	}
 	t.Cleanup(func() { o.stop(t) })
 	return o
+}
+
+// waitReady waits until the operator leads and serves.
+func (o *operatorProc) waitReady(t testing.TB) {
+	t.Helper()
+	select {
+	case o.mqttAddr = <-o.ready:
+	case err := <-o.done:
+		o.stopped = true
+		t.Fatalf("operator exited: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("operator did not become ready")
+	}
 }
 
 // testWriter sends logs to t.Log until the test ends.
@@ -382,6 +395,17 @@ func TestPropletGroupMembership(t *testing.T) {
 		s := status()
 		return s.Phase == v1.GroupDegraded && s.Alive == 1 && s.Total == 2 && s.Capacity == 1
 	}, 30*time.Second, 50*time.Millisecond)
+
+	// A task pinned to the proplet that just died says so.
+	require.NoError(t, k8s.Create(t.Context(), newTask(ns, "to-dead", "oci://registry.local/wasm/add:v1", func(s *v1.WasmTaskSpec) {
+		s.PropletID = "arm-a"
+	})))
+	require.Eventually(t, func() bool {
+		got := getTask(t, ns, "to-dead")
+		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionScheduled)
+		return got.Status.Phase == v1.TaskPending && c != nil && c.Status == metav1.ConditionFalse &&
+			c.Reason == orchestration.ReasonUnschedulable && c.Message == "proplet arm-a is not alive"
+	}, 30*time.Second, 50*time.Millisecond)
 }
 
 // TestOperatorRestartLosesNothing stops the operator with work in flight
@@ -509,4 +533,31 @@ func TestFederatedJobTrains(t *testing.T) {
 		require.Equal(t, v1.CheckpointAvailable, c.Status.Phase)
 		require.True(t, strings.HasPrefix(c.Spec.Digest, "sha256:"))
 	}
+}
+
+// TestLeaderElection: of two replicas only the leader orchestrates, and the
+// standby takes over as soon as the leader stops (it releases the lease).
+func TestLeaderElection(t *testing.T) {
+	ns := newNamespace(t)
+	first := launchOperator(t, ns, "127.0.0.1:0", t.TempDir(), true)
+	first.waitReady(t)
+	second := launchOperator(t, ns, "127.0.0.1:0", t.TempDir(), true)
+	// The standby holds no broker and no engine while the leader lives:
+	// it must not report ready; a few lease renewals are enough to see it.
+	select {
+	case <-second.ready:
+		t.Fatal("standby orchestrates while the leader lives")
+	case <-time.After(5 * time.Second):
+	}
+	first.stop(t)
+	second.waitReady(t)
+
+	url := serveModules(t, "arith")
+	startProplet(t, second.mqttAddr, "edge-le")
+	require.NoError(t, k8s.Create(t.Context(), newTask(ns, "after-failover", url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
+		s.Function = "add"
+		s.Inputs = []float64{20, 22}
+	})))
+	got := waitPhase(t, ns, "after-failover", v1.TaskSucceeded)
+	require.Equal(t, []float64{42}, got.Status.Results)
 }
