@@ -72,7 +72,10 @@ type TaskSpec struct {
 	Timeout     time.Duration     `json:"timeout,omitempty"`
 	MaxAttempts int               `json:"max_attempts,omitempty"`
 	MemoryPages uint32            `json:"memory_pages,omitempty"`
-	Suspend     bool              `json:"suspend,omitempty"`
+	// Preopen gives the module a writable, empty /data directory of its
+	// own for the attempt; without it the module sees no host files.
+	Preopen bool `json:"preopen,omitempty"`
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // TaskStatus is what the engine observed.

@@ -100,6 +100,14 @@ func (x *executor) Execute(ctx context.Context, st wire.StartTask, running func(
 		Timeout:     timeout,
 		MemoryPages: st.MemoryPages,
 	}
+	if st.Preopen {
+		dir, err := os.MkdirTemp(x.workDir, "data-")
+		if err != nil {
+			return agent.Outcome{Reason: wire.ReasonInvalidTask, Err: fmt.Errorf("scratch dir: %w", err), Metrics: metrics}
+		}
+		defer os.RemoveAll(dir)
+		job.PreopenDir = dir
+	}
 	var fl *flRun
 	if IsFLTask(st.Env) {
 		fl, err = x.prepareFL(ctx, st, &job)

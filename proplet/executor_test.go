@@ -3,6 +3,7 @@ package proplet
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -74,6 +75,18 @@ func TestExecutorPlainAndFL(t *testing.T) {
 		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t4", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
 		require.True(t, out.Failed())
 		require.Equal(t, wire.ReasonExitCode, out.Reason)
+	})
+
+	t.Run("data dir only when asked", func(t *testing.T) {
+		env := map[string]string{"HELLO_WRITE": "/data/out.txt", "HELLO_READ": "/data/out.txt"}
+		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t7", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
+		require.Equal(t, wire.ReasonExitCode, out.Reason, "no /data without preopen")
+		env = map[string]string{"HELLO_WRITE": "/data/out.txt"}
+		out = x.Execute(context.Background(), wire.StartTask{TaskID: "t8", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, Env: env, Preopen: true}, noop)
+		require.False(t, out.Failed(), "%s %v", out.Reason, out.Err)
+		entries, err := os.ReadDir(x.workDir)
+		require.NoError(t, err)
+		require.Empty(t, entries, "the attempt's /data is removed afterwards")
 	})
 
 	t.Run("missing module", func(t *testing.T) {

@@ -195,6 +195,7 @@ type TaskRequest struct {
 	TimeoutSeconds float64           `json:"timeout_seconds,omitempty"`
 	MaxAttempts    int               `json:"max_attempts,omitempty"`
 	MemoryPages    uint32            `json:"memory_pages,omitempty"`
+	Preopen        bool              `json:"preopen,omitempty"`
 	PropletID      string            `json:"proplet_id,omitempty"`
 	Selector       map[string]string `json:"selector,omitempty"`
 	Suspend        bool              `json:"suspend,omitempty"`
@@ -216,6 +217,7 @@ type Task struct {
 	MaxAttempts    int               `json:"max_attempts,omitempty"`
 	Selector       map[string]string `json:"selector,omitempty"`
 	Suspend        bool              `json:"suspend,omitempty"`
+	Preopen        bool              `json:"preopen,omitempty"`
 	PropletID      string            `json:"proplet_id,omitempty"`
 	Attempt        int               `json:"attempt"`
 	Results        []float64         `json:"results,omitempty"`
@@ -247,7 +249,7 @@ func toResponse(t orchestration.Task) Task {
 		ImageURL: t.Spec.Image, Digest: t.Spec.Digest, Function: t.Spec.Function,
 		Inputs: t.Spec.Inputs, CLIArgs: t.Spec.CLIArgs, Env: t.Spec.Env, Labels: t.Spec.Labels,
 		TimeoutSeconds: t.Spec.Timeout.Seconds(), MaxAttempts: t.Spec.MaxAttempts,
-		Selector: t.Spec.Selector, Suspend: t.Spec.Suspend,
+		Selector: t.Spec.Selector, Suspend: t.Spec.Suspend, Preopen: t.Spec.Preopen,
 		PropletID: st.PropletID, Attempt: st.Attempt,
 		Results: st.Results, Stdout: st.Stdout, Stderr: st.Stderr, ExitCode: st.ExitCode,
 		Reason: st.Reason, Error: st.Message, LastFailure: st.LastFailure,
@@ -306,7 +308,7 @@ func (a *API) createTask(c echo.Context) error {
 		Name: req.Name, Image: req.ImageURL, Digest: req.Digest, Function: req.Function,
 		Inputs: req.Inputs, CLIArgs: req.CLIArgs, Env: req.Env, Labels: req.Labels,
 		Timeout:     time.Duration(req.TimeoutSeconds * float64(time.Second)),
-		MaxAttempts: req.MaxAttempts, MemoryPages: req.MemoryPages,
+		MaxAttempts: req.MaxAttempts, MemoryPages: req.MemoryPages, Preopen: req.Preopen,
 		PropletID: req.PropletID, Selector: req.Selector, Suspend: req.Suspend,
 	}
 	switch {

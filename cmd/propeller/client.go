@@ -108,6 +108,7 @@ type taskCreateOptions struct {
 	timeout     time.Duration
 	maxAttempts int
 	suspend     bool
+	preopen     bool
 	wait        bool
 }
 
@@ -124,6 +125,7 @@ func (o *taskCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", 0, "deadline of one attempt (default: the manager's)")
 	fs.IntVar(&o.maxAttempts, "max-attempts", 0, "attempts before the task fails (default: the manager's)")
 	fs.BoolVar(&o.suspend, "suspend", false, "create without scheduling; start it with the API later")
+	fs.BoolVar(&o.preopen, "preopen", false, "give the module a writable, empty /data directory for the attempt")
 	fs.BoolVar(&o.wait, "wait", false, "wait until the task finishes and print its result")
 }
 
@@ -141,7 +143,7 @@ func newTaskCreateCommand(co *clientOptions) *cobra.Command {
 			req := standalone.TaskRequest{
 				Name: args[0], ImageURL: o.image, Function: o.function, Inputs: o.inputs,
 				CLIArgs: o.args, Env: o.env, Labels: o.labels, Selector: o.selector, PropletID: o.proplet,
-				TimeoutSeconds: o.timeout.Seconds(), MaxAttempts: o.maxAttempts, Suspend: o.suspend,
+				TimeoutSeconds: o.timeout.Seconds(), MaxAttempts: o.maxAttempts, Suspend: o.suspend, Preopen: o.preopen,
 			}
 			if o.file != "" {
 				if req.File, err = os.ReadFile(o.file); err != nil {

@@ -49,6 +49,7 @@ func startCommand(ctx context.Context, t orchestration.Task, blobs BlobSource, i
 		CLIArgs:     t.Spec.CLIArgs,
 		Env:         t.Spec.Env,
 		MemoryPages: t.Spec.MemoryPages,
+		Preopen:     t.Spec.Preopen,
 	}
 	if t.Spec.Timeout > 0 {
 		st.TimeoutMS = max(t.Spec.Timeout.Milliseconds(), 1)
