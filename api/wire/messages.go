@@ -86,8 +86,8 @@ type StartTask struct {
 	// MemoryPages caps the module's linear memory (64 KiB pages); 0 means
 	// the proplet's default.
 	MemoryPages uint32 `json:"memory_pages,omitempty"`
-	// Preopen, when set, is a host directory (relative to the proplet's
-	// work dir) mounted at /data. Nothing is mounted otherwise.
+	// Preopen gives the module a writable, empty /data directory private
+	// to the attempt. Nothing is mounted otherwise.
 	Preopen bool `json:"preopen,omitempty"`
 }
 
