@@ -11,6 +11,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/orchestration"
 )
 
 // queue is an unbounded FIFO: paho's router must never wait on us, and
@@ -240,7 +241,7 @@ func (l *Link) relay(id, digest string) error {
 }
 
 func (l *Link) blobFor(digest string) ([]byte, error) {
-	if !ValidDigest(digest) {
+	if !orchestration.ValidDigest(digest) {
 		return nil, fmt.Errorf("invalid digest %q", digest)
 	}
 	if l.cfg.Blobs == nil {

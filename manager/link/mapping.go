@@ -3,7 +3,6 @@ package link
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -19,11 +18,6 @@ const (
 	schemeRelay = "relay://"
 )
 
-var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-
-// ValidDigest reports whether d is "sha256:" followed by 64 lowercase hex
-// digits, the only digest form the relay serves.
-func ValidDigest(d string) bool { return digestRE.MatchString(d) }
 
 // startCommand builds the start command for attempt t.Status.Attempt of t.
 //
@@ -66,7 +60,7 @@ func artifactFor(ctx context.Context, spec orchestration.TaskSpec, blobs BlobSou
 		return wire.Artifact{URI: img, Digest: spec.Digest}, nil
 	case strings.HasPrefix(img, schemeBlob):
 		d := strings.TrimPrefix(img, schemeBlob)
-		if !ValidDigest(d) {
+		if !orchestration.ValidDigest(d) {
 			return wire.Artifact{}, fmt.Errorf("%w: bad blob reference %q", orchestration.ErrInvalid, img)
 		}
 		if spec.Digest != "" && spec.Digest != d {
