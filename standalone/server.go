@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ln = tls.NewListener(ln, serverTLS)
 	}
 	addrs.HTTP = ln.Addr().String()
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	scheme := "http"
