@@ -66,6 +66,19 @@ func TestCommandAndFunction(t *testing.T) {
 	}
 }
 
+// TestTLS runs a task with TLS everywhere: the REST API over HTTPS, the
+// proplet on MQTT over TLS verifying the manager with a CA file.
+func TestTLS(t *testing.T) {
+	add := exampletest.Build(t, "add")
+	s := harness.NewSystem(t).WithTLS(harness.SelfSignedTLS(t))
+	s.StartManager()
+	s.StartProplet("edge-tls")
+	s.WaitAlive("edge-tls")
+	got := s.Wait(s.Create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{20, 22}}).ID)
+	require.Equal(t, "Succeeded", got.State, got.Error)
+	require.Equal(t, []float64{42}, got.Results)
+}
+
 // TestManagerKilledMidRun: SIGKILL the manager while tasks run, start it
 // again on the same data dir; every accepted task reaches exactly one
 // terminal state and no result is lost.

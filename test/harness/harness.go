@@ -6,6 +6,8 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -152,6 +154,13 @@ type System struct {
 	Client    *client.Client
 	mu        sync.Mutex
 	Proplets  map[string]*Proc
+	tls       *TLSFiles
+}
+
+// TLSFiles are PEM files for WithTLS: the manager's certificate and key,
+// and the CA the proplets and the client trust.
+type TLSFiles struct {
+	Cert, Key, CA string
 }
 
 type externalBroker struct {
@@ -162,6 +171,14 @@ type externalBroker struct {
 func NewSystem(t testing.TB) *System {
 	s := &System{t: t, DataDir: t.TempDir(), HTTPAddr: FreeAddr(t), MQTTAddr: FreeAddr(t), Proplets: map[string]*Proc{}}
 	s.BrokerURL = "mqtt://" + s.MQTTAddr
+	return s
+}
+
+// WithTLS makes the manager serve HTTPS and MQTT over TLS only, and the
+// proplets and the client verify it with f.CA.
+func (s *System) WithTLS(f TLSFiles) *System {
+	s.tls = &f
+	s.BrokerURL = "mqtts://" + s.MQTTAddr
 	return s
 }
 
@@ -210,6 +227,15 @@ func (s *System) StartManager(extra ...string) {
 	} else {
 		args = append(args, "--mqtt-addr", s.MQTTAddr)
 	}
+	scheme, opts := "http", client.Options{}
+	if s.tls != nil {
+		args = append(args, "--tls-cert", s.tls.Cert, "--tls-key", s.tls.Key)
+		pem, err := os.ReadFile(s.tls.CA)
+		require.NoError(t, err)
+		pool := x509.NewCertPool()
+		require.True(t, pool.AppendCertsFromPEM(pem))
+		scheme, opts.TLS = "https", &tls.Config{RootCAs: pool}
+	}
 	s.Manager = Start(t, "manager", append(args, extra...)...)
 	require.Eventually(t, func() bool {
 		_, err := os.Stat(filepath.Join(s.DataDir, standalone.APITokenFile))
@@ -217,7 +243,7 @@ func (s *System) StartManager(extra ...string) {
 	}, 20*time.Second, 10*time.Millisecond)
 	tok, err := os.ReadFile(filepath.Join(s.DataDir, standalone.APITokenFile))
 	require.NoError(t, err)
-	s.Client, err = client.New("http://"+s.HTTPAddr, strings.TrimSpace(string(tok)), client.Options{})
+	s.Client, err = client.New(scheme+"://"+s.HTTPAddr, strings.TrimSpace(string(tok)), opts)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, err := s.Client.ListTasks(context.Background(), client.ListFilter{Limit: 1})
@@ -237,6 +263,9 @@ func (s *System) Token(id string) string {
 func (s *System) StartProplet(id string, extra ...string) *Proc {
 	args := []string{"proplet", "--broker", s.BrokerURL, "--id", id, "--token", s.Token(id),
 		"--cache-dir", filepath.Join(s.DataDir, "proplet-"+id), "--heartbeat-interval", "500ms", "--log-level", "debug"}
+	if s.tls != nil {
+		args = append(args, "--tls-ca", s.tls.CA)
+	}
 	p := Start(s.t, "proplet-"+id, append(args, extra...)...)
 	s.mu.Lock()
 	s.Proplets[id] = p
