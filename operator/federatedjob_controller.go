@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -163,8 +165,15 @@ func (r *FederatedJobReconciler) reconcileStatus(obj *v1.FederatedJob, job *fl.J
 	st.Phase = v1.FLPhase(job.Status.Phase)
 	st.CurrentRound = int32(job.Status.CurrentRound)
 	st.CompletedRounds = int32(len(job.Status.Checkpoints))
+	st.Progress = fmt.Sprintf("%d/%d", len(job.Status.Checkpoints), job.Spec.Rounds.Total)
 	if n := len(job.Status.Checkpoints); n > 0 {
 		st.LatestCheckpoint = checkpointName(obj.Name, job.Status.Checkpoints[n-1].Round)
+		st.LatestMetric = headlineMetric(job.Status.Checkpoints[n-1].Metrics)
+	}
+	st.RejectedUpdates = int64(job.Status.RejectedTotal)
+	if n := len(job.Status.Rejected); n > 0 {
+		rj := job.Status.Rejected[n-1]
+		st.LastRejected = fmt.Sprintf("%s: round %s task %s from %s", rj.Reason, rj.RoundID, rj.TaskID, rj.PropletID)
 	}
 	reason := cmpOrString(job.Status.Reason, string(job.Status.Phase))
 	if !conditionReason.MatchString(reason) {
@@ -179,6 +188,19 @@ func (r *FederatedJobReconciler) reconcileStatus(obj *v1.FederatedJob, job *fl.J
 		Type: v1.ConditionReady, Status: condStatus(job.Status.Phase == fl.JobSucceeded), Reason: reason,
 		Message: job.Status.Message, ObservedGeneration: obj.Generation,
 	})
+}
+
+// headlineMetric is "accuracy=0.9583": accuracy when reported, else the
+// first metric by name.
+func headlineMetric(m map[string]float64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	name := "accuracy"
+	if _, ok := m[name]; !ok {
+		name = slices.Sorted(maps.Keys(m))[0]
+	}
+	return name + "=" + strconv.FormatFloat(m[name], 'f', 4, 64)
 }
 
 func condStatus(ok bool) metav1.ConditionStatus {

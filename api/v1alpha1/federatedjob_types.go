@@ -155,6 +155,21 @@ type FederatedJobStatus struct {
 	// LatestCheckpoint names the newest ModelCheckpoint.
 	// +optional
 	LatestCheckpoint string `json:"latestCheckpoint,omitempty"`
+	// Progress is "completed/total" rounds, for `kubectl get`.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// LatestMetric is the newest checkpoint's headline metric, say
+	// "accuracy=0.9583" (accuracy when reported, else the first by name).
+	// +optional
+	LatestMetric string `json:"latestMetric,omitempty"`
+	// RejectedUpdates counts updates the coordinator refused (late,
+	// duplicate, unknown task, invalid); the job record keeps the latest.
+	// +optional
+	RejectedUpdates int64 `json:"rejectedUpdates,omitempty"`
+	// LastRejected describes the newest refused update, say
+	// "LateUpdate: round 1 task t-3 from p3".
+	// +optional
+	LastRejected string `json:"lastRejected,omitempty"`
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// +optional
@@ -172,6 +187,9 @@ type FederatedJobStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Round",type=integer,JSONPath=`.status.currentRound`
 // +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.spec.rounds.total`
+// +kubebuilder:printcolumn:name="Done",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Metric",type=string,JSONPath=`.status.latestMetric`
+// +kubebuilder:printcolumn:name="Rejected",type=integer,JSONPath=`.status.rejectedUpdates`,priority=1
 // +kubebuilder:printcolumn:name="Algorithm",type=string,JSONPath=`.spec.aggregator.algorithm`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type FederatedJob struct {
