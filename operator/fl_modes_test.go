@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
@@ -52,6 +58,18 @@ type flEnv struct {
 
 func newFLEnv(t *testing.T, proplets ...string) *flEnv {
 	t.Helper()
+	e := newFLData(t)
+	e.op = startOperatorIn(t, e.ns, "", e.dataDir)
+	for _, id := range proplets {
+		e.proplets[id] = startProplet(t, e.op.mqttAddr, id)
+	}
+	return e
+}
+
+// newFLData prepares a namespace and a data directory holding the initial
+// model and the training module, for an operator still to start.
+func newFLData(t *testing.T) *flEnv {
+	t.Helper()
 	e := &flEnv{t: t, ns: newNamespace(t), dataDir: t.TempDir(), proplets: map[string]*proplet{}}
 	bs, err := blobs.Open(filepath.Join(e.dataDir, "blobs"))
 	require.NoError(t, err)
@@ -64,10 +82,6 @@ func newFLEnv(t *testing.T, proplets ...string) *flEnv {
 	d, err = bs.PutBytes(exampletest.Build(t, "fl"))
 	require.NoError(t, err)
 	e.wasm = "blob://" + d
-	e.op = startOperatorIn(t, e.ns, "", e.dataDir)
-	for _, id := range proplets {
-		e.proplets[id] = startProplet(t, e.op.mqttAddr, id)
-	}
 	return e
 }
 
@@ -381,5 +395,114 @@ func TestFLOperatorRestartedMidRound(t *testing.T) {
 	}
 	require.Equal(t, fmt.Sprintf("%d/%d", rounds, rounds), fj.Status.Progress)
 	require.True(t, strings.HasPrefix(fj.Status.LatestMetric, "accuracy="), fj.Status.LatestMetric)
+	require.Greater(t, e.accuracy(j.Status.ModelDigest), 0.85)
+}
+
+// operatorProcess is `propeller manager operator` as a process of its own,
+// so that it can be killed without a chance to clean up.
+type operatorProcess struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+func (p *operatorProcess) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// kubeconfig writes envtest's credentials for a child process.
+func kubeconfig(t *testing.T) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["envtest"] = &clientcmdapi.Cluster{Server: restCfg.Host, CertificateAuthorityData: restCfg.CAData}
+	cfg.AuthInfos["envtest"] = &clientcmdapi.AuthInfo{ClientCertificateData: restCfg.CertData, ClientKeyData: restCfg.KeyData, Token: restCfg.BearerToken}
+	cfg.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "envtest"}
+	cfg.CurrentContext = "envtest"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, clientcmd.WriteToFile(*cfg, path))
+	return path
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startOperatorProcess runs the operator binary on envtest with an
+// embedded broker on mqttAddr and waits until /readyz says it leads and
+// serves.
+func startOperatorProcess(t *testing.T, kubeconfig, ns, mqttAddr, dataDir string) *operatorProcess {
+	t.Helper()
+	health := freeAddr(t)
+	cmd := exec.Command(propellerBinary(t), "manager", "operator", "--namespace", ns, "--embedded-broker",
+		"--mqtt-addr", mqttAddr, "--join-token", joinToken, "--data-dir", dataDir, "--metrics-addr", "0",
+		"--health-addr", health, "--leader-elect=false", "--heartbeat-timeout", "5s", "--log-level", "debug")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	p := &operatorProcess{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("operator output:\n%s", out.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("operator exited:\n%s", out.String())
+		default:
+		}
+		resp, err := http.Get("http://" + health + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, time.Minute, 50*time.Millisecond, "operator never ready")
+	return p
+}
+
+// The operator process is killed (SIGKILL) mid-round and a new one started
+// on the same data: the job completes with the same number of rounds and
+// no update counted twice.
+func TestFLOperatorKilledMidRound(t *testing.T) {
+	const rounds = 4
+	e := newFLData(t)
+	kc := kubeconfig(t)
+	mqttAddr := freeAddr(t)
+	op := startOperatorProcess(t, kc, e.ns, mqttAddr, e.dataDir)
+	for _, id := range []string{"p1", "p2", "p3"} {
+		e.proplets[id] = startProplet(t, mqttAddr, id)
+	}
+
+	e.create("killed", rounds, nil)
+	j := e.waitRecord("killed", 5*time.Minute, 10*time.Millisecond, func(j fl.Job) bool {
+		r := j.Current()
+		return r != nil && r.Phase == fl.RoundRunning && len(r.Updates) >= 1 && len(r.Updates) < r.KOfN
+	}, "never saw a round part-way")
+	t.Logf("killing the operator in round %s with %d of %d updates", j.Current().ID, len(j.Current().Updates), j.Current().KOfN)
+	op.kill()
+	startOperatorProcess(t, kc, e.ns, mqttAddr, e.dataDir)
+
+	fj, j := e.waitDone("killed")
+	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, j.Status.Message)
+	require.Len(t, j.Status.Checkpoints, rounds)
+	e.requireRoundsSound("killed", fj, j)
+	for _, c := range j.Status.Checkpoints {
+		require.Equal(t, int64(flTrainSamples), c.TotalSamples, "round %d", c.Round)
+	}
+	for _, r := range j.Status.Rejected {
+		require.Contains(t, []string{fl.RejectDuplicate, fl.RejectLate}, r.Reason)
+	}
+	rs := &v1.TrainingRoundList{}
+	require.NoError(t, k8s.List(t.Context(), rs, client.InNamespace(e.ns)))
+	require.Len(t, rs.Items, rounds, "one attempt per round")
 	require.Greater(t, e.accuracy(j.Status.ModelDigest), 0.85)
 }
