@@ -41,6 +41,13 @@ func (tr *transitions) observe(t orchestration.Task) {
 	if seen && prev == key {
 		return
 	}
+	// A plain Pending (queued, no reason) says nothing the controller's
+	// Admitted event does not, and every event is one more API write per
+	// task; Pending with a reason (Unschedulable, a retry's backoff) is
+	// still reported.
+	if ph == orchestration.PhasePending && t.Status.Reason == "" {
+		return
+	}
 	ref := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Name: t.ID, Namespace: tr.ns}}
 	ref.SetGroupVersionKind(v1.GroupVersion.WithKind("WasmTask"))
 	typ := "Normal"
