@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -68,6 +69,23 @@ type Store struct {
 	// other writer.
 	mu   sync.Mutex
 	last map[string]*v1.WasmTask
+
+	// coalesce, when positive, holds back status writes whose state is
+	// superseded within moments in the common case (see deferrable) for
+	// that long: the next write carries them, or a timer writes them.
+	coalesce time.Duration
+	// held are those writes, by task id; held[id].obj is also last[id].
+	held map[string]*heldWrite
+}
+
+// heldWrite is a status write not sent yet.
+type heldWrite struct {
+	// obj is the object as written, with the resourceVersion of base.
+	obj *v1.WasmTask
+	// base is the status on the server it replaces.
+	base v1.WasmTaskStatus
+	// timer writes it when no later write did.
+	timer *time.Timer
 }
 
 var _ orchestration.Store = (*Store)(nil)
@@ -75,7 +93,97 @@ var _ orchestration.Store = (*Store)(nil)
 // NewStore returns a store over namespace ns. c should read from the API
 // server, not a cache: UpdateTask needs the latest version.
 func NewStore(c client.Client, ns string) *Store {
-	return &Store{c: c, ns: ns, last: map[string]*v1.WasmTask{}}
+	return &Store{c: c, ns: ns, last: map[string]*v1.WasmTask{}, held: map[string]*heldWrite{}}
+}
+
+// Coalesce makes the store hold back transient status writes for up to d
+// (0, the default, writes everything at once). Two transitions qualify,
+// both followed at once by another write in the common case:
+//
+//   - admitting a kubectl-created object (Pending, not held), which the
+//     scheduler turns into Scheduled as soon as a slot is free;
+//   - Scheduled -> Running, which a short task follows with its result.
+//
+// Neither matters to recovery: an object never admitted is admitted again
+// by the controller, and a task that still reads Scheduled after a restart
+// gets its start command again with the same attempt, which proplets
+// de-duplicate. Scheduled and final
+// states are always written before the store returns. Reads through the
+// store (GetTask, ListTasks, UpdateTask) see held writes. Call it before
+// use.
+func (s *Store) Coalesce(d time.Duration) { s.coalesce = d }
+
+// deferrable reports whether the write of next over obj may be held back.
+func deferrable(obj, next *v1.WasmTask) bool {
+	to := next.Status.Phase
+	if !admitted(obj) {
+		return to == v1.TaskPending && !next.Status.Held
+	}
+	return obj.Status.Phase == v1.TaskScheduled && to == v1.TaskRunning && obj.Status.Attempt == next.Status.Attempt
+}
+
+// engineStatus is st without what the controller writes besides the
+// engine (conditions, observedGeneration).
+func engineStatus(st v1.WasmTaskStatus) v1.WasmTaskStatus {
+	st.Conditions = nil
+	st.ObservedGeneration = 0
+	return st
+}
+
+// hold records next as a held write over base and arms its timer.
+func (s *Store) hold(next *v1.WasmTask, base v1.WasmTaskStatus) {
+	id := next.Name
+	h := &heldWrite{obj: next, base: base}
+	s.mu.Lock()
+	if old := s.held[id]; old != nil {
+		old.timer.Stop()
+	}
+	s.held[id] = h
+	s.last[id] = next
+	h.timer = time.AfterFunc(s.coalesce, func() { s.flush(id, h) })
+	s.mu.Unlock()
+}
+
+// flush writes h if it is still held.
+func (s *Store) flush(id string, h *heldWrite) {
+	s.mu.Lock()
+	cur := s.held[id]
+	s.mu.Unlock()
+	if cur != h {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A no-op update writes what is held (UpdateTask writes while a held
+	// write exists); errors leave the object as it was, which is safe.
+	_, _ = s.update(ctx, id, func(*orchestration.Task) error { return nil }, false)
+}
+
+// dropHeld forgets the held write of id, if it is h (nil: any).
+func (s *Store) dropHeld(id string, h *heldWrite) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.held[id]
+	if cur == nil || (h != nil && cur != h) {
+		return
+	}
+	cur.timer.Stop()
+	delete(s.held, id)
+}
+
+// heldOver returns the held write of obj's task and obj with it applied,
+// when the server's object is still the one the write replaces (no one
+// else changed the engine's status since); otherwise nil and obj.
+func (s *Store) heldOver(obj *v1.WasmTask) (*heldWrite, *v1.WasmTask) {
+	s.mu.Lock()
+	h := s.held[obj.Name]
+	s.mu.Unlock()
+	if h == nil || !equality.Semantic.DeepEqual(engineStatus(obj.Status), engineStatus(h.base)) {
+		return nil, obj
+	}
+	out := obj.DeepCopy()
+	applyStatus(out, toTask(h.obj))
+	return h, out
 }
 
 // Namespace is where the store keeps its objects.
@@ -184,6 +292,7 @@ func (s *Store) get(ctx context.Context, id string) (*v1.WasmTask, error) {
 	if err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: id}, obj); err != nil {
 		return nil, fmt.Errorf("get wasmtask %s: %w", id, mapErr(err))
 	}
+	_, obj = s.heldOver(obj)
 	return obj, nil
 }
 
@@ -204,6 +313,11 @@ func (s *Store) GetTask(ctx context.Context, id string) (orchestration.Task, err
 // conflict), but a decision not to write is not, so when fn declines on the
 // remembered copy it runs again on a fresh read.
 func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.UpdateFunc) (orchestration.Task, error) {
+	return s.update(ctx, id, fn, s.coalesce > 0)
+}
+
+// update is UpdateTask; mayHold allows holding the write back.
+func (s *Store) update(ctx context.Context, id string, fn orchestration.UpdateFunc, mayHold bool) (orchestration.Task, error) {
 	obj := s.remembered(id)
 	for {
 		fresh := obj == nil
@@ -244,8 +358,16 @@ func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.Upda
 			next.Status = status
 		}
 		// An object the engine never saw is written even when the view did
-		// not change: the write is what admits it.
-		if !admitted(obj) || !equality.Semantic.DeepEqual(obj.Status, next.Status) {
+		// not change: the write is what admits it. So is a held write.
+		s.mu.Lock()
+		h := s.held[id]
+		s.mu.Unlock()
+		statusChanged := !equality.Semantic.DeepEqual(obj.Status, next.Status)
+		if mayHold && statusChanged && h == nil && deferrable(obj, next) {
+			s.hold(next, obj.Status)
+			return toTask(next), nil
+		}
+		if !admitted(obj) || statusChanged || h != nil {
 			if err := s.c.Status().Update(ctx, next); err != nil {
 				if apierrors.IsConflict(err) {
 					obj = nil
@@ -253,6 +375,11 @@ func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.Upda
 				}
 				s.forget(id)
 				return orchestration.Task{}, fmt.Errorf("update status of wasmtask %s: %w", id, mapErr(err))
+			}
+			// The write carried the held one (obj was it, or was rebased
+			// on it), or the held one was overtaken by another writer.
+			if h != nil {
+				s.dropHeld(id, h)
 			}
 		}
 		s.remember(next)
@@ -282,6 +409,10 @@ func (s *Store) forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.last, id)
+	if h := s.held[id]; h != nil {
+		h.timer.Stop()
+		delete(s.held, id)
+	}
 }
 
 // DeleteTask deletes the WasmTask. Finalizers, if any, are the
@@ -417,7 +548,12 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 		}
 		opts = append(opts, client.MatchingLabelsSelector{Selector: sel.AsSelector()})
 	}
-	if fs := fieldSelector(f); fs != nil {
+	sf := f
+	if s.coalesce > 0 && slices.Contains(f.Phases, orchestration.PhaseRunning) && !slices.Contains(f.Phases, orchestration.PhaseScheduled) {
+		// A held Running write still reads Scheduled on the server.
+		sf.Phases = append(slices.Clone(f.Phases), orchestration.PhaseScheduled)
+	}
+	if fs := fieldSelector(sf); fs != nil {
 		opts = append(opts, client.MatchingFieldsSelector{Selector: fs})
 	}
 	// after skips what an earlier page returned; it matters only after a
@@ -443,7 +579,8 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 			if list.Items[i].Name <= after {
 				continue
 			}
-			t := toTask(&list.Items[i])
+			_, item := s.heldOver(&list.Items[i])
+			t := toTask(item)
 			if matches(f, &t) {
 				page.Tasks = append(page.Tasks, t)
 			}

@@ -2,8 +2,14 @@ package operator_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/absmach/propeller/api/v1alpha1"
 
 	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
@@ -18,6 +24,90 @@ func TestStoreConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) orchestration.Store {
 		return operator.NewStore(k8s, newNamespace(t))
 	})
+}
+
+// TestStoreConformanceCoalescing runs the suite with held writes that
+// never flush by themselves: every read must see them anyway.
+func TestStoreConformanceCoalescing(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) orchestration.Store {
+		s := operator.NewStore(k8s, newNamespace(t))
+		s.Coalesce(time.Hour)
+		return s
+	})
+}
+
+// TestStoreCoalescedAdmission: releasing a kubectl-created object is held
+// back; the store reads it released, the server does not have it until
+// the next write or the timer carries it.
+func TestStoreCoalescedAdmission(t *testing.T) {
+	ctx := t.Context()
+	ns := newNamespace(t)
+	s := operator.NewStore(k8s, ns)
+	s.Coalesce(time.Hour)
+	release := func(tk *orchestration.Task) error { tk.Spec.Suspend = false; tk.Status.Reason = ""; return nil }
+	server := func(name string) *v1.WasmTask {
+		obj := &v1.WasmTask{}
+		require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj))
+		return obj
+	}
+
+	// Carried by the next write.
+	require.NoError(t, k8s.Create(ctx, &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "a"}, Spec: v1.WasmTaskSpec{ImageURL: "https://example.com/a.wasm"}}))
+	got, err := s.UpdateTask(ctx, "a", release)
+	require.NoError(t, err)
+	require.False(t, got.Spec.Suspend)
+	require.Empty(t, server("a").Status.Phase, "held back")
+	got, err = s.GetTask(ctx, "a")
+	require.NoError(t, err)
+	require.False(t, got.Spec.Suspend)
+	page, err := s.ListTasks(ctx, orchestration.TaskFilter{Phases: []orchestration.Phase{orchestration.PhasePending}})
+	require.NoError(t, err)
+	require.Len(t, page.Tasks, 1)
+	require.False(t, page.Tasks[0].Spec.Suspend)
+	_, err = s.UpdateTask(ctx, "a", func(tk *orchestration.Task) error {
+		tk.Status.Phase = orchestration.PhaseScheduled
+		tk.Status.PropletID = "p1"
+		tk.Status.Attempt = 1
+		return nil
+	})
+	require.NoError(t, err)
+	obj := server("a")
+	require.Equal(t, v1.TaskScheduled, obj.Status.Phase)
+	require.False(t, obj.Status.Held)
+
+	// Scheduled -> Running is held; another writer (conditions) in between
+	// does not lose it.
+	_, err = s.UpdateTask(ctx, "a", func(tk *orchestration.Task) error { tk.Status.Phase = orchestration.PhaseRunning; return nil })
+	require.NoError(t, err)
+	require.Equal(t, v1.TaskScheduled, server("a").Status.Phase)
+	obj = server("a")
+	before := obj.DeepCopy()
+	meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{Type: "Other", Status: metav1.ConditionTrue, Reason: "Test"})
+	require.NoError(t, k8s.Status().Patch(ctx, obj, client.MergeFrom(before)))
+	got, err = s.GetTask(ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, orchestration.PhaseRunning, got.Status.Phase)
+	_, err = s.UpdateTask(ctx, "a", func(tk *orchestration.Task) error {
+		tk.Status.Phase = orchestration.PhaseSucceeded
+		tk.Status.Results = []float64{5}
+		return nil
+	})
+	require.NoError(t, err)
+	obj = server("a")
+	require.Equal(t, v1.TaskSucceeded, obj.Status.Phase)
+	require.Equal(t, []float64{5}, obj.Status.Results)
+	require.True(t, meta.IsStatusConditionTrue(obj.Status.Conditions, "Other"))
+
+	// Written by the timer when nothing follows.
+	s2 := operator.NewStore(k8s, ns)
+	s2.Coalesce(time.Millisecond)
+	require.NoError(t, k8s.Create(ctx, &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "b"}, Spec: v1.WasmTaskSpec{ImageURL: "https://example.com/b.wasm"}}))
+	_, err = s2.UpdateTask(ctx, "b", release)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		obj := server("b")
+		return obj.Status.Phase == v1.TaskPending && !obj.Status.Held
+	}, 30*time.Second, 20*time.Millisecond)
 }
 
 // TestStoreRejectsNonNameIDs: an id is an object name.
