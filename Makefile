@@ -39,10 +39,11 @@ test: build examples envtest ## run every test (unit, integration, e2e) with -ra
 test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)
 
-bench: build examples ## run Go benchmarks and the REST load harness (numbers: docs/benchmarks.md)
+bench: build examples envtest ## run Go benchmarks, the REST load harness and the operator benchmark (numbers: docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./orchestration/... ./storage/... ./proplet/... ./api/...
 	$(GO) test -run '^$$' -bench 'Load/proplets' -benchtime 15000x ./test/e2e/
 	$(GO) test -run '^$$' -bench 'Load/lone' -benchtime 500x ./test/e2e/
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -run '^$$' -bench BenchmarkWasmTasks -benchtime 500x ./operator/
 
 lint: ## gofmt + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
