@@ -40,7 +40,7 @@ test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)
 
 bench: build examples envtest ## run Go benchmarks, the REST load harness and the operator benchmark (numbers: docs/benchmarks.md)
-	$(GO) test -run '^$$' -bench . -benchmem ./orchestration/... ./storage/... ./proplet/... ./api/...
+	$(GO) test -run '^$$' -bench . -benchmem ./orchestration/... ./storage/... ./proplet/... ./api/safetensors/
 	$(GO) test -run '^$$' -bench 'Load/proplets' -benchtime 15000x ./test/e2e/
 	$(GO) test -run '^$$' -bench 'Load/lone' -benchtime 500x ./test/e2e/
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -run '^$$' -bench BenchmarkWasmTasks -benchtime 500x ./operator/
