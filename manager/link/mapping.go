@@ -18,7 +18,6 @@ const (
 	schemeRelay = "relay://"
 )
 
-
 // startCommand builds the start command for attempt t.Status.Attempt of t.
 //
 // Artifacts: oci:// and http(s):// images are passed through for the
