@@ -238,3 +238,34 @@ func (m *Model) Train(samples []Sample, cfg TrainConfig) {
 		}
 	}
 }
+
+// HeldOutAccuracy decodes a model (safetensors) and returns its accuracy
+// on the held-out split: how tests judge a federated result.
+func HeldOutAccuracy(model []byte) (float64, error) {
+	m, err := Decode(model)
+	if err != nil {
+		return 0, err
+	}
+	all, err := Load()
+	if err != nil {
+		return 0, err
+	}
+	_, test := Split(all)
+	_, acc := m.Evaluate(test)
+	return acc, nil
+}
+
+// CentralisedAccuracy trains one model on the whole training split, as if
+// all clients' data were in one place, and returns its held-out accuracy:
+// the baseline a federated run is compared with.
+func CentralisedAccuracy(cfg TrainConfig) (float64, error) {
+	all, err := Load()
+	if err != nil {
+		return 0, err
+	}
+	train, test := Split(all)
+	var m Model
+	m.Train(train, cfg)
+	_, acc := m.Evaluate(test)
+	return acc, nil
+}
