@@ -69,6 +69,8 @@ type FederatedJobReconciler struct {
 	FL       *flJobs
 	Recorder events.EventRecorder
 	Ready    <-chan struct{}
+	// Push, when set, also pushes every checkpoint to an OCI registry.
+	Push *checkpointPusher
 }
 
 // Reconcile admits, mirrors or finalizes one FederatedJob.
@@ -310,10 +312,13 @@ func (r *FederatedJobReconciler) reconcileCheckpoints(ctx context.Context, obj *
 		if err != nil {
 			return fmt.Errorf("model checkpoint %s: %w", mc.Name, err)
 		}
-		if mc.Status.Phase != v1.CheckpointAvailable {
-			before := mc.DeepCopy()
-			mc.Status.Phase = v1.CheckpointAvailable
-			mc.Status.ObservedGeneration = mc.Generation
+		before := mc.DeepCopy()
+		mc.Status.Phase = v1.CheckpointAvailable
+		mc.Status.ObservedGeneration = mc.Generation
+		if err := r.pushCheckpoint(ctx, obj, mc, cp); err != nil {
+			return err
+		}
+		if !equality.Semantic.DeepEqual(before.Status, mc.Status) {
 			if err := r.Client.Status().Patch(ctx, mc, client.MergeFrom(before)); err != nil {
 				return fmt.Errorf("model checkpoint %s status: %w", mc.Name, err)
 			}

@@ -28,6 +28,7 @@ import (
 	"github.com/absmach/propeller/manager/broker"
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/manager/mqttconn"
+	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 )
@@ -55,6 +56,12 @@ type Config struct {
 	// DataDir holds the FL blob store (models, updates); give it a volume
 	// to keep models across restarts. Empty means a temporary directory.
 	DataDir string
+	// CheckpointRegistry, "oci://host[:port]/repo", makes the operator
+	// also push every checkpoint there as an OCI artifact tagged
+	// <job>-round-<n>, recorded in the ModelCheckpoint's status.ociRef.
+	// The blob store stays what proplets fetch from. Plain HTTP is used
+	// for loopback registries only. Empty disables pushing.
+	CheckpointRegistry string
 
 	// MetricsAddr and HealthAddr are the metrics and probe listeners; "0"
 	// disables one.
@@ -83,6 +90,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Namespace == "" {
 		return errors.New("operator: namespace is required")
+	}
+	var pusher *checkpointPusher
+	if cfg.CheckpointRegistry != "" {
+		reg, err := ocipush.ParseRegistry(cfg.CheckpointRegistry)
+		if err != nil {
+			return fmt.Errorf("operator: checkpoint registry: %w", err)
+		}
+		pusher = &checkpointPusher{reg: reg}
 	}
 	restCfg := cfg.Rest
 	if restCfg == nil {
@@ -131,7 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 	changes := make(chan event.GenericEvent, 1)
 	rec := mgr.GetEventRecorder("propeller-operator")
 	o := &orchestrator{cfg: cfg, log: log, store: store, ready: ready, changes: changes,
-		events: newTransitions(rec, cfg.Namespace)}
+		events: newTransitions(rec, cfg.Namespace), pusher: pusher}
 	if err := mgr.Add(o); err != nil {
 		return err
 	}
@@ -151,7 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 	o.flJobs = &flJobs{gen: orchestration.NewTimeIDGen(orchestration.SystemClock{})}
 	o.flStore = jobs
 	if err := (&FederatedJobReconciler{
-		Client: mgr.GetClient(), Jobs: jobs, FL: o.flJobs, Recorder: rec, Ready: ready,
+		Client: mgr.GetClient(), Jobs: jobs, FL: o.flJobs, Recorder: rec, Ready: ready, Push: pusher,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -193,6 +208,9 @@ type orchestrator struct {
 	flStore  *FLStore
 	flJobs   *flJobs
 	flHook   flHook
+	// pusher, when a checkpoint registry is configured, gets the blob
+	// store before ready closes.
+	pusher *checkpointPusher
 }
 
 // flHook connects the FL coordinator to the engine's observer and the
@@ -265,6 +283,9 @@ func (o *orchestrator) Start(ctx context.Context) error {
 		return err
 	}
 	linkCfg.Blobs = blobStore
+	if o.pusher != nil {
+		o.pusher.blobs = blobStore
+	}
 	linkCfg.FL = &o.flHook
 	sink := &sink{changes: o.changes}
 	l, err := link.New(linkCfg, sink)

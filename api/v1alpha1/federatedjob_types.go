@@ -342,6 +342,12 @@ type ModelCheckpointStatus struct {
 	Phase CheckpointPhase `json:"phase,omitempty"`
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// OCIRef is where the operator pushed a copy of the model when a
+	// checkpoint registry is configured:
+	// oci://host/repo:<job>-round-<n>@sha256:<manifest>. The Pushed
+	// condition says why it is empty.
+	// +optional
+	OCIRef string `json:"ociRef,omitempty"`
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -357,6 +363,7 @@ type ModelCheckpointStatus struct {
 // +kubebuilder:printcolumn:name="Round",type=integer,JSONPath=`.spec.round`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.spec.digest`,priority=1
+// +kubebuilder:printcolumn:name="OCI",type=string,JSONPath=`.status.ociRef`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ModelCheckpoint struct {
 	metav1.TypeMeta   `json:",inline"`

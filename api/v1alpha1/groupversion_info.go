@@ -33,6 +33,10 @@ const (
 	ConditionScheduled = "Scheduled"
 	// ConditionProgressing is True while work is under way.
 	ConditionProgressing = "Progressing"
+	// ConditionPushed is True once a ModelCheckpoint was pushed to the
+	// operator's checkpoint registry, False (reason PushFailed) when the
+	// push failed; absent without a registry.
+	ConditionPushed = "Pushed"
 )
 
 // LocalObjectReference names an object in the same namespace.

@@ -120,6 +120,8 @@ type operatorOptions struct {
 	namespace      string
 	joinToken      string
 	dataDir        string
+	// checkpointRegistry is oci://host[:port]/repo, or empty.
+	checkpointRegistry string
 }
 
 func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
@@ -132,6 +134,7 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet records and the leader lease")
 	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
+	fs.StringVar(&o.checkpointRegistry, "checkpoint-registry", "", "also push every FL checkpoint to this OCI registry, oci://host[:port]/repo, tagged <job>-round-<n> (plain HTTP for loopback registries only); proplets still fetch models from the --data-dir store")
 }
 
 func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {

@@ -1,0 +1,181 @@
+package operator_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/registry/remote"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/manager/ocipush"
+	"github.com/absmach/propeller/operator"
+	"github.com/absmach/propeller/orchestration"
+)
+
+// launchOperatorWithRegistry is launchOperator with a checkpoint registry.
+func launchOperatorWithRegistry(t *testing.T, ns, dataDir, registry string) *operatorProc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &operatorProc{cancel: cancel, done: make(chan error, 1), ready: make(chan string, 1)}
+	go func() {
+		o.done <- operator.Run(ctx, operator.Config{
+			Rest:               restCfg,
+			Namespace:          ns,
+			MQTTAddr:           "127.0.0.1:0",
+			JoinToken:          joinToken,
+			DataDir:            dataDir,
+			CheckpointRegistry: registry,
+			MetricsAddr:        "0",
+			HealthAddr:         "0",
+			Engine: orchestration.Config{
+				HeartbeatTimeout: 5 * time.Second,
+				TickInterval:     100 * time.Millisecond,
+				BackoffBase:      100 * time.Millisecond,
+			},
+			Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			Ready:  func(addr string) { o.ready <- addr },
+		})
+	}()
+	t.Cleanup(func() { o.stop(t) })
+	o.waitReady(t)
+	return o
+}
+
+// newFLEnvWithRegistry is newFLEnv (proplets p1..p3) whose operator
+// pushes checkpoints to registry.
+func newFLEnvWithRegistry(t *testing.T, registry string) *flEnv {
+	t.Helper()
+	e := newFLData(t)
+	e.op = launchOperatorWithRegistry(t, e.ns, e.dataDir, registry)
+	for _, id := range []string{"p1", "p2", "p3"} {
+		e.proplets[id] = startProplet(t, e.op.mqttAddr, id)
+	}
+	return e
+}
+
+// checkpoints waits until the job's n ModelCheckpoints carry a Pushed
+// condition and returns them by round.
+func (e *flEnv) pushedCheckpoints(n int) []v1.ModelCheckpoint {
+	e.t.Helper()
+	var items []v1.ModelCheckpoint
+	require.Eventually(e.t, func() bool {
+		l := &v1.ModelCheckpointList{}
+		require.NoError(e.t, k8s.List(e.t.Context(), l, client.InNamespace(e.ns)))
+		if len(l.Items) != n {
+			return false
+		}
+		for _, mc := range l.Items {
+			if meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed) == nil {
+				return false
+			}
+		}
+		items = make([]v1.ModelCheckpoint, n)
+		for _, mc := range l.Items {
+			items[mc.Spec.Round-1] = mc
+		}
+		return true
+	}, time.Minute, 100*time.Millisecond, "ModelCheckpoints without a Pushed condition")
+	return items
+}
+
+// TestFLOperatorPushesCheckpointsToOCI: with --checkpoint-registry every
+// checkpoint is also an OCI artifact <job>-round-<n> in a real registry
+// (the distribution protocol, served on loopback), whose one layer is the
+// checkpoint's bytes; MODEL_URI still names the blob store.
+func TestFLOperatorPushesCheckpointsToOCI(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	e := newFLEnvWithRegistry(t, "oci://"+host+"/propeller/checkpoints")
+	const rounds = 2
+	e.create("pushed", rounds, nil)
+	fj, j := e.waitDone("pushed")
+	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
+	require.Len(t, j.Status.Checkpoints, rounds)
+
+	repo, err := remote.NewRepository(host + "/propeller/checkpoints")
+	require.NoError(t, err)
+	repo.PlainHTTP = true
+	for i, mc := range e.pushedCheckpoints(rounds) {
+		cp := j.Status.Checkpoints[i]
+		require.Equal(t, cp.Digest, mc.Spec.Digest)
+		require.Equal(t, "blob://"+cp.Digest, mc.Spec.ModelURI, "proplets still fetch from the blob store")
+		require.Equal(t, v1.CheckpointAvailable, mc.Status.Phase)
+		c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+		require.Equal(t, "True", string(c.Status), c.Message)
+		tag := fmt.Sprintf("pushed-round-%d", mc.Spec.Round)
+		require.True(t, strings.HasPrefix(mc.Status.OCIRef, "oci://"+host+"/propeller/checkpoints:"+tag+"@sha256:"), mc.Status.OCIRef)
+
+		// Pull the reference back with oras-go.
+		ref := strings.TrimPrefix(mc.Status.OCIRef, "oci://")
+		mdesc, rc, err := repo.FetchReference(t.Context(), ref[strings.Index(ref, "@")+1:])
+		require.NoError(t, err)
+		raw, err := content.ReadAll(rc, mdesc)
+		require.NoError(t, rc.Close())
+		require.NoError(t, err)
+		var m ocispec.Manifest
+		require.NoError(t, json.Unmarshal(raw, &m))
+		require.Len(t, m.Layers, 1)
+		require.Equal(t, ocipush.MediaTypeSafetensors, m.Layers[0].MediaType)
+		data, err := content.FetchAll(t.Context(), repo, m.Layers[0])
+		require.NoError(t, err)
+		sum := sha256.Sum256(data)
+		require.Equal(t, mc.Spec.Digest, "sha256:"+hex.EncodeToString(sum[:]))
+		require.EqualValues(t, mc.Spec.SizeBytes, len(data))
+
+		// The tag names the same manifest.
+		byTag, err := repo.Resolve(t.Context(), tag)
+		require.NoError(t, err)
+		require.Equal(t, mdesc.Digest, byTag.Digest)
+	}
+	e.requireRoundsSound("pushed", fj, j)
+}
+
+// TestFLOperatorCheckpointPushFailureKeepsRound: an unreachable registry
+// (a closed port) fails no round; each ModelCheckpoint says the push
+// failed.
+func TestFLOperatorCheckpointPushFailureKeepsRound(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	e := newFLEnvWithRegistry(t, "oci://"+addr+"/propeller/checkpoints")
+	const rounds = 2
+	e.create("unpushed", rounds, nil)
+	fj, j := e.waitDone("unpushed")
+	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
+	require.Len(t, j.Status.Checkpoints, rounds)
+	for _, mc := range e.pushedCheckpoints(rounds) {
+		require.Equal(t, v1.CheckpointAvailable, mc.Status.Phase, mc.Name)
+		require.Empty(t, mc.Status.OCIRef, mc.Name)
+		c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+		require.Equal(t, "False", string(c.Status), mc.Name)
+		require.Equal(t, operator.ReasonPushFailed, c.Reason, mc.Name)
+		require.Contains(t, c.Message, "push to oci://"+addr+"/propeller/checkpoints failed", mc.Name)
+	}
+	e.requireRoundsSound("unpushed", fj, j)
+}
+
+func TestOperatorRefusesBadCheckpointRegistry(t *testing.T) {
+	for _, bad := range []string{"ghcr.io/x", "oci://ghcr.io/x:tag", "oci://nohost"} {
+		err := operator.Run(t.Context(), operator.Config{Rest: restCfg, Namespace: "default", CheckpointRegistry: bad})
+		require.ErrorContains(t, err, "checkpoint registry", bad)
+	}
+}
