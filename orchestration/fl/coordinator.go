@@ -27,6 +27,12 @@ type Config struct {
 	MaxRejections int
 	// MaxUpdateBytes bounds one update's tensor. Default 256 MiB.
 	MaxUpdateBytes int
+	// UpdateGrace is how long a participant whose task succeeded without
+	// an accepted update still counts as outstanding. A proplet sends the
+	// update before the task's result, but after a manager restart the
+	// result may be read back from the engine while the update is still
+	// being re-sent from the proplet's outbox. Default 10s.
+	UpdateGrace time.Duration
 }
 
 // Deps are the coordinator's ports. Store, Engine and Blobs are required.
@@ -81,6 +87,9 @@ func New(cfg Config, deps Deps) (*Coordinator, error) {
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = time.Second
+	}
+	if cfg.UpdateGrace <= 0 {
+		cfg.UpdateGrace = 10 * time.Second
 	}
 	if cfg.MaxRejections <= 0 {
 		cfg.MaxRejections = 100
@@ -520,12 +529,15 @@ func (c *Coordinator) evaluate(ctx context.Context, id string) {
 	}
 	got := len(r.Updates)
 	outstanding := 0
+	now := c.clock.Now()
 	for _, p := range r.Participants {
-		if p.State == PartPending || p.State == PartSubmitted || p.State == PartRunning {
+		switch {
+		case p.State == PartPending || p.State == PartSubmitted || p.State == PartRunning:
 			outstanding++
+		case p.State == PartDone && now.Before(p.EndedAt.Add(c.cfg.UpdateGrace)):
+			outstanding++ // its update may still be on its way
 		}
 	}
-	now := c.clock.Now()
 	switch {
 	case got >= r.KOfN && got > 0:
 		c.closeRound(ctx, j)

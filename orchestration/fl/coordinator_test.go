@@ -384,6 +384,40 @@ func TestRoundClosesWhenEveryoneFinished(t *testing.T) {
 	require.Equal(t, fl.RoundClosed, e.job(j.ID).Status.Rounds[0].Phase)
 }
 
+// TestUpdateAfterTaskResult: a participant whose task result is known
+// before its update (as after a manager restart, when results are read
+// back from the engine while proplets re-send updates) still counts for
+// UpdateGrace; its update then closes the round with every sample.
+func TestUpdateAfterTaskResult(t *testing.T) {
+	e := newEnv(t)
+	j, err := e.c.Create(e.ctx, e.spec(2))
+	require.NoError(t, err)
+	require.NoError(t, e.send(j, "1", "p1", 1, 2, 2))
+	e.finish("1", "p1", orchestration.PhaseSucceeded)
+	e.finish("1", "p2", orchestration.PhaseSucceeded)
+	require.Equal(t, fl.RoundRunning, current(e.job(j.ID)).Phase, "p2's update may still arrive")
+	e.clock.Add(5 * time.Second)
+	require.NoError(t, e.send(j, "1", "p2", 3, 4, 4))
+	r := e.job(j.ID).Status.Rounds[0]
+	require.Equal(t, fl.RoundClosed, r.Phase)
+	require.EqualValues(t, 4, r.TotalSamples)
+	require.Empty(t, e.job(j.ID).Status.Rejected)
+}
+
+// Without the late participant's update the round closes once the grace
+// has passed.
+func TestUpdateGraceEnds(t *testing.T) {
+	e := newEnv(t)
+	j, err := e.c.Create(e.ctx, e.spec(2))
+	require.NoError(t, err)
+	require.NoError(t, e.send(j, "1", "p1", 1, 2, 2))
+	e.finish("1", "p1", orchestration.PhaseSucceeded)
+	e.finish("1", "p2", orchestration.PhaseSucceeded)
+	e.clock.Add(10 * time.Second)
+	e.c.Tick(e.ctx)
+	require.Equal(t, fl.RoundClosed, e.job(j.ID).Status.Rounds[0].Phase)
+}
+
 func TestDeadline(t *testing.T) {
 	tests := []struct {
 		name       string

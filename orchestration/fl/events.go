@@ -217,6 +217,9 @@ func (c *Coordinator) applyTask(ctx context.Context, t orchestration.Task) {
 				return orchestration.ErrNoChange
 			}
 			p.State, p.Reason, p.Message = state, reason, msg
+			if state == PartDone || state == PartFailed {
+				p.EndedAt = c.clock.Now()
+			}
 			return nil
 		}
 		return orchestration.ErrNoChange

@@ -151,6 +151,8 @@ type ParticipantStatus struct {
 	State     string `json:"state"`
 	Reason    string `json:"reason,omitempty"`
 	Message   string `json:"message,omitempty"`
+	// EndedAt is when its task ended (Done or Failed).
+	EndedAt time.Time `json:"endedAt,omitzero"`
 }
 
 // AcceptedUpdate is an update counted in a round; the tensors are a blob.
