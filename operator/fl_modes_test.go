@@ -28,6 +28,7 @@ import (
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration/fl"
+	"github.com/absmach/propeller/orchestration/fl/fltest"
 )
 
 // The FL scenarios of test/flstandalone, in operator mode: FederatedJobs
@@ -371,7 +372,7 @@ func TestFLOperatorRestartedMidRound(t *testing.T) {
 		return r != nil && r.Phase == fl.RoundRunning && len(r.Updates) >= 1 && len(r.Updates) < r.KOfN
 	}, "never saw a round part-way")
 	t.Logf("stopping the operator in round %s with %d of %d updates", j.Current().ID, len(j.Current().Updates), j.Current().KOfN)
-	crashRound, accepted := j.Current().Number, acceptedSamples(j.Current())
+	crashRound, accepted := j.Current().Number, fltest.AcceptedSamples(j.Current())
 	addr := e.op.mqttAddr
 	e.op.stop(t)
 	e.op = startOperatorIn(t, e.ns, addr, e.dataDir)
@@ -380,7 +381,7 @@ func TestFLOperatorRestartedMidRound(t *testing.T) {
 	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, j.Status.Message)
 	require.Len(t, j.Status.Checkpoints, rounds)
 	e.requireRoundsSound("restart", fj, j)
-	requireSamplesAfterCrash(t, j.Status.Checkpoints, crashRound, accepted, flTrainSamples)
+	fltest.RequireSamplesAfterCrash(t, j.Status.Checkpoints, crashRound, accepted, flTrainSamples)
 	for _, r := range j.Status.Rejected {
 		require.Contains(t, []string{fl.RejectDuplicate, fl.RejectLate}, r.Reason)
 	}
@@ -479,7 +480,7 @@ func TestFLOperatorKilledMidRound(t *testing.T) {
 		return r != nil && r.Phase == fl.RoundRunning && len(r.Updates) >= 1 && len(r.Updates) < r.KOfN
 	}, "never saw a round part-way")
 	t.Logf("killing the operator in round %s with %d of %d updates", j.Current().ID, len(j.Current().Updates), j.Current().KOfN)
-	crashRound, accepted := j.Current().Number, acceptedSamples(j.Current())
+	crashRound, accepted := j.Current().Number, fltest.AcceptedSamples(j.Current())
 	op.kill()
 	startOperatorProcess(t, kc, e.ns, mqttAddr, e.dataDir)
 
@@ -487,7 +488,7 @@ func TestFLOperatorKilledMidRound(t *testing.T) {
 	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, j.Status.Message)
 	require.Len(t, j.Status.Checkpoints, rounds)
 	e.requireRoundsSound("killed", fj, j)
-	requireSamplesAfterCrash(t, j.Status.Checkpoints, crashRound, accepted, flTrainSamples)
+	fltest.RequireSamplesAfterCrash(t, j.Status.Checkpoints, crashRound, accepted, flTrainSamples)
 	for _, r := range j.Status.Rejected {
 		require.Contains(t, []string{fl.RejectDuplicate, fl.RejectLate}, r.Reason)
 	}
@@ -495,30 +496,4 @@ func TestFLOperatorKilledMidRound(t *testing.T) {
 	require.NoError(t, k8s.List(t.Context(), rs, client.InNamespace(e.ns)))
 	require.Len(t, rs.Items, rounds, "one attempt per round")
 	require.Greater(t, e.accuracy(j.Status.ModelDigest), 0.85)
-}
-
-// acceptedSamples sums the samples of a round's accepted updates.
-func acceptedSamples(r *fl.Round) int64 {
-	var n int64
-	for _, u := range r.Updates {
-		n += u.NumSamples
-	}
-	return n
-}
-
-// requireSamplesAfterCrash: every round but the one the operator stopped
-// in covers the whole training split. That round keeps every update
-// accepted before the stop; an update the embedded broker had taken but the
-// operator not yet handled is lost with the broker (the round closes
-// without it after UpdateGrace), so it may hold fewer, never more.
-func requireSamplesAfterCrash(t *testing.T, cps []fl.Checkpoint, crashRound int, accepted, total int64) {
-	t.Helper()
-	for _, c := range cps {
-		if c.Round == crashRound {
-			require.GreaterOrEqual(t, c.TotalSamples, accepted, "round %d lost an accepted update", c.Round)
-			require.LessOrEqual(t, c.TotalSamples, total, "round %d counted an update twice", c.Round)
-			continue
-		}
-		require.Equal(t, total, c.TotalSamples, "round %d", c.Round)
-	}
 }

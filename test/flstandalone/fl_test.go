@@ -11,6 +11,7 @@ import (
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/orchestration/fl"
+	"github.com/absmach/propeller/orchestration/fl/fltest"
 )
 
 // trainSamples is the size of the training split every round covers when
@@ -170,7 +171,7 @@ func TestManagerKilledMidRound(t *testing.T) {
 		return r != nil && r.Phase == fl.RoundRunning && len(r.Updates) >= 1 && len(r.Updates) < r.KOfN
 	}, "never saw a round part-way")
 	t.Logf("killing the manager in round %s with %d of %d updates", j.Current().ID, len(j.Current().Updates), j.Current().KOfN)
-	crashRound, accepted := j.Current().Number, acceptedSamples(j.Current())
+	crashRound, accepted := j.Current().Number, fltest.AcceptedSamples(j.Current())
 	s.Manager.Kill()
 	s.startManager()
 
@@ -178,35 +179,9 @@ func TestManagerKilledMidRound(t *testing.T) {
 	require.Equal(t, fl.JobSucceeded, j.Status.Phase, j.Status.Message)
 	require.Len(t, j.Status.Checkpoints, rounds)
 	requireRoundsSound(t, j)
-	requireSamplesAfterCrash(t, j.Status.Checkpoints, crashRound, accepted, trainSamples)
+	fltest.RequireSamplesAfterCrash(t, j.Status.Checkpoints, crashRound, accepted, trainSamples)
 	for _, r := range j.Status.Rejected {
 		require.Contains(t, []string{fl.RejectDuplicate, fl.RejectLate}, r.Reason)
 	}
 	require.Greater(t, s.accuracy(j.Status.ModelDigest), 0.85)
-}
-
-// acceptedSamples sums the samples of a round's accepted updates.
-func acceptedSamples(r *fl.Round) int64 {
-	var n int64
-	for _, u := range r.Updates {
-		n += u.NumSamples
-	}
-	return n
-}
-
-// requireSamplesAfterCrash: every round but the one the manager died in
-// covers the whole training split. That round keeps every update accepted
-// before the crash; an update the embedded broker had taken but the manager
-// not yet handled dies with the process (the round then closes without it
-// after UpdateGrace), so it may hold fewer, never more.
-func requireSamplesAfterCrash(t *testing.T, cps []fl.Checkpoint, crashRound int, accepted, total int64) {
-	t.Helper()
-	for _, c := range cps {
-		if c.Round == crashRound {
-			require.GreaterOrEqual(t, c.TotalSamples, accepted, "round %d lost an accepted update", c.Round)
-			require.LessOrEqual(t, c.TotalSamples, total, "round %d counted an update twice", c.Round)
-			continue
-		}
-		require.Equal(t, total, c.TotalSamples, "round %d", c.Round)
-	}
 }
