@@ -6,6 +6,7 @@
 package orchestration
 
 import (
+	"slices"
 	"time"
 )
 
@@ -29,14 +30,11 @@ func (p Phase) Terminal() bool {
 	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseCancelled
 }
 
+// Phases lists every phase in lifecycle order.
+var Phases = []Phase{PhasePending, PhaseScheduled, PhaseRunning, PhaseSucceeded, PhaseFailed, PhaseCancelled}
+
 // Valid reports whether p is one of the known phases.
-func (p Phase) Valid() bool {
-	switch p {
-	case PhasePending, PhaseScheduled, PhaseRunning, PhaseSucceeded, PhaseFailed, PhaseCancelled:
-		return true
-	}
-	return false
-}
+func (p Phase) Valid() bool { return slices.Contains(Phases, p) }
 
 // Reasons recorded by the engine. Proplets add their own (see api/wire).
 const (

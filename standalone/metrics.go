@@ -68,7 +68,7 @@ func (m *metrics) register(e *orchestration.Engine, store any, l *link.Link) {
 			defer cancel()
 			if pc, ok := store.(phaseCounter); ok {
 				if counts, err := pc.CountByPhase(ctx); err == nil {
-					for _, p := range []orchestration.Phase{orchestration.PhasePending, orchestration.PhaseScheduled, orchestration.PhaseRunning, orchestration.PhaseSucceeded, orchestration.PhaseFailed, orchestration.PhaseCancelled} {
+					for _, p := range orchestration.Phases {
 						ch <- prometheus.MustNewConstMetric(tasks, prometheus.GaugeValue, float64(counts[p]), string(p))
 					}
 				}

@@ -578,5 +578,24 @@ func (s *Store) Stats() (Stats, error) {
 	return st, err
 }
 
+// CountByPhase reads the phase index's counters, so metrics cost no scan.
+func (s *Store) CountByPhase(ctx context.Context) (map[orchestration.Phase]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make(map[orchestration.Phase]int, len(orchestration.Phases))
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		counts := tx.Bucket(bucketIdxCount)
+		for _, p := range orchestration.Phases {
+			out[p] = int(count(counts, phasePrefix(p)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: count tasks: %w", err)
+	}
+	return out, nil
+}
+
 // Path is the database file.
 func (s *Store) Path() string { return s.db.Path() }

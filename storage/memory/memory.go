@@ -154,6 +154,20 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 	return page, nil
 }
 
+// CountByPhase counts stored tasks per phase.
+func (s *Store) CountByPhase(ctx context.Context) (map[orchestration.Phase]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[orchestration.Phase]int, len(orchestration.Phases))
+	for _, t := range s.tasks {
+		out[t.Status.Phase]++
+	}
+	return out, nil
+}
+
 // PutProplet implements orchestration.PropletStore. It stores p as given,
 // liveness fields included; the engine decides what they mean after a
 // restart.

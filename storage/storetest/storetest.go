@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) orchestration.Store) {
 		{"ListLimits", testListLimits},
 		{"ListBadInput", testListBadInput},
 		{"IndexFollowsUpdates", testIndexFollowsUpdates},
+		{"CountByPhase", testCountByPhase},
 		{"Proplets", testProplets},
 		{"IsolationTasks", testIsolationTasks},
 		{"IsolationProplets", testIsolationProplets},
@@ -763,4 +764,33 @@ func testCanceledContext(t *testing.T, s orchestration.Store) {
 	require.ErrorIs(t, err, orchestration.ErrNotFound)
 	_, err = s.UpdateTask(ctx, "t-ctx", func(*orchestration.Task) error { return nil })
 	require.ErrorIs(t, err, context.Canceled)
+}
+
+// phaseCounter is the optional counting interface the manager's metrics
+// use; stores that have it must keep it exact through every write.
+type phaseCounter interface {
+	CountByPhase(ctx context.Context) (map[orchestration.Phase]int, error)
+}
+
+func testCountByPhase(t *testing.T, s orchestration.Store) {
+	pc, ok := s.(phaseCounter)
+	if !ok {
+		return // optional: nothing to check for stores without it
+	}
+	ctx := ctxT(t)
+	for i, p := range []orchestration.Phase{orchestration.PhasePending, orchestration.PhasePending, orchestration.PhaseRunning} {
+		require.NoError(t, s.CreateTask(ctx, NewTask(fmt.Sprintf("t-count-%d", i), p)))
+	}
+	_, err := s.UpdateTask(ctx, "t-count-0", func(t *orchestration.Task) error {
+		t.Status.Phase = orchestration.PhaseSucceeded
+		return nil
+	})
+	require.NoError(t, err)
+	require.NoError(t, s.DeleteTask(ctx, "t-count-2"))
+	got, err := pc.CountByPhase(ctx)
+	require.NoError(t, err)
+	for _, p := range orchestration.Phases {
+		want := map[orchestration.Phase]int{orchestration.PhasePending: 1, orchestration.PhaseSucceeded: 1}[p]
+		require.Equal(t, want, got[p], "phase %s", p)
+	}
 }

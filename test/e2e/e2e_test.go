@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -62,6 +63,16 @@ func TestCommandAndFunction(t *testing.T) {
 			require.Equal(t, "Succeeded", got.State, got.Error)
 			require.Equal(t, "edge-a", got.PropletID)
 			require.Equal(t, []float64{832040}, got.Results)
+
+			// Prometheus metrics, unauthenticated: tasks by phase from the
+			// store's counters, live proplets.
+			resp, err := http.Get("http://" + s.HTTPAddr + "/metrics")
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Contains(t, string(body), `propeller_tasks{phase="Succeeded"} 3`)
+			require.Contains(t, string(body), "propeller_proplets_alive 2")
 		})
 	}
 }
