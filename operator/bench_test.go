@@ -1,6 +1,7 @@
 package operator_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -10,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -37,6 +41,7 @@ func BenchmarkWasmTasks(b *testing.B) {
 	waitPhase(b, ns, "warm", v1.TaskSucceeded)
 
 	recBefore := reconcileBuckets(b, "wasmtask")
+	reqBefore := apiRequests(b)
 	b.ResetTimer()
 	start := time.Now()
 	names := make(chan string)
@@ -68,6 +73,10 @@ func BenchmarkWasmTasks(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	rec := reconcileBuckets(b, "wasmtask")
+	reqs := apiRequests(b)
+	for k, n := range reqBefore {
+		reqs[k] -= n
+	}
 	for i := range rec {
 		rec[i].count -= recBefore[i].count
 	}
@@ -84,6 +93,56 @@ func BenchmarkWasmTasks(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
 	b.ReportMetric(quantile(rec, 0.5)*1000, "reconcile-p50-ms")
 	b.ReportMetric(quantile(rec, 0.99)*1000, "reconcile-p99-ms")
+	var writes, total float64
+	for k, n := range reqs {
+		total += n
+		if k.verb != "GET" && k.verb != "LIST" && k.verb != "WATCH" {
+			writes += n
+		}
+		if n > 0 {
+			b.Logf("api %s %s: %.2f per task", k.verb, k.what, n/float64(b.N))
+		}
+	}
+	b.ReportMetric(writes/float64(b.N), "api-writes/task")
+	b.ReportMetric(total/float64(b.N), "api-requests/task")
+}
+
+// apiKey is one kind of API request: verb and resource[/subresource].
+type apiKey struct{ verb, what string }
+
+// apiRequests reads the API server's apiserver_request_total, summed over
+// response codes, so a run can say what each task cost the server.
+func apiRequests(b *testing.B) map[apiKey]float64 {
+	b.Helper()
+	dc, err := discovery.NewDiscoveryClientForConfig(restCfg)
+	require.NoError(b, err)
+	raw, err := dc.RESTClient().Get().AbsPath("/metrics").DoRaw(b.Context())
+	require.NoError(b, err)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(raw))
+	require.NoError(b, err)
+	out := map[apiKey]float64{}
+	for _, m := range mfs["apiserver_request_total"].GetMetric() {
+		var k apiKey
+		var res, sub string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "verb":
+				k.verb = l.GetValue()
+			case "resource":
+				res = l.GetValue()
+			case "subresource":
+				sub = l.GetValue()
+			}
+		}
+		k.what = res
+		if sub != "" {
+			k.what += "/" + sub
+		}
+		out[k] += m.GetCounter().GetValue()
+	}
+	require.NotEmpty(b, out, "no apiserver_request_total in /metrics")
+	return out
 }
 
 // waitSucceeded lists, then watches, the namespace's Succeeded WasmTasks

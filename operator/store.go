@@ -23,7 +23,6 @@ import (
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/orchestration"
-	"github.com/absmach/propeller/orchestration/fl"
 )
 
 // Store is the orchestration.Store over the Kubernetes API: every task is a
@@ -257,28 +256,6 @@ func (s *Store) CreateTask(ctx context.Context, t orchestration.Task) error {
 			return nil // someone wrote a status already; ours was the initial one
 		}
 	}
-}
-
-// setOwner makes a federated-learning task owned by its FederatedJob, so
-// deleting the job collects its tasks. (Its TrainingRound is written after
-// the task exists, so the job is the owner the task can name at creation.)
-func (s *Store) setOwner(ctx context.Context, obj *v1.WasmTask, t orchestration.Task) error {
-	job := t.Spec.Labels[fl.LabelJob]
-	if job == "" || checkID(job) != nil {
-		return nil
-	}
-	fj := &v1.FederatedJob{}
-	err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: job}, fj)
-	if apierrors.IsNotFound(err) {
-		return nil // a job run without its object (tests, REST): no owner
-	}
-	if err != nil {
-		return fmt.Errorf("owner of task %s: %w", t.ID, mapErr(err))
-	}
-	obj.OwnerReferences = []metav1.OwnerReference{{
-		APIVersion: v1.GroupVersion.String(), Kind: "FederatedJob", Name: fj.Name, UID: fj.UID,
-	}}
-	return nil
 }
 
 func (s *Store) get(ctx context.Context, id string) (*v1.WasmTask, error) {
