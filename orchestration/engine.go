@@ -341,6 +341,49 @@ func (e *Engine) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
+// Forget drops what the engine holds for a task its store no longer has:
+// the object was deleted behind the engine's back (a WasmTask deleted
+// before it carried a finalizer, or with its finalizer removed by hand). A
+// queued task leaves the queue; an attempt in flight is stopped on its
+// proplet and its slot freed. While the store still has the task, Forget
+// does nothing, so a caller unsure whether the deletion happened may call
+// it anyway.
+func (e *Engine) Forget(ctx context.Context, id string) error {
+	unlock := e.lock(id)
+	_, err := e.store.GetTask(ctx, id)
+	if !errors.Is(err, ErrNotFound) {
+		unlock()
+		return err
+	}
+	freed := e.forgetLocked(ctx, id)
+	unlock()
+	if freed {
+		e.schedule(ctx)
+	}
+	return nil
+}
+
+// forgetLocked releases a task the store lost and stops its attempt, if
+// one was in flight. It reports whether a slot was freed. Callers hold the
+// task's lock.
+func (e *Engine) forgetLocked(ctx context.Context, id string) bool {
+	e.mu.Lock()
+	var f flight
+	fl, inFlight := e.flights[id]
+	if inFlight {
+		f = *fl
+	}
+	e.mu.Unlock()
+	e.release(id)
+	if !inFlight {
+		return false
+	}
+	if err := e.disp.StopTask(ctx, f.propletID, id, f.attempt, ReasonCancelled); err != nil {
+		e.log.Warn("stop command not delivered", "task", id, "proplet", f.propletID, "err", err)
+	}
+	return true
+}
+
 // Get returns a task from the store.
 func (e *Engine) Get(ctx context.Context, id string) (Task, error) {
 	return e.store.GetTask(ctx, id)
@@ -357,10 +400,17 @@ func (e *Engine) List(ctx context.Context, f TaskFilter) (TaskPage, error) {
 func (e *Engine) RecordEvent(ctx context.Context, ev TaskEvent) (bool, error) {
 	unlock := e.lock(ev.TaskID)
 	applied, retried, err := e.recordLocked(ctx, ev)
-	unlock()
 	if errors.Is(err, ErrNotFound) {
-		return false, nil // deleted meanwhile, or never ours
+		// Deleted meanwhile, or never ours. An attempt the engine still
+		// tracks is running for nothing: stop it and free its slot.
+		freed := e.forgetLocked(ctx, ev.TaskID)
+		unlock()
+		if freed {
+			e.schedule(ctx)
+		}
+		return false, nil
 	}
+	unlock()
 	if err != nil || !applied {
 		return false, err
 	}
@@ -681,8 +731,12 @@ func (e *Engine) failAttemptLocked(ctx context.Context, id string, attempt int, 
 		e.fail(t, reason, message)
 		return nil
 	})
+	if errors.Is(err, ErrNotFound) {
+		e.forgetLocked(ctx, id)
+		return
+	}
 	if err != nil {
-		if !errors.Is(err, ErrNoChange) && !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, ErrNoChange) {
 			e.log.Error("fail attempt", "task", id, "err", err)
 		}
 		return

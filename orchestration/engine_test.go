@@ -645,3 +645,44 @@ func TestModuleAttachedAfterCreate(t *testing.T) {
 	_, err = h.eng.EditSuspended(h.ctx, task.ID, func(*orchestration.TaskSpec) error { return nil })
 	require.ErrorIs(t, err, orchestration.ErrConflict)
 }
+
+// TestStoreLosesTask covers a task deleted from the store without the
+// engine (a WasmTask deleted before it carried a finalizer): its attempt
+// is stopped and its slot serves the next task.
+func TestStoreLosesTask(t *testing.T) {
+	tests := []struct {
+		name string
+		// lose tells the engine, after the store dropped the task.
+		lose func(h *harness, id string)
+	}{
+		{"Forget", func(h *harness, id string) { require.NoError(h.t, h.eng.Forget(h.ctx, id)) }},
+		{"a proplet event", func(h *harness, id string) { require.False(h.t, h.event(id, 1, orchestration.EventRunning)) }},
+		{"the deadline", func(h *harness, id string) {
+			h.clock.Advance(time.Hour)
+			require.NoError(h.t, h.eng.Heartbeat(h.ctx, orchestration.Heartbeat{PropletID: "p1"}))
+			h.eng.Tick(h.ctx)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, testCfg)
+			h.join("p1", 1, nil)
+			lost := h.submit(orchestration.TaskSpec{})
+			queued := h.submit(orchestration.TaskSpec{})
+			require.Equal(t, orchestration.PhasePending, h.get(queued.ID).Status.Phase, "one slot: the second task waits")
+
+			require.NoError(t, h.eng.Forget(h.ctx, lost.ID), "the store still has it: no-op")
+			require.Empty(t, h.disp.stops())
+
+			require.NoError(t, h.store.DeleteTask(h.ctx, lost.ID))
+			tc.lose(h, lost.ID)
+			if tc.name != "the deadline" {
+				require.Equal(t, []command{{stop: true, proplet: "p1", task: lost.ID, attempt: 1}}, h.disp.stops())
+			}
+			got := h.get(queued.ID)
+			require.Equal(t, orchestration.PhaseScheduled, got.Status.Phase, "the freed slot took the queued task")
+			require.Equal(t, "p1", got.Status.PropletID)
+			require.NoError(t, h.eng.Forget(h.ctx, lost.ID), "twice is harmless")
+		})
+	}
+}
