@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -84,8 +86,11 @@ type flight struct {
 
 type waiting struct {
 	propletID string
-	selector  map[string]string
-	notBefore time.Time
+	// candidates, sorted, are the only proplets the task may run on;
+	// empty means any.
+	candidates []string
+	selector   map[string]string
+	notBefore  time.Time
 	// reported is set once the task's Unschedulable reason was written,
 	// so a task that waits long is written once, not on every tick.
 	reported bool
@@ -206,7 +211,7 @@ func (e *Engine) placeNow(t *Task, now time.Time) bool {
 	if len(e.pending) > 0 {
 		return false // FIFO: the queue goes first
 	}
-	p := e.pick(&waiting{propletID: t.Spec.PropletID, selector: t.Spec.Selector})
+	p := e.pick(newWaiting(t))
 	if p == nil {
 		return false
 	}
@@ -573,12 +578,31 @@ func (e *Engine) enqueue(t Task) {
 	if _, ok := e.pending[t.ID]; ok {
 		return
 	}
-	e.pending[t.ID] = &waiting{
+	e.pending[t.ID] = newWaiting(&t)
+	e.queue = append(e.queue, t.ID)
+}
+
+// newWaiting is t's placement constraints.
+func newWaiting(t *Task) *waiting {
+	w := &waiting{
 		propletID: t.Spec.PropletID,
 		selector:  t.Spec.Selector,
 		notBefore: t.Status.NotBefore,
 	}
-	e.queue = append(e.queue, t.ID)
+	if len(t.Spec.PropletIDs) > 0 {
+		w.candidates = slices.Clone(t.Spec.PropletIDs)
+		slices.Sort(w.candidates)
+	}
+	return w
+}
+
+// allows reports whether w's candidate set admits proplet id.
+func (w *waiting) allows(id string) bool {
+	if len(w.candidates) == 0 {
+		return true
+	}
+	_, ok := slices.BinarySearch(w.candidates, id)
+	return ok
 }
 
 // release forgets a task's in-memory state: its queue entry, its flight and
@@ -653,7 +677,7 @@ func (e *Engine) place() []placement {
 // pick chooses a proplet for w by policy. Callers hold e.mu.
 func (e *Engine) pick(w *waiting) *propletState {
 	eligible := func(p *propletState) bool {
-		return p.alive && len(p.assigned) < p.Slots && p.Matches(w.selector)
+		return p.alive && len(p.assigned) < p.Slots && w.allows(p.ID) && p.Matches(w.selector)
 	}
 	if w.propletID != "" {
 		if p := e.proplets[w.propletID]; p != nil && eligible(p) {
@@ -852,6 +876,9 @@ func (e *Engine) explainLocked(w *waiting) string {
 		}
 		return ""
 	}
+	if len(w.candidates) > 0 {
+		return e.explainCandidatesLocked(w)
+	}
 	for _, p := range e.proplets {
 		if p.alive && p.Slots > 0 && p.Matches(w.selector) {
 			return ""
@@ -861,6 +888,59 @@ func (e *Engine) explainLocked(w *waiting) string {
 		return fmt.Sprintf("no live proplet matches selector %v", w.selector)
 	}
 	return "no live proplet"
+}
+
+// explainCandidatesLocked is explainLocked for a task with a candidate
+// set: it names the candidates and the first thing none of them has.
+// Callers hold e.mu.
+func (e *Engine) explainCandidatesLocked(w *waiting) string {
+	var alive, slots int
+	for _, id := range w.candidates {
+		p := e.proplets[id]
+		if p == nil || !p.alive {
+			continue
+		}
+		alive++
+		if p.Slots == 0 {
+			continue
+		}
+		slots++
+		if p.Matches(w.selector) {
+			return ""
+		}
+	}
+	if len(w.candidates) == 1 {
+		id := w.candidates[0]
+		switch {
+		case e.proplets[id] == nil:
+			return "candidate proplet " + id + " is not known"
+		case alive == 0:
+			return "candidate proplet " + id + " is not alive"
+		case slots == 0:
+			return "candidate proplet " + id + " offers no slots"
+		}
+		return fmt.Sprintf("candidate proplet %s does not match selector %v", id, w.selector)
+	}
+	none := fmt.Sprintf("none of the %d candidate proplets %s is alive", len(w.candidates), listIDs(w.candidates))
+	switch {
+	case alive == 0:
+		return none
+	case slots == 0:
+		return none + " and offers slots"
+	}
+	return fmt.Sprintf("%s and matches selector %v", none, w.selector)
+}
+
+// maxListedIDs bounds how many ids a message names, so a status message
+// stays short (Kubernetes caps a condition message at 32 KiB).
+const maxListedIDs = 10
+
+// listIDs formats ids as [a b c], eliding past maxListedIDs.
+func listIDs(ids []string) string {
+	if len(ids) <= maxListedIDs {
+		return "[" + strings.Join(ids, " ") + "]"
+	}
+	return fmt.Sprintf("[%s ... +%d more]", strings.Join(ids[:maxListedIDs], " "), len(ids)-maxListedIDs)
 }
 
 // resend repeats start commands for recovered Scheduled attempts.

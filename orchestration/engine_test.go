@@ -587,6 +587,8 @@ func TestValidation(t *testing.T) {
 		{"attempts", orchestration.TaskSpec{Image: "oci://x/y", MaxAttempts: 1000}, "max_attempts"},
 		{"both placements", orchestration.TaskSpec{Image: "oci://x/y", PropletID: "a", Selector: map[string]string{"a": "b"}}, "not both"},
 		{"env key", orchestration.TaskSpec{Image: "oci://x/y", Env: map[string]string{"A=B": "c"}}, "env key"},
+		{"pin and candidates", orchestration.TaskSpec{Image: "oci://x/y", PropletID: "a", PropletIDs: []string{"a"}}, "proplet_id or proplet_ids"},
+		{"repeated candidate", orchestration.TaskSpec{Image: "oci://x/y", PropletIDs: []string{"a", "a"}}, "twice"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

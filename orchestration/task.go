@@ -65,6 +65,11 @@ type TaskSpec struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// PropletID pins the task to one proplet.
 	PropletID string `json:"proplet_id,omitempty"`
+	// PropletIDs is a candidate set: the task, and each retry of it, runs
+	// on one of these proplets. With Selector as well, a candidate must
+	// also carry the selector's labels. Exclusive with PropletID; at most
+	// MaxPropletIDs ids, none empty or repeated.
+	PropletIDs []string `json:"proplet_ids,omitempty"`
 	// Selector restricts scheduling to proplets carrying all these labels.
 	Selector    map[string]string `json:"selector,omitempty"`
 	Timeout     time.Duration     `json:"timeout,omitempty"`

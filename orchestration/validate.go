@@ -9,6 +9,9 @@ import (
 // MaxAttemptsLimit caps TaskSpec.MaxAttempts.
 const MaxAttemptsLimit = 100
 
+// MaxPropletIDs caps TaskSpec.PropletIDs.
+const MaxPropletIDs = 1000
+
 // ValidateSpec reports the first problem with a task spec, wrapping
 // ErrInvalid, so every frontend refuses the same bad input the same way.
 func ValidateSpec(s TaskSpec) error {
@@ -28,8 +31,13 @@ func ValidateSpec(s TaskSpec) error {
 		return bad("max_attempts must be between 0 and %d", MaxAttemptsLimit)
 	case s.PropletID != "" && len(s.Selector) > 0:
 		return bad("set proplet_id or selector, not both")
+	case s.PropletID != "" && len(s.PropletIDs) > 0:
+		return bad("set proplet_id or proplet_ids, not both")
 	case len(s.Name) > 253:
 		return bad("name longer than 253 characters")
+	}
+	if err := ValidatePropletIDs(s.PropletIDs); err != nil {
+		return err
 	}
 	for k := range s.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -61,4 +69,24 @@ func ValidDigest(d string) bool {
 	}
 	_, err := hex.DecodeString(h)
 	return err == nil
+}
+
+// ValidatePropletIDs reports the first problem with a candidate set
+// (TaskSpec.PropletIDs), wrapping ErrInvalid: an empty or repeated id, or
+// more than MaxPropletIDs ids. An empty set is valid: no constraint.
+func ValidatePropletIDs(ids []string) error {
+	if len(ids) > MaxPropletIDs {
+		return fmt.Errorf("proplet_ids lists %d proplets, at most %d are allowed: %w", len(ids), MaxPropletIDs, ErrInvalid)
+	}
+	seen := make(map[string]struct{}, len(ids))
+	for i, id := range ids {
+		if id == "" {
+			return fmt.Errorf("proplet_ids[%d] is empty: %w", i, ErrInvalid)
+		}
+		if _, dup := seen[id]; dup {
+			return fmt.Errorf("proplet_ids lists %q twice: %w", id, ErrInvalid)
+		}
+		seen[id] = struct{}{}
+	}
+	return nil
 }

@@ -197,6 +197,7 @@ type TaskRequest struct {
 	MemoryPages    uint32            `json:"memory_pages,omitempty"`
 	Preopen        bool              `json:"preopen,omitempty"`
 	PropletID      string            `json:"proplet_id,omitempty"`
+	PropletIDs     []string          `json:"proplet_ids,omitempty"`
 	Selector       map[string]string `json:"selector,omitempty"`
 	Suspend        bool              `json:"suspend,omitempty"`
 }
@@ -219,6 +220,7 @@ type Task struct {
 	Suspend        bool              `json:"suspend,omitempty"`
 	Preopen        bool              `json:"preopen,omitempty"`
 	PropletID      string            `json:"proplet_id,omitempty"`
+	PropletIDs     []string          `json:"proplet_ids,omitempty"`
 	Attempt        int               `json:"attempt"`
 	Results        []float64         `json:"results,omitempty"`
 	Stdout         string            `json:"stdout,omitempty"`
@@ -250,7 +252,7 @@ func toResponse(t orchestration.Task) Task {
 		Inputs: t.Spec.Inputs, CLIArgs: t.Spec.CLIArgs, Env: t.Spec.Env, Labels: t.Spec.Labels,
 		TimeoutSeconds: t.Spec.Timeout.Seconds(), MaxAttempts: t.Spec.MaxAttempts,
 		Selector: t.Spec.Selector, Suspend: t.Spec.Suspend, Preopen: t.Spec.Preopen,
-		PropletID: st.PropletID, Attempt: st.Attempt,
+		PropletID: st.PropletID, PropletIDs: t.Spec.PropletIDs, Attempt: st.Attempt,
 		Results: st.Results, Stdout: st.Stdout, Stderr: st.Stderr, ExitCode: st.ExitCode,
 		Reason: st.Reason, Error: st.Message, LastFailure: st.LastFailure,
 		CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt,
@@ -309,7 +311,7 @@ func (a *API) createTask(c echo.Context) error {
 		Inputs: req.Inputs, CLIArgs: req.CLIArgs, Env: req.Env, Labels: req.Labels,
 		Timeout:     time.Duration(req.TimeoutSeconds * float64(time.Second)),
 		MaxAttempts: req.MaxAttempts, MemoryPages: req.MemoryPages, Preopen: req.Preopen,
-		PropletID: req.PropletID, Selector: req.Selector, Suspend: req.Suspend,
+		PropletID: req.PropletID, PropletIDs: req.PropletIDs, Selector: req.Selector, Suspend: req.Suspend,
 	}
 	switch {
 	case len(req.File) > 0 && req.ImageURL != "":

@@ -124,6 +124,56 @@ func TestCreateAndGetTask(t *testing.T) {
 	require.Equal(t, "task already finished", body["error"])
 }
 
+// TestCreateWithCandidates: proplet_ids limits placement to those
+// proplets, comes back in the task, and bad sets are refused.
+func TestCreateWithCandidates(t *testing.T) {
+	r := newAPIRig(t)
+	ctx := context.Background()
+	for _, id := range []string{"p1", "p2", "p3"} {
+		require.NoError(t, r.eng.PropletUp(ctx, orchestration.Proplet{ID: id, Slots: 4}))
+	}
+	for range 4 {
+		code, body := r.json(http.MethodPost, "/tasks", map[string]any{
+			"image_url": "oci://registry.local/app:v1", "proplet_ids": []string{"p3", "p2"},
+		})
+		require.Equal(t, http.StatusCreated, code, body)
+		require.Equal(t, "Scheduled", body["state"])
+		require.Contains(t, []any{"p2", "p3"}, body["proplet_id"])
+		require.Equal(t, []any{"p3", "p2"}, body["proplet_ids"])
+	}
+
+	// No candidate is known: the task waits.
+	code, body := r.json(http.MethodPost, "/tasks", map[string]any{
+		"image_url": "oci://registry.local/app:v1", "proplet_ids": []string{"gone-1", "gone-2"},
+	})
+	require.Equal(t, http.StatusCreated, code, body)
+	require.Equal(t, "Pending", body["state"])
+	code, body = r.json(http.MethodGet, "/tasks/"+body["id"].(string), nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, []any{"gone-1", "gone-2"}, body["proplet_ids"])
+
+	for _, tc := range []struct {
+		name string
+		req  map[string]any
+		msg  string
+	}{
+		{"repeated", map[string]any{"proplet_ids": []string{"p1", "p1"}}, `proplet_ids lists "p1" twice`},
+		{"empty id", map[string]any{"proplet_ids": []string{"p1", ""}}, "proplet_ids[1] is empty"},
+		{"too many", map[string]any{"proplet_ids": make([]string, orchestration.MaxPropletIDs+1)}, "at most 1000"},
+		{"with a pin", map[string]any{"proplet_ids": []string{"p1"}, "proplet_id": "p1"}, "set proplet_id or proplet_ids, not both"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.req["image_url"] = "oci://registry.local/app:v1"
+			code, body := r.json(http.MethodPost, "/tasks", tc.req)
+			require.Equal(t, http.StatusBadRequest, code, body)
+			require.Contains(t, stringOf(body["details"]), tc.msg)
+		})
+	}
+	code, body = r.json(http.MethodGet, "/tasks", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Len(t, body["tasks"], 5, "refused requests stored nothing")
+}
+
 func TestUploadThenStart(t *testing.T) {
 	r := newAPIRig(t)
 	require.NoError(t, r.eng.PropletUp(context.Background(), orchestration.Proplet{ID: "p1", Slots: 1}))

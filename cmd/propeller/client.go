@@ -105,6 +105,7 @@ type taskCreateOptions struct {
 	labels      map[string]string
 	selector    map[string]string
 	proplet     string
+	proplets    []string
 	timeout     time.Duration
 	maxAttempts int
 	suspend     bool
@@ -122,6 +123,7 @@ func (o *taskCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringToStringVar(&o.labels, "labels", nil, "task labels, k=v")
 	fs.StringToStringVar(&o.selector, "selector", nil, "run only on proplets with these labels, k=v")
 	fs.StringVar(&o.proplet, "proplet", "", "run on this proplet only")
+	fs.StringSliceVar(&o.proplets, "proplets", nil, "run on one of these proplets (ids, comma-separated); not with --proplet")
 	fs.DurationVar(&o.timeout, "timeout", 0, "deadline of one attempt (default: the manager's)")
 	fs.IntVar(&o.maxAttempts, "max-attempts", 0, "attempts before the task fails (default: the manager's)")
 	fs.BoolVar(&o.suspend, "suspend", false, "create without scheduling; start it with the API later")
@@ -143,6 +145,7 @@ func newTaskCreateCommand(co *clientOptions) *cobra.Command {
 			req := standalone.TaskRequest{
 				Name: args[0], ImageURL: o.image, Function: o.function, Inputs: o.inputs,
 				CLIArgs: o.args, Env: o.env, Labels: o.labels, Selector: o.selector, PropletID: o.proplet,
+				PropletIDs:     o.proplets,
 				TimeoutSeconds: o.timeout.Seconds(), MaxAttempts: o.maxAttempts, Suspend: o.suspend, Preopen: o.preopen,
 			}
 			if o.file != "" {

@@ -74,6 +74,7 @@ func CloneTask(t orchestration.Task) orchestration.Task {
 	t.Spec.Env = cloneMap(t.Spec.Env)
 	t.Spec.Labels = cloneMap(t.Spec.Labels)
 	t.Spec.Selector = cloneMap(t.Spec.Selector)
+	t.Spec.PropletIDs = cloneSlice(t.Spec.PropletIDs)
 	t.Status.Results = cloneSlice(t.Status.Results)
 	if t.Status.ExitCode != nil {
 		c := *t.Status.ExitCode
