@@ -3,6 +3,14 @@
 // application/wasm) and relay://sha256:<hex> through the manager. Every blob
 // is verified by sha256 before it is returned and kept in a size-bounded
 // content-addressed disk cache, so a module is downloaded once per device.
+//
+// An http(s) URI without a digest may change behind the same name, so it
+// cannot be answered from the cache by digest alone. Instead the Fetcher
+// follows HTTP caching (RFC 9111) as a private cache: it remembers each
+// URI's validators (ETag, Last-Modified) and freshness, answers from the
+// cache while the server said the response is fresh, and otherwise sends a
+// conditional GET, which costs a round trip and no body when the module is
+// unchanged (304). Concurrent fetches of one URI share one request.
 package artifact
 
 import (
@@ -89,6 +97,12 @@ type Config struct {
 	OCICredential auth.CredentialFunc
 	// Relay serves relay:// URIs; nil makes them fail with ErrNoRelay.
 	Relay Relay
+	// HTTPIndexEntries bounds how many http(s) URIs validators are kept
+	// for (see DefaultHTTPIndexEntries). They are kept only with a cache.
+	HTTPIndexEntries int
+	// Now is the clock HTTP freshness (max-age, Expires) is judged by; nil
+	// is time.Now. Tests step it past max-age instead of sleeping.
+	Now func() time.Time
 }
 
 // Fetcher resolves wire.Artifacts to verified bytes. It is safe for
@@ -97,6 +111,10 @@ type Fetcher struct {
 	cfg   Config
 	cache *Cache
 	http  *http.Client
+	// index remembers validators and freshness per http(s) URI; nil
+	// without a cache, since a 304 is no use without the bytes.
+	index   *httpIndex
+	flights flightGroup
 }
 
 // Blob is a fetched, verified module.
@@ -105,8 +123,13 @@ type Blob struct {
 	Data   []byte
 	// Source is the scheme it came from: inline, http, oci, relay.
 	Source string
-	// CacheHit is true when no network fetch was needed.
+	// CacheHit is true when the bytes came from the local cache rather
+	// than being downloaded: either no network access was needed or, with
+	// Revalidated, the server answered a conditional GET with 304.
 	CacheHit bool
+	// Revalidated is true when an http(s) server confirmed the cached
+	// copy is current (304 Not Modified): one round trip, no body.
+	Revalidated bool
 }
 
 // New creates a Fetcher and opens its cache.
@@ -120,6 +143,12 @@ func New(cfg Config) (*Fetcher, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.HTTPIndexEntries <= 0 {
+		cfg.HTTPIndexEntries = DefaultHTTPIndexEntries
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	f := &Fetcher{cfg: cfg, http: cfg.HTTPClient}
 	if f.http == nil {
 		f.http = &http.Client{}
@@ -130,6 +159,7 @@ func New(cfg Config) (*Fetcher, error) {
 			return nil, err
 		}
 		f.cache = c
+		f.index = newHTTPIndex(cfg.HTTPIndexEntries)
 	}
 	return f, nil
 }
@@ -140,6 +170,8 @@ func (f *Fetcher) Cache() *Cache { return f.cache }
 // Fetch returns the module bytes an artifact names. When a.Digest is set
 // the result always hashes to it (a mismatch is an error wrapping
 // ErrDigestMismatch) and a cached copy is used without any network access.
+// Without a digest an http(s) URI is revalidated as HTTP caching allows
+// (see the package comment); oci:// resolves its tag on every call.
 func (f *Fetcher) Fetch(ctx context.Context, a wire.Artifact) (Blob, error) {
 	want := a.Digest
 	if want != "" {
@@ -183,15 +215,13 @@ func (f *Fetcher) Fetch(ctx context.Context, a wire.Artifact) (Blob, error) {
 		}
 	}
 
+	if scheme == "http" || scheme == "https" {
+		return f.fetchHTTPArtifact(ctx, a.URI, want, source)
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
 	defer cancel()
 	switch scheme {
-	case "http", "https":
-		data, err := f.fetchHTTP(ctx, a.URI)
-		if err != nil {
-			return Blob{}, err
-		}
-		return f.accept(data, want, a.URI, source)
 	case "oci":
 		return f.fetchOCI(ctx, rest, want)
 	case "relay":
@@ -232,30 +262,125 @@ func (f *Fetcher) accept(data []byte, want, from, source string) (Blob, error) {
 	return Blob{Digest: got, Data: data, Source: source}, nil
 }
 
-func (f *Fetcher) fetchHTTP(ctx context.Context, uri string) ([]byte, error) {
+// fetchHTTPArtifact fetches an http(s) artifact the cache could not answer
+// by digest. Without a digest, an entry the server declared fresh is used
+// with no network access; otherwise the request shares a flight with any
+// concurrent fetch of the same URI (and digest).
+func (f *Fetcher) fetchHTTPArtifact(ctx context.Context, uri, want, source string) (Blob, error) {
+	if want == "" && f.index != nil {
+		if e, ok := f.index.get(uri); ok && f.cfg.Now().Before(e.freshUntil) {
+			if b, ok := f.cached(e.digest, source); ok {
+				return b, nil
+			}
+		}
+	}
+	key := uri
+	if want != "" {
+		key = uri + " " + want
+	}
+	return f.flights.do(ctx, key, func(ctx context.Context) (Blob, error) {
+		ctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+		defer cancel()
+		return f.revalidateHTTP(ctx, uri, want, source)
+	})
+}
+
+// revalidateHTTP does the network part of an http(s) fetch: a conditional
+// GET when the URI's last response left validators and its blob is still
+// cached (never with a task digest: the task, not the server, says which
+// bytes are right, so a digest miss always downloads), else a plain GET.
+func (f *Fetcher) revalidateHTTP(ctx context.Context, uri, want, source string) (Blob, error) {
+	var (
+		e     httpEntry
+		known bool
+		cond  http.Header
+	)
+	if want == "" && f.index != nil {
+		e, known = f.index.get(uri)
+		// A flight that finished just before this one may have refreshed it.
+		if known && f.cfg.Now().Before(e.freshUntil) {
+			if b, ok := f.cached(e.digest, source); ok {
+				return b, nil
+			}
+		}
+		if known && f.cache.Has(e.digest) {
+			cond = conditional(e.hdr)
+		}
+	}
+	sent := f.cfg.Now()
+	resp, data, err := f.getHTTP(ctx, uri, cond)
+	if err != nil {
+		return Blob{}, err
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		if b, ok := f.cached(e.digest, source); ok {
+			f.remember(uri, e.digest, mergeHeaders(e.hdr, resp.Header), resp.Header, sent)
+			b.Revalidated = true
+			return b, nil
+		}
+		// The blob was evicted or found corrupt after the request went
+		// out: the 304 is of no use, ask for the body.
+		sent = f.cfg.Now()
+		if resp, data, err = f.getHTTP(ctx, uri, nil); err != nil {
+			return Blob{}, err
+		}
+	}
+	b, err := f.accept(data, want, uri, source)
+	if err != nil {
+		return Blob{}, err
+	}
+	f.remember(uri, b.Digest, cachingHeaders(resp.Header), resp.Header, sent)
+	return b, nil
+}
+
+// remember records what the server said about uri's current response.
+// Nothing is kept when the response says no-store, or when it has neither
+// validators nor freshness (every fetch downloads anyway).
+func (f *Fetcher) remember(uri, digest string, hdr, resp http.Header, sent time.Time) {
+	if f.index == nil {
+		return
+	}
+	fresh := freshUntil(hdr, resp, sent)
+	if noStore(hdr) || (fresh.IsZero() && conditional(hdr) == nil) {
+		f.index.remove(uri)
+		return
+	}
+	f.index.put(httpEntry{uri: uri, digest: digest, hdr: hdr, freshUntil: fresh})
+}
+
+// getHTTP sends a GET with the extra (conditional) headers cond. It
+// returns the response (body closed) and, on 200, the body; a 304 is
+// accepted only when cond was sent.
+func (f *Fetcher) getHTTP(ctx context.Context, uri string, cond http.Header) (*http.Response, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
-		return nil, fmt.Errorf("http artifact: %w", err)
+		return nil, nil, fmt.Errorf("http artifact: %w", err)
+	}
+	for k, v := range cond {
+		req.Header[k] = v
 	}
 	resp, err := f.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("http artifact: %w", err)
+		return nil, nil, fmt.Errorf("http artifact: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && cond != nil {
+		return resp, nil, nil
+	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("http artifact %s: status %s", uri, resp.Status)
+		return nil, nil, fmt.Errorf("http artifact %s: status %s", uri, resp.Status)
 	}
 	if resp.ContentLength > f.cfg.MaxBytes {
-		return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, uri, resp.ContentLength, f.cfg.MaxBytes)
+		return nil, nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, uri, resp.ContentLength, f.cfg.MaxBytes)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("http artifact %s: %w", uri, err)
+		return nil, nil, fmt.Errorf("http artifact %s: %w", uri, err)
 	}
 	if int64(len(data)) > f.cfg.MaxBytes {
-		return nil, fmt.Errorf("%w: %s exceeds %d bytes", ErrTooLarge, uri, f.cfg.MaxBytes)
+		return nil, nil, fmt.Errorf("%w: %s exceeds %d bytes", ErrTooLarge, uri, f.cfg.MaxBytes)
 	}
-	return data, nil
+	return resp, data, nil
 }
 
 // fetchOCI pulls the manifest ref names, picks its wasm layer and pulls
