@@ -459,7 +459,8 @@ func TestFederatedJobAdmission(t *testing.T) {
 
 // TestFederatedJobTrains runs a real federated job: the digits example on
 // two proplets, two rounds of FedAvg. The job's TrainingRounds and
-// ModelCheckpoints appear, owned by the job.
+// ModelCheckpoints appear, owned by the job, and each round owns its
+// WasmTasks and counts them succeeded.
 func TestFederatedJobTrains(t *testing.T) {
 	ns := newNamespace(t)
 	dataDir := t.TempDir()
@@ -502,25 +503,39 @@ func TestFederatedJobTrains(t *testing.T) {
 	require.EqualValues(t, 2, got.Status.CompletedRounds)
 	require.Equal(t, "digits-ckpt-2", got.Status.LatestCheckpoint)
 
-	owned := func(o metav1.Object) bool {
-		ref := metav1.GetControllerOf(o)
-		return ref != nil && ref.Kind == "FederatedJob" && ref.Name == "digits"
-	}
+	// Owner references: FederatedJob -> TrainingRound -> WasmTask, and
+	// FederatedJob -> ModelCheckpoint.
 	rounds := &v1.TrainingRoundList{}
 	require.NoError(t, k8s.List(t.Context(), rounds, client.InNamespace(ns)))
 	require.Len(t, rounds.Items, 2)
-	for _, r := range rounds.Items {
-		require.True(t, owned(&r), r.Name)
+	byName := map[string]*v1.TrainingRound{}
+	for i := range rounds.Items {
+		r := &rounds.Items[i]
+		byName[r.Name] = r
+		requireOwnedBy(t, r, got, "FederatedJob")
 		require.Equal(t, v1.FLSucceeded, r.Status.Phase, r.Name)
 		require.EqualValues(t, 2, r.Status.UpdatesReceived, r.Name)
 		require.Len(t, r.Status.Tasks, 2, r.Name)
+		require.Contains(t, r.Status.Metric, "accuracy=", r.Name)
 	}
+	require.Eventually(t, func() bool {
+		require.NoError(t, k8s.List(t.Context(), rounds, client.InNamespace(ns)))
+		for _, r := range rounds.Items {
+			if r.Status.Participants != (v1.RoundParticipants{Succeeded: 2}) || !meta.IsStatusConditionTrue(r.Status.Conditions, v1.ConditionReady) {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond, "rounds do not summarise two succeeded tasks")
 	tasks := &v1.WasmTaskList{}
 	require.NoError(t, k8s.List(t.Context(), tasks, client.InNamespace(ns)))
 	require.Len(t, tasks.Items, 4, "two participants, two rounds")
 	for _, wt := range tasks.Items {
-		require.Len(t, wt.OwnerReferences, 1, wt.Name)
-		require.Equal(t, "digits", wt.OwnerReferences[0].Name, wt.Name)
+		ref := metav1.GetControllerOf(&wt)
+		require.NotNil(t, ref, wt.Name)
+		r := byName[ref.Name]
+		require.NotNil(t, r, "task %s owned by %s", wt.Name, ref.Name)
+		requireOwnedBy(t, &wt, r, "TrainingRound")
 		require.Equal(t, v1.TaskSucceeded, wt.Status.Phase, wt.Name)
 		require.NotEmpty(t, wt.Spec.Env["ROUND_ID"], wt.Name)
 		require.NotEmpty(t, wt.Spec.Env["MODEL_URI"], wt.Name)
@@ -529,7 +544,7 @@ func TestFederatedJobTrains(t *testing.T) {
 	require.NoError(t, k8s.List(t.Context(), cps, client.InNamespace(ns)))
 	require.Len(t, cps.Items, 2)
 	for _, c := range cps.Items {
-		require.True(t, owned(&c), c.Name)
+		requireOwnedBy(t, &c, got, "FederatedJob")
 		require.Equal(t, v1.CheckpointAvailable, c.Status.Phase)
 		require.True(t, strings.HasPrefix(c.Spec.Digest, "sha256:"))
 	}

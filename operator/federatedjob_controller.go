@@ -61,16 +61,16 @@ func (f *flJobs) create(ctx context.Context, name string, spec fl.JobSpec) (fl.J
 
 // FederatedJobReconciler hands FederatedJobs to the FL coordinator, which
 // runs rounds of WasmTasks through the engine, and mirrors the job record
-// into the FederatedJob's status, TrainingRounds and ModelCheckpoints
-// (owned by the job, so they go with it).
+// into the FederatedJob's status, its TrainingRounds (the coordinator's
+// facts about each round) and ModelCheckpoints (spec and phase), all owned
+// by the job. The TrainingRound controller summarises each round's tasks;
+// the ModelCheckpoint controller pushes checkpoints to an OCI registry.
 type FederatedJobReconciler struct {
 	Client   client.Client
 	Jobs     *FLStore
 	FL       *flJobs
 	Recorder events.EventRecorder
 	Ready    <-chan struct{}
-	// Push, when set, also pushes every checkpoint to an OCI registry.
-	Push *checkpointPusher
 }
 
 // Reconcile admits, mirrors or finalizes one FederatedJob.
@@ -225,52 +225,34 @@ func roundName(job string, r *fl.Round) string {
 
 func checkpointName(job string, round int) string { return fmt.Sprintf("%s-ckpt-%d", job, round) }
 
-// reconcileRounds writes one TrainingRound per round attempt the
-// coordinator started, spec at creation and status on every change.
+// reconcileRounds ensures one TrainingRound per round attempt the
+// coordinator started (usually created already, with the round's first
+// task, by the store's setOwner) and mirrors the coordinator's facts about
+// the round into the fields of its status this controller owns: phase,
+// tasks, updatesReceived, updatesRejected, metrics, metric, reason,
+// message, checkpoint, startedAt, completedAt. The TrainingRound
+// controller owns the rest (participants, observedGeneration,
+// conditions); each patch carries only its own fields.
 func (r *FederatedJobReconciler) reconcileRounds(ctx context.Context, obj *v1.FederatedJob, job *fl.Job) error {
+	rejected := map[string]int32{}
+	for _, rj := range job.Status.Rejected {
+		rejected[rj.RoundID]++
+	}
 	for i := range job.Status.Rounds {
 		rd := &job.Status.Rounds[i]
 		if len(rd.Participants) == 0 {
 			continue // still choosing
 		}
-		tr := &v1.TrainingRound{ObjectMeta: metav1.ObjectMeta{Name: roundName(obj.Name, rd), Namespace: obj.Namespace}}
-		_, err := controllerutil.CreateOrUpdate(ctx, r.Client, tr, func() error {
-			if tr.CreationTimestamp.IsZero() {
-				tr.Spec = v1.TrainingRoundSpec{
-					JobRef: v1.LocalObjectReference{Name: obj.Name}, RoundID: rd.ID, Number: int32(rd.Number),
-					ModelURI: rd.ModelURI, TaskWasmImage: job.Spec.TaskWasmImage,
-					KOfN: int32(max(rd.KOfN, 1)), TimeoutSeconds: int64(job.Spec.TimeoutSeconds),
-				}
-				for _, p := range rd.Participants {
-					tr.Spec.Participants = append(tr.Spec.Participants, v1.Participant{PropletID: p.PropletID})
-				}
-			}
-			return controllerutil.SetControllerReference(obj, tr, r.Client.Scheme())
-		})
+		tr := &v1.TrainingRound{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: roundName(obj.Name, rd)}, tr)
+		if apierrors.IsNotFound(err) {
+			tr, err = ensureTrainingRound(ctx, r.Client, r.Jobs.c, obj, job, rd)
+		}
 		if err != nil {
-			return fmt.Errorf("training round %s: %w", tr.Name, err)
+			return fmt.Errorf("training round %s: %w", roundName(obj.Name, rd), err)
 		}
 		before := tr.DeepCopy()
-		tr.Status.ObservedGeneration = tr.Generation
-		tr.Status.Phase = roundPhase(rd.Phase)
-		tr.Status.UpdatesReceived = int32(len(rd.Updates))
-		tr.Status.Tasks = nil
-		for _, p := range rd.Participants {
-			if p.TaskID != "" {
-				tr.Status.Tasks = append(tr.Status.Tasks, p.TaskID)
-			}
-		}
-		if rd.Checkpoint != "" {
-			tr.Status.Checkpoint = checkpointName(obj.Name, rd.Number)
-		}
-		if !rd.StartedAt.IsZero() {
-			t := metav1.NewTime(rd.StartedAt)
-			tr.Status.StartedAt = &t
-		}
-		if !rd.ClosedAt.IsZero() {
-			t := metav1.NewTime(rd.ClosedAt)
-			tr.Status.CompletedAt = &t
-		}
+		mirrorRound(&tr.Status, obj.Name, rd, rejected[rd.ID])
 		if !equality.Semantic.DeepEqual(before.Status, tr.Status) {
 			if err := r.Client.Status().Patch(ctx, tr, client.MergeFrom(before)); err != nil {
 				return fmt.Errorf("training round %s status: %w", tr.Name, err)
@@ -278,6 +260,40 @@ func (r *FederatedJobReconciler) reconcileRounds(ctx context.Context, obj *v1.Fe
 		}
 	}
 	return nil
+}
+
+// mirrorRound writes the coordinator's round record into the status
+// fields the FederatedJob controller owns. Rejections are counted among
+// those the record keeps; the count never goes down.
+func mirrorRound(st *v1.TrainingRoundStatus, job string, rd *fl.Round, rejected int32) {
+	st.Phase = roundPhase(rd.Phase)
+	st.UpdatesReceived = int32(len(rd.Updates))
+	st.UpdatesRejected = max(st.UpdatesRejected, rejected)
+	st.Tasks = nil
+	for _, p := range rd.Participants {
+		if p.TaskID != "" {
+			st.Tasks = append(st.Tasks, p.TaskID)
+		}
+	}
+	st.Metrics, st.Metric = nil, headlineMetric(rd.Metrics)
+	if len(rd.Metrics) > 0 {
+		st.Metrics = map[string]string{}
+		for k, v := range rd.Metrics {
+			st.Metrics[k] = strconv.FormatFloat(v, 'g', -1, 64)
+		}
+	}
+	st.Reason, st.Message = rd.Reason, rd.Message
+	if rd.Checkpoint != "" {
+		st.Checkpoint = checkpointName(job, rd.Number)
+	}
+	if !rd.StartedAt.IsZero() {
+		t := metav1.NewTime(rd.StartedAt)
+		st.StartedAt = &t
+	}
+	if !rd.ClosedAt.IsZero() {
+		t := metav1.NewTime(rd.ClosedAt)
+		st.CompletedAt = &t
+	}
 }
 
 func roundPhase(p fl.RoundPhase) v1.FLPhase {
@@ -312,12 +328,12 @@ func (r *FederatedJobReconciler) reconcileCheckpoints(ctx context.Context, obj *
 		if err != nil {
 			return fmt.Errorf("model checkpoint %s: %w", mc.Name, err)
 		}
+		// The OCI push (ociRef, the Pushed condition) is the
+		// ModelCheckpoint controller's; this one owns phase and
+		// observedGeneration.
 		before := mc.DeepCopy()
 		mc.Status.Phase = v1.CheckpointAvailable
 		mc.Status.ObservedGeneration = mc.Generation
-		if err := r.pushCheckpoint(ctx, obj, mc, cp); err != nil {
-			return err
-		}
 		if !equality.Semantic.DeepEqual(before.Status, mc.Status) {
 			if err := r.Client.Status().Patch(ctx, mc, client.MergeFrom(before)); err != nil {
 				return fmt.Errorf("model checkpoint %s status: %w", mc.Name, err)

@@ -296,6 +296,17 @@ func TestFLOperatorKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 		require.Equal(t, v1.FLSucceeded, r.Status.Phase, r.Name)
 		require.EqualValues(t, 2, r.Status.UpdatesReceived, r.Name)
 	}
+	// Each round's TrainingRound counts p3's task (lost, or stopped when
+	// the round closed) as failed.
+	require.Eventually(t, func() bool {
+		require.NoError(t, k8s.List(t.Context(), rounds, client.InNamespace(e.ns)))
+		for _, r := range rounds.Items {
+			if r.Status.Participants != (v1.RoundParticipants{Succeeded: 2, Failed: 1}) {
+				return false
+			}
+		}
+		return true
+	}, time.Minute, 100*time.Millisecond, "rounds do not count 2 succeeded and 1 failed participant")
 
 	// p3's update for round 1 turns up after all (as from a proplet that
 	// was cut off): it is late.
@@ -331,6 +342,11 @@ func TestFLOperatorKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 	require.Len(t, j.Status.Checkpoints, 2, "the late update changed nothing")
 	require.EqualValues(t, 2, fj.Status.CompletedRounds)
 	require.Equal(t, v1.FLSucceeded, fj.Status.Phase)
+	require.Eventually(t, func() bool {
+		tr := &v1.TrainingRound{}
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKey{Namespace: e.ns, Name: "kofn-r1-a0"}, tr))
+		return tr.Status.UpdatesRejected == 1
+	}, 30*time.Second, 100*time.Millisecond, "round 1 does not count the late update")
 }
 
 // One poisoned client: fedmedian and trimmedmean keep the model accurate,

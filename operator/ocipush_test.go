@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
@@ -70,8 +72,8 @@ func newFLEnvWithRegistry(t *testing.T, registry string) *flEnv {
 	return e
 }
 
-// checkpoints waits until the job's n ModelCheckpoints carry a Pushed
-// condition and returns them by round.
+// pushedCheckpoints waits until the job's n ModelCheckpoints carry a
+// phase and a Pushed condition and returns them by round.
 func (e *flEnv) pushedCheckpoints(n int) []v1.ModelCheckpoint {
 	e.t.Helper()
 	var items []v1.ModelCheckpoint
@@ -82,7 +84,7 @@ func (e *flEnv) pushedCheckpoints(n int) []v1.ModelCheckpoint {
 			return false
 		}
 		for _, mc := range l.Items {
-			if meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed) == nil {
+			if meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed) == nil || mc.Status.Phase == "" {
 				return false
 			}
 		}
@@ -123,29 +125,35 @@ func TestFLOperatorPushesCheckpointsToOCI(t *testing.T) {
 		tag := fmt.Sprintf("pushed-round-%d", mc.Spec.Round)
 		require.True(t, strings.HasPrefix(mc.Status.OCIRef, "oci://"+host+"/propeller/checkpoints:"+tag+"@sha256:"), mc.Status.OCIRef)
 
-		// Pull the reference back with oras-go.
-		ref := strings.TrimPrefix(mc.Status.OCIRef, "oci://")
-		mdesc, rc, err := repo.FetchReference(t.Context(), ref[strings.Index(ref, "@")+1:])
-		require.NoError(t, err)
-		raw, err := content.ReadAll(rc, mdesc)
-		require.NoError(t, rc.Close())
-		require.NoError(t, err)
-		var m ocispec.Manifest
-		require.NoError(t, json.Unmarshal(raw, &m))
-		require.Len(t, m.Layers, 1)
-		require.Equal(t, ocipush.MediaTypeSafetensors, m.Layers[0].MediaType)
-		data, err := content.FetchAll(t.Context(), repo, m.Layers[0])
-		require.NoError(t, err)
-		sum := sha256.Sum256(data)
-		require.Equal(t, mc.Spec.Digest, "sha256:"+hex.EncodeToString(sum[:]))
-		require.EqualValues(t, mc.Spec.SizeBytes, len(data))
-
-		// The tag names the same manifest.
-		byTag, err := repo.Resolve(t.Context(), tag)
-		require.NoError(t, err)
-		require.Equal(t, mdesc.Digest, byTag.Digest)
+		requirePulled(t, repo, &mc, tag)
 	}
 	e.requireRoundsSound("pushed", fj, j)
+}
+
+// requirePulled: mc's ociRef pulls back (oras-go) to one safetensors layer
+// whose bytes are the checkpoint's, and tag names the same manifest.
+func requirePulled(t *testing.T, repo *remote.Repository, mc *v1.ModelCheckpoint, tag string) {
+	t.Helper()
+	ref := strings.TrimPrefix(mc.Status.OCIRef, "oci://")
+	mdesc, rc, err := repo.FetchReference(t.Context(), ref[strings.Index(ref, "@")+1:])
+	require.NoError(t, err)
+	raw, err := content.ReadAll(rc, mdesc)
+	require.NoError(t, rc.Close())
+	require.NoError(t, err)
+	var m ocispec.Manifest
+	require.NoError(t, json.Unmarshal(raw, &m))
+	require.Len(t, m.Layers, 1)
+	require.Equal(t, ocipush.MediaTypeSafetensors, m.Layers[0].MediaType)
+	data, err := content.FetchAll(t.Context(), repo, m.Layers[0])
+	require.NoError(t, err)
+	sum := sha256.Sum256(data)
+	require.Equal(t, mc.Spec.Digest, "sha256:"+hex.EncodeToString(sum[:]))
+	require.EqualValues(t, mc.Spec.SizeBytes, len(data))
+
+	// The tag names the same manifest.
+	byTag, err := repo.Resolve(t.Context(), tag)
+	require.NoError(t, err)
+	require.Equal(t, mdesc.Digest, byTag.Digest)
 }
 
 // TestFLOperatorCheckpointPushFailureKeepsRound: an unreachable registry
@@ -171,6 +179,62 @@ func TestFLOperatorCheckpointPushFailureKeepsRound(t *testing.T) {
 		require.Contains(t, c.Message, "push to oci://"+addr+"/propeller/checkpoints failed", mc.Name)
 	}
 	e.requireRoundsSound("unpushed", fj, j)
+}
+
+// TestFLOperatorCheckpointPushRetriedUntilRegistryUp: the registry is
+// down when the checkpoint is written (Pushed=False, PushFailed, a
+// Warning event); the ModelCheckpoint controller retries with
+// exponential backoff, so once a registry serves on that address the
+// checkpoint gets pushed without anyone touching it.
+func TestFLOperatorCheckpointPushRetriedUntilRegistryUp(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	e := newFLEnvWithRegistry(t, "oci://"+addr+"/propeller/checkpoints")
+	e.create("late", 1, nil)
+	fj, j := e.waitDone("late")
+	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
+	require.Len(t, j.Status.Checkpoints, 1)
+	mc := e.pushedCheckpoints(1)[0]
+	c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+	require.Equal(t, "False", string(c.Status), c.Message)
+	require.Equal(t, operator.ReasonPushFailed, c.Reason)
+	require.Empty(t, mc.Status.OCIRef)
+
+	// The registry comes up on the address the operator was given.
+	l, err = net.Listen("tcp", addr)
+	require.NoError(t, err, "the registry's port was taken meanwhile")
+	srv := httptest.NewUnstartedServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	require.Eventually(t, func() bool {
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(&mc), &mc))
+		return meta.IsStatusConditionTrue(mc.Status.Conditions, v1.ConditionPushed)
+	}, time.Minute, 100*time.Millisecond, "checkpoint never pushed after the registry came up")
+	tag := "late-round-1"
+	require.True(t, strings.HasPrefix(mc.Status.OCIRef, "oci://"+addr+"/propeller/checkpoints:"+tag+"@sha256:"), mc.Status.OCIRef)
+	require.Equal(t, v1.CheckpointAvailable, mc.Status.Phase)
+	repo, err := remote.NewRepository(addr + "/propeller/checkpoints")
+	require.NoError(t, err)
+	repo.PlainHTTP = true
+	requirePulled(t, repo, &mc, tag)
+
+	var reasons []string
+	require.Eventually(t, func() bool {
+		list := &eventsv1.EventList{}
+		require.NoError(t, k8s.List(t.Context(), list, client.InNamespace(e.ns)))
+		reasons = reasons[:0]
+		for _, ev := range list.Items {
+			if ev.Regarding.Kind == "ModelCheckpoint" && ev.Regarding.Name == mc.Name {
+				reasons = append(reasons, ev.Type+"/"+ev.Reason)
+			}
+		}
+		return slices.Contains(reasons, "Warning/"+operator.ReasonPushFailed) && slices.Contains(reasons, "Normal/"+operator.ReasonPushed)
+	}, 30*time.Second, 100*time.Millisecond, "checkpoint events: %v", reasons)
 }
 
 func TestOperatorRefusesBadCheckpointRegistry(t *testing.T) {

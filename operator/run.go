@@ -166,7 +166,15 @@ func Run(ctx context.Context, cfg Config) error {
 	o.flJobs = &flJobs{gen: orchestration.NewTimeIDGen(orchestration.SystemClock{})}
 	o.flStore = jobs
 	if err := (&FederatedJobReconciler{
-		Client: mgr.GetClient(), Jobs: jobs, FL: o.flJobs, Recorder: rec, Ready: ready, Push: pusher,
+		Client: mgr.GetClient(), Jobs: jobs, FL: o.flJobs, Recorder: rec, Ready: ready,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&TrainingRoundReconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&ModelCheckpointReconciler{
+		Client: mgr.GetClient(), Jobs: jobs, Recorder: rec, Ready: ready, Push: pusher,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

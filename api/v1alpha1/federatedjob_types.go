@@ -247,21 +247,64 @@ type TrainingRoundSpec struct {
 	Hyperparams *apiextensionsv1.JSON `json:"hyperparams,omitempty"`
 }
 
-// TrainingRoundStatus tracks the round's tasks and updates.
+// RoundParticipants counts a round's participants by the phase of their
+// WasmTask.
+type RoundParticipants struct {
+	// Pending have no task yet, or a task not running yet (Pending,
+	// Scheduled).
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
+	// +optional
+	Running int32 `json:"running,omitempty"`
+	// +optional
+	Succeeded int32 `json:"succeeded,omitempty"`
+	// Failed counts Failed and Cancelled tasks.
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
+}
+
+// TrainingRoundStatus tracks the round's tasks and updates. Two
+// controllers write it, each its own fields: the FederatedJob controller
+// mirrors the FL coordinator's round record (phase, tasks, updates,
+// metrics, checkpoint, reason, message, times); the TrainingRound
+// controller summarises the round's WasmTasks (participants) and owns
+// observedGeneration and conditions.
 type TrainingRoundStatus struct {
+	// Phase is the coordinator's: Pending (choosing, submitting), Running,
+	// Succeeded (closed and aggregated), Failed.
 	// +optional
 	Phase FLPhase `json:"phase,omitempty"`
 	// Tasks names the round's WasmTasks.
 	// +optional
 	Tasks []string `json:"tasks,omitempty"`
+	// UpdatesReceived counts the updates the coordinator accepted.
 	// +optional
 	UpdatesReceived int32 `json:"updatesReceived,omitempty"`
+	// UpdatesRejected counts the updates for this round it refused (late,
+	// duplicate, invalid), among those the job record keeps.
+	// +optional
+	UpdatesRejected int32 `json:"updatesRejected,omitempty"`
+	// Metrics are the participants' metrics averaged over the accepted
+	// updates, weighted by samples, as decimal strings.
+	// +optional
+	Metrics map[string]string `json:"metrics,omitempty"`
+	// Metric is the headline of Metrics, say "accuracy=0.9583".
+	// +optional
+	Metric string `json:"metric,omitempty"`
+	// Reason and Message say why the round failed or was stopped.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// +optional
+	Message string `json:"message,omitempty"`
 	// +optional
 	Checkpoint string `json:"checkpoint,omitempty"`
 	// +optional
 	StartedAt *metav1.Time `json:"startedAt,omitempty"`
 	// +optional
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+	// Participants counts the participants by their task's phase.
+	// +optional
+	Participants RoundParticipants `json:"participants,omitempty"`
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// +optional
@@ -280,6 +323,9 @@ type TrainingRoundStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Updates",type=integer,JSONPath=`.status.updatesReceived`
 // +kubebuilder:printcolumn:name="K",type=integer,JSONPath=`.spec.kOfN`
+// +kubebuilder:printcolumn:name="Running",type=integer,JSONPath=`.status.participants.running`,priority=1
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.participants.failed`,priority=1
+// +kubebuilder:printcolumn:name="Metric",type=string,JSONPath=`.status.metric`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TrainingRound struct {
 	metav1.TypeMeta   `json:",inline"`
