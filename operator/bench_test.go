@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +47,7 @@ func BenchmarkWasmTasks(b *testing.B) {
 
 	recBefore := reconcileBuckets(b, "wasmtask")
 	reqBefore := apiRequests(b)
+	cpuBefore := processCPU(b)
 	b.ResetTimer()
 	start := time.Now()
 	names := make(chan string)
@@ -93,6 +99,10 @@ func BenchmarkWasmTasks(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
 	b.ReportMetric(quantile(rec, 0.5)*1000, "reconcile-p50-ms")
 	b.ReportMetric(quantile(rec, 0.99)*1000, "reconcile-p99-ms")
+	cpu := processCPU(b)
+	for name, d := range cpu {
+		b.ReportMetric((d-cpuBefore[name]).Seconds()*1000/float64(b.N), name+"-cpu-ms/task")
+	}
 	var writes, total float64
 	for k, n := range reqs {
 		total += n
@@ -100,14 +110,15 @@ func BenchmarkWasmTasks(b *testing.B) {
 			writes += n
 		}
 		if n > 0 {
-			b.Logf("api %s %s: %.2f per task", k.verb, k.what, n/float64(b.N))
+			b.Logf("N=%d api %s %s: %.2f per task", b.N, k.verb, k.what, n/float64(b.N))
 		}
 	}
 	b.ReportMetric(writes/float64(b.N), "api-writes/task")
 	b.ReportMetric(total/float64(b.N), "api-requests/task")
 }
 
-// apiKey is one kind of API request: verb and resource[/subresource].
+// apiKey is one kind of API request: verb, resource[/subresource] and
+// the response code when it is not a success.
 type apiKey struct{ verb, what string }
 
 // apiRequests reads the API server's apiserver_request_total, summed over
@@ -124,7 +135,7 @@ func apiRequests(b *testing.B) map[apiKey]float64 {
 	out := map[apiKey]float64{}
 	for _, m := range mfs["apiserver_request_total"].GetMetric() {
 		var k apiKey
-		var res, sub string
+		var res, sub, code string
 		for _, l := range m.GetLabel() {
 			switch l.GetName() {
 			case "verb":
@@ -133,11 +144,16 @@ func apiRequests(b *testing.B) map[apiKey]float64 {
 				res = l.GetValue()
 			case "subresource":
 				sub = l.GetValue()
+			case "code":
+				code = l.GetValue()
 			}
 		}
 		k.what = res
 		if sub != "" {
 			k.what += "/" + sub
+		}
+		if code != "" && code[0] != '2' {
+			k.what += " " + code
 		}
 		out[k] += m.GetCounter().GetValue()
 	}
@@ -239,4 +255,47 @@ func quantile(bs []bucket, q float64) float64 {
 		lo, below = bk.le, bk.count
 	}
 	return lo
+}
+
+// processCPU is the CPU used so far by this process (the operator, the
+// broker and the benchmark's client: "operator") and by each child it
+// started (kube-apiserver, etcd, the proplet), by command name, so a run
+// says where each task's CPU goes.
+func processCPU(b *testing.B) map[string]time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	out := map[string]time.Duration{"operator": time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	entries, err := os.ReadDir("/proc")
+	require.NoError(b, err)
+	self := os.Getpid()
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // not a process, or gone
+		}
+		// pid (comm) state ppid ... utime stime: fields 14 and 15, counted
+		// after the parenthesised command, which may hold spaces.
+		stat := string(raw)
+		open, end := strings.IndexByte(stat, '('), strings.LastIndexByte(stat, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(stat[end+1:])
+		if len(f) < 13 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid != self {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		name := stat[open+1 : end]
+		if strings.HasPrefix(name, "propeller") {
+			name = "proplet"
+		}
+		// USER_HZ is 100 on Linux.
+		out[name] += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return out
 }
