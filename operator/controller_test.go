@@ -408,6 +408,138 @@ func TestPropletGroupMembership(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond)
 }
 
+// TestWasmTaskOnIDGroup: a WasmTask whose PropletGroup lists proplet ids
+// runs on a listed proplet only (and, when the group also has a selector,
+// on one carrying its labels), keeps the ids it was admitted with when the
+// group changes later, and with no listed proplet alive waits Pending,
+// Unschedulable, naming the ids.
+func TestWasmTaskOnIDGroup(t *testing.T) {
+	ns := newNamespace(t)
+	url := serveModules(t, "arith")
+	op := startOperator(t, ns, "")
+	a := startProplet(t, op.mqttAddr, "listed-a", "--labels", "zone=x", "--slots", "2")
+	b := startProplet(t, op.mqttAddr, "listed-b", "--labels", "zone=y", "--slots", "2")
+	// The roomiest proplet is not listed: without the candidate set,
+	// round-robin and least-loaded would both use it.
+	startProplet(t, op.mqttAddr, "unlisted", "--labels", "zone=y", "--slots", "8")
+
+	group := func(name string, sel map[string]string, ids ...string) *v1.PropletGroup {
+		g := &v1.PropletGroup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		g.Spec.Selector, g.Spec.PropletIDs = sel, ids
+		require.NoError(t, k8s.Create(t.Context(), g))
+		return g
+	}
+	groupStatus := func(g *v1.PropletGroup) v1.PropletGroupStatus {
+		got := &v1.PropletGroup{}
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(g), got))
+		return got.Status
+	}
+	members := func(g *v1.PropletGroup) []string {
+		var out []string
+		for _, m := range groupStatus(g).Members {
+			out = append(out, m.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	everyone := group("everyone", nil, "listed-a", "listed-b", "unlisted")
+	require.Eventually(t, func() bool { return groupStatus(everyone).Alive == 3 }, 30*time.Second, 50*time.Millisecond)
+	listed := group("listed", nil, "listed-a", "ghost", "listed-b")
+	both := group("listed-y", map[string]string{"zone": "y"}, "listed-a", "listed-b")
+	require.Eventually(t, func() bool {
+		return slices.Equal(members(listed), []string{"listed-a", "listed-b"}) && slices.Equal(members(both), []string{"listed-b"})
+	}, 30*time.Second, 50*time.Millisecond, "a group with a selector and ids has the proplets that satisfy both")
+
+	onGroup := func(name, g string, x float64, suspend bool) *v1.WasmTask {
+		wt := newTask(ns, name, url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
+			s.Function = "add"
+			s.Inputs = []float64{x, 1}
+			s.PropletGroupRef = &v1.LocalObjectReference{Name: g}
+			s.Suspend = suspend
+		})
+		require.NoError(t, k8s.Create(t.Context(), wt))
+		return wt
+	}
+
+	t.Run("runs on listed proplets only", func(t *testing.T) {
+		const n = 6
+		for i := range n {
+			onGroup(fmt.Sprintf("ids-%d", i), "listed", float64(i), false)
+		}
+		used := map[string]int{}
+		for i := range n {
+			got := waitPhase(t, ns, fmt.Sprintf("ids-%d", i), v1.TaskSucceeded)
+			require.Equal(t, []float64{float64(i + 1)}, got.Status.Results)
+			require.Contains(t, []string{"listed-a", "listed-b"}, got.Status.PropletID)
+			require.Equal(t, []string{"listed-a", "ghost", "listed-b"}, got.Status.PropletIDs)
+			require.False(t, meta.IsStatusConditionFalse(got.Status.Conditions, operator.ConditionGroupResolved))
+			used[got.Status.PropletID]++
+		}
+		require.Len(t, used, 2, "both listed proplets take work: %v", used)
+	})
+
+	t.Run("selector and ids both hold", func(t *testing.T) {
+		for i := range 3 {
+			onGroup(fmt.Sprintf("both-%d", i), "listed-y", float64(i), false)
+		}
+		for i := range 3 {
+			got := waitPhase(t, ns, fmt.Sprintf("both-%d", i), v1.TaskSucceeded)
+			require.Equal(t, "listed-b", got.Status.PropletID)
+			require.Equal(t, map[string]string{"zone": "y"}, got.Status.Selector)
+			require.Equal(t, []string{"listed-a", "listed-b"}, got.Status.PropletIDs)
+		}
+	})
+
+	t.Run("admitted tasks keep their ids when the group changes", func(t *testing.T) {
+		onGroup("kept", "listed", 41, true)
+		require.Eventually(t, func() bool {
+			got := getTask(t, ns, "kept")
+			return got.Status.Held && slices.Equal(got.Status.PropletIDs, []string{"listed-a", "ghost", "listed-b"})
+		}, 30*time.Second, 50*time.Millisecond)
+		g := &v1.PropletGroup{}
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(listed), g))
+		before := g.DeepCopy()
+		g.Spec.PropletIDs = []string{"unlisted"}
+		require.NoError(t, k8s.Patch(t.Context(), g, client.MergeFrom(before)))
+		require.Eventually(t, func() bool { return slices.Equal(members(listed), []string{"unlisted"}) }, 30*time.Second, 50*time.Millisecond)
+
+		got := getTask(t, ns, "kept")
+		before2 := got.DeepCopy()
+		got.Spec.Suspend = false
+		require.NoError(t, k8s.Patch(t.Context(), got, client.MergeFrom(before2)))
+		got = waitPhase(t, ns, "kept", v1.TaskSucceeded)
+		require.Contains(t, []string{"listed-a", "listed-b"}, got.Status.PropletID)
+		require.Equal(t, []float64{42}, got.Status.Results)
+	})
+
+	t.Run("no listed proplet alive", func(t *testing.T) {
+		group("gone", nil, "ghost-2", "ghost-1")
+		onGroup("to-ghosts", "gone", 1, false)
+		a.kill()
+		b.kill()
+		require.Eventually(t, func() bool { return groupStatus(everyone).Alive == 1 }, 30*time.Second, 50*time.Millisecond)
+		onGroup("to-dead", "listed-y", 1, false)
+		for name, msg := range map[string]string{
+			"to-ghosts": "none of the 2 candidate proplets [ghost-1 ghost-2] is alive",
+			"to-dead":   "none of the 2 candidate proplets [listed-a listed-b] is alive",
+		} {
+			require.Eventually(t, func() bool {
+				got := getTask(t, ns, name)
+				c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionScheduled)
+				return got.Status.Phase == v1.TaskPending && c != nil && c.Status == metav1.ConditionFalse &&
+					c.Reason == orchestration.ReasonUnschedulable && c.Message == msg
+			}, 30*time.Second, 50*time.Millisecond, "%s: want %q", name, msg)
+		}
+		// The live, idle, unlisted proplet never got either.
+		time.Sleep(time.Second)
+		for _, name := range []string{"to-ghosts", "to-dead"} {
+			got := getTask(t, ns, name)
+			require.Equal(t, v1.TaskPending, got.Status.Phase, name)
+			require.Zero(t, got.Status.Attempt, name)
+		}
+	})
+}
+
 // TestOperatorRestartLosesNothing stops the operator with work in flight
 // and starts a new one: every task still ends Succeeded, once.
 func TestOperatorRestartLosesNothing(t *testing.T) {

@@ -88,10 +88,10 @@ func timeoutSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// applySpec writes the engine-owned spec fields of t into obj. Suspend and
-// Selector are not among them: the user owns spec.suspend and
-// spec.selector, the engine's view of both lives in status (held,
-// selector), written by applyStatus.
+// applySpec writes the engine-owned spec fields of t into obj. Suspend,
+// Selector and PropletIDs are not among them: the user owns spec.suspend,
+// spec.selector and spec.propletGroupRef, the engine's view of them lives
+// in status (held, selector, propletIds), written by applyStatus.
 func applySpec(obj *v1.WasmTask, s orchestration.TaskSpec) {
 	obj.Spec.DisplayName = s.Name
 	obj.Spec.ImageURL = s.Image
@@ -114,6 +114,7 @@ func applyStatus(obj *v1.WasmTask, t orchestration.Task) {
 	st.Phase = v1.TaskPhase(s.Phase)
 	st.Held = t.Spec.Suspend
 	st.Selector = cloneMap(t.Spec.Selector)
+	st.PropletIDs = cloneSlice(t.Spec.PropletIDs)
 	st.PropletID = s.PropletID
 	st.Attempt = int32(s.Attempt)
 	st.Reason = s.Reason
@@ -237,6 +238,7 @@ func toTask(obj *v1.WasmTask) orchestration.Task {
 	st := obj.Status
 	t.Spec.Suspend = st.Held
 	t.Spec.Selector = cloneMap(st.Selector)
+	t.Spec.PropletIDs = cloneSlice(st.PropletIDs)
 	t.Status = orchestration.TaskStatus{
 		Phase:       orchestration.Phase(st.Phase),
 		PropletID:   st.PropletID,

@@ -68,11 +68,18 @@ func (r *PropletGroupReconciler) resync() time.Duration {
 	return 10 * time.Second
 }
 
+// member reports whether p belongs to g: it is listed in propletIds (when
+// the group lists ids) and carries the selector's labels (when the group
+// has a selector). With both, both hold, exactly as for the tasks that
+// target the group (see WasmTaskReconciler.reconcileAdmit).
 func member(g *v1.PropletGroup, p *orchestration.Proplet) bool {
-	if slices.Contains(g.Spec.PropletIDs, p.ID) {
-		return true
+	if len(g.Spec.PropletIDs) == 0 && len(g.Spec.Selector) == 0 {
+		return false
 	}
-	return len(g.Spec.Selector) > 0 && p.Matches(g.Spec.Selector)
+	if len(g.Spec.PropletIDs) > 0 && !slices.Contains(g.Spec.PropletIDs, p.ID) {
+		return false
+	}
+	return p.Matches(g.Spec.Selector)
 }
 
 func (r *PropletGroupReconciler) reconcileMembers(g *v1.PropletGroup, proplets []orchestration.Proplet) {

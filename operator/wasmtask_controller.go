@@ -97,11 +97,15 @@ func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 }
 
 // reconcileAdmit puts a new WasmTask in the engine's hands. A group
-// reference becomes the task's selector now, so later changes to the group
-// do not move a task that was already placed.
+// reference becomes the task's selector and candidate set (the group's
+// selector and propletIds; with both, a proplet must satisfy both) now, so
+// later changes to the group do not move a task that was already placed.
 func (r *WasmTaskReconciler) reconcileAdmit(ctx context.Context, s *taskScope) (ctrl.Result, error) {
 	obj := s.obj
-	var sel map[string]string
+	var (
+		sel map[string]string
+		ids []string
+	)
 	if ref := obj.Spec.PropletGroupRef; ref != nil {
 		g := &v1.PropletGroup{}
 		err := r.Client.Get(ctx, client.ObjectKey{Namespace: obj.Namespace, Name: ref.Name}, g)
@@ -116,16 +120,16 @@ func (r *WasmTaskReconciler) reconcileAdmit(ctx context.Context, s *taskScope) (
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if len(g.Spec.Selector) == 0 {
-			// The engine places by labels; a list of ids cannot be a
-			// task's selector. Pin the task with propletId instead.
+		if err := orchestration.ValidatePropletIDs(g.Spec.PropletIDs); err != nil {
+			// A fault of the group, not of the task: wait for the group
+			// to be fixed (its watch requeues the task).
 			s.conds = append(s.conds, metav1.Condition{
-				Type: ConditionGroupResolved, Status: metav1.ConditionFalse, Reason: "GroupHasNoSelector",
-				Message: fmt.Sprintf("PropletGroup %q lists proplet ids but no selector; tasks can target groups with a selector", ref.Name),
+				Type: ConditionGroupResolved, Status: metav1.ConditionFalse, Reason: "GroupInvalid",
+				Message: fmt.Sprintf("PropletGroup %q cannot be a task target: %v", ref.Name, err),
 			})
 			return ctrl.Result{}, nil
 		}
-		sel = g.Spec.Selector
+		sel, ids = g.Spec.Selector, g.Spec.PropletIDs
 		s.conds = append(s.conds, metav1.Condition{
 			Type: ConditionGroupResolved, Status: metav1.ConditionTrue, Reason: "GroupFound",
 			Message: fmt.Sprintf("scheduling on PropletGroup %q", ref.Name),
@@ -133,15 +137,19 @@ func (r *WasmTaskReconciler) reconcileAdmit(ctx context.Context, s *taskScope) (
 	} else {
 		sel = obj.Spec.Selector
 	}
-	if err := orchestration.ValidateSpec(toTask(obj).Spec); err != nil {
+	spec := toTask(obj).Spec
+	spec.Selector, spec.PropletIDs = sel, ids
+	if err := orchestration.ValidateSpec(spec); err != nil {
 		r.Recorder.Eventf(obj, nil, "Warning", "Invalid", "Admit", "%v", err)
 		return ctrl.Result{}, r.fail(ctx, obj, err)
 	}
 	// Engine.Start admits a plain task in its own write. A held task, or
-	// one whose selector comes from a group, is admitted here first.
+	// one whose selector and candidates come from a group, is admitted
+	// here first.
 	if obj.Spec.Suspend || obj.Spec.PropletGroupRef != nil {
 		if _, err := r.Store.UpdateTask(ctx, obj.Name, func(t *orchestration.Task) error {
 			t.Spec.Selector = sel
+			t.Spec.PropletIDs = ids
 			return nil
 		}); err != nil {
 			return ctrl.Result{}, err

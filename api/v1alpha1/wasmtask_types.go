@@ -87,8 +87,10 @@ type WasmTaskSpec struct {
 	// PropletID pins the task to one proplet.
 	// +optional
 	PropletID string `json:"propletId,omitempty"`
-	// PropletGroupRef restricts scheduling to a PropletGroup's proplets
-	// (its selector is applied when the task is admitted).
+	// PropletGroupRef restricts scheduling to a PropletGroup's proplets:
+	// its selector and its propletIds (both, when it has both) are
+	// resolved into status.selector and status.propletIds when the task
+	// is admitted.
 	// +optional
 	PropletGroupRef *LocalObjectReference `json:"propletGroupRef,omitempty"`
 	// Selector restricts scheduling to proplets carrying all these labels.
@@ -113,6 +115,14 @@ type WasmTaskStatus struct {
 	// or the PropletGroup's selector, resolved when the task is admitted.
 	// +optional
 	Selector map[string]string `json:"selector,omitempty"`
+	// PropletIDs is the candidate set the engine places on: the
+	// PropletGroup's propletIds, resolved when the task is admitted, so a
+	// later edit of the group does not move the task. Empty: any proplet
+	// (that matches selector).
+	// +optional
+	// +listType=atomic
+	PropletIDs []string `json:"propletIds,omitempty"`
+	// PropletID is the proplet of the current attempt.
 	// +optional
 	PropletID string `json:"propletId,omitempty"`
 	// Attempt counts dispatches.

@@ -779,6 +779,11 @@ func (in *WasmTaskStatus) DeepCopyInto(out *WasmTaskStatus) {
 			(*out)[key] = val
 		}
 	}
+	if in.PropletIDs != nil {
+		in, out := &in.PropletIDs, &out.PropletIDs
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Results != nil {
 		in, out := &in.Results, &out.Results
 		*out = make([]float64, len(*in))

@@ -112,6 +112,7 @@ func testRoundTrip(t *testing.T, s orchestration.Store) {
 			Env:         map[string]string{"ROUND_ID": "r1", "MODEL_URI": "m"},
 			Labels:      map[string]string{"app": "fl", "tier": "edge"},
 			PropletID:   "p-pinned",
+			PropletIDs:  []string{"p-2", "p-1"},
 			Selector:    map[string]string{"arch": "arm64"},
 			Timeout:     90 * time.Second,
 			MaxAttempts: 4,
@@ -663,12 +664,14 @@ func testIsolationTasks(t *testing.T, s orchestration.Store) {
 	in.Spec.Labels = map[string]string{"app": "a"}
 	in.Spec.Env = map[string]string{"K": "V"}
 	in.Spec.CLIArgs = []string{"x"}
+	in.Spec.PropletIDs = []string{"p-a"}
 	in.Status.Results = []float64{1}
 	in.Status.ExitCode = &code
 	want := in
 	want.Spec.Labels = map[string]string{"app": "a"}
 	want.Spec.Env = map[string]string{"K": "V"}
 	want.Spec.CLIArgs = []string{"x"}
+	want.Spec.PropletIDs = []string{"p-a"}
 	want.Spec.Inputs = []float64{1, 2}
 	want.Status.Results = []float64{1}
 	wantCode := 1
@@ -680,6 +683,7 @@ func testIsolationTasks(t *testing.T, s orchestration.Store) {
 		tk.Spec.Labels["new"] = "x"
 		tk.Spec.Env["K"] = "evil"
 		tk.Spec.CLIArgs[0] = "evil"
+		tk.Spec.PropletIDs[0] = "evil"
 		tk.Spec.Inputs[0] = 99
 		tk.Status.Results[0] = 99
 		*tk.Status.ExitCode = 99
