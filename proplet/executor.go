@@ -43,6 +43,14 @@ type Fetcher interface {
 	Fetch(ctx context.Context, a wire.Artifact) (artifact.Blob, error)
 }
 
+// resolver is a Fetcher that can leave a cached module unread
+// (artifact.Fetcher.Resolve): the runtime loads it only when the module is
+// not compiled yet, so a repeated task does not read and hash megabytes
+// from disk just to find the compiled module by digest.
+type resolver interface {
+	Resolve(ctx context.Context, a wire.Artifact) (artifact.Blob, error)
+}
+
 // Runner runs one module.
 type Runner interface {
 	Run(ctx context.Context, job runtime.Job) runtime.Result
@@ -76,7 +84,11 @@ func (x *executor) Execute(ctx context.Context, st wire.StartTask, running func(
 		defer cancel()
 	}
 	fetchStart := time.Now()
-	mod, err := x.fetch.Fetch(ctx, st.Artifact)
+	fetchModule := x.fetch.Fetch
+	if r, ok := x.fetch.(resolver); ok {
+		fetchModule = r.Resolve
+	}
+	mod, err := fetchModule(ctx, st.Artifact)
 	if err != nil {
 		reason := wire.ReasonArtifact
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -91,6 +103,7 @@ func (x *executor) Execute(ctx context.Context, st wire.StartTask, running func(
 	job := runtime.Job{
 		Name:        st.Name,
 		Wasm:        mod.Data,
+		Load:        mod.Load,
 		Digest:      mod.Digest,
 		Function:    st.Function,
 		Inputs:      st.Inputs,
@@ -157,7 +170,8 @@ type flRun struct {
 func (f *flRun) cleanup() { _ = os.RemoveAll(f.dir) }
 
 // prepareFL fetches the global model and mounts it read-only at /model,
-// with a writable /out for the update.
+// with a writable /out for the update. The model is fetched with Fetch,
+// not Resolve: its bytes are always needed.
 func (x *executor) prepareFL(ctx context.Context, st wire.StartTask, job *runtime.Job) (*flRun, error) {
 	model, err := x.fetch.Fetch(ctx, modelArtifact(st.Env[EnvModelURI]))
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
+	"github.com/absmach/propeller/proplet/agent"
 	"github.com/absmach/propeller/proplet/artifact"
 	"github.com/absmach/propeller/proplet/runtime"
 )
@@ -101,4 +103,107 @@ func TestExecutorPlainAndFL(t *testing.T) {
 		require.Equal(t, wire.ReasonArtifact, out.Reason)
 		require.ErrorContains(t, out.Err, "fetch FL model")
 	})
+}
+
+// countingRelay serves blobs by digest and counts requests; down makes it
+// fail like an unreachable manager.
+type countingRelay struct {
+	blobs map[string][]byte
+	hits  atomic.Int64
+	down  atomic.Bool
+}
+
+func (r *countingRelay) Fetch(_ context.Context, digest string) ([]byte, error) {
+	r.hits.Add(1)
+	if r.down.Load() {
+		return nil, errors.New("manager unreachable")
+	}
+	b, ok := r.blobs[digest]
+	if !ok {
+		return nil, errors.New("no blob " + digest)
+	}
+	return b, nil
+}
+
+// TestExecutorCachedModuleUnread: with the real Fetcher, a task whose
+// module is in the disk cache and compiled runs without reading the cache
+// file: corrupting the file after the first run goes unnoticed by the
+// second. A runtime that must compile (a restart) reads it, finds the
+// corruption, drops the file and fetches the module again, or, with the
+// source unreachable, fails the task with an ArtifactError.
+func TestExecutorCachedModuleUnread(t *testing.T) {
+	add := exampletest.Build(t, "add")
+	digest := artifact.Digest(add)
+	relay := &countingRelay{blobs: map[string][]byte{digest: add}}
+	f, err := artifact.New(artifact.Config{CacheDir: t.TempDir(), Relay: relay})
+	require.NoError(t, err)
+	path, err := f.Cache().Path(digest)
+	require.NoError(t, err)
+	corrupt := append([]byte(nil), add...)
+	corrupt[len(corrupt)-1] ^= 0xff
+	st := wire.StartTask{TaskID: "t", Attempt: 1, Artifact: wire.Artifact{URI: "relay://" + digest}, Function: "add", Inputs: []float64{20, 22}}
+	run := func(x *executor) agent.Outcome {
+		return x.Execute(context.Background(), st, func() {})
+	}
+	ok := func(out agent.Outcome) {
+		t.Helper()
+		require.False(t, out.Failed(), "%s %v", out.Reason, out.Err)
+		require.Equal(t, []float64{42}, out.Result.Results)
+	}
+
+	x := newTestExecutor(t, f)
+	out := run(x)
+	ok(out)
+	require.False(t, out.Metrics.CacheHit)
+	require.Equal(t, int64(1), relay.hits.Load())
+
+	require.NoError(t, os.WriteFile(path, corrupt, 0o600))
+	for range 3 {
+		out = run(x)
+		ok(out)
+		require.True(t, out.Metrics.CacheHit)
+	}
+	onDisk, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, corrupt, onDisk, "the cache file was not read (a read would have dropped it)")
+	require.Equal(t, int64(1), relay.hits.Load())
+
+	restarted := newTestExecutor(t, f)
+	out = run(restarted)
+	ok(out)
+	require.False(t, out.Metrics.CacheHit)
+	require.Equal(t, int64(2), relay.hits.Load(), "corruption detected, module fetched again")
+	onDisk, err = os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, add, onDisk)
+
+	require.NoError(t, os.WriteFile(path, corrupt, 0o600))
+	relay.down.Store(true)
+	out = run(newTestExecutor(t, f))
+	require.Equal(t, wire.ReasonArtifact, out.Reason)
+	require.ErrorContains(t, out.Err, "gone or corrupt")
+	require.ErrorContains(t, out.Err, "manager unreachable")
+	require.False(t, f.Cache().Has(digest), "the corrupt copy is dropped")
+	_, err = os.Stat(path)
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestExecutorFLModelFromCache: the FL model, unlike the module, is always
+// read: a cached model is mounted with its bytes.
+func TestExecutorFLModelFromCache(t *testing.T) {
+	hello := exampletest.Build(t, "hello")
+	model := []byte("global model bytes")
+	md := artifact.Digest(model)
+	relay := &countingRelay{blobs: map[string][]byte{md: model, artifact.Digest(hello): hello}}
+	f, err := artifact.New(artifact.Config{CacheDir: t.TempDir(), Relay: relay})
+	require.NoError(t, err)
+	x := newTestExecutor(t, f)
+	env := map[string]string{EnvRoundID: "r-1", EnvModelURI: "blob://" + md, "HELLO_READ": "/model/model.safetensors"}
+	st := wire.StartTask{TaskID: "t", Attempt: 1, Artifact: wire.Artifact{URI: "relay://" + artifact.Digest(hello)}, Env: env}
+	for i := range 2 {
+		out := x.Execute(context.Background(), st, func() {})
+		require.False(t, out.Failed(), "%s %v", out.Reason, out.Err)
+		require.Contains(t, out.Result.Stdout, "file=global model bytes", "run %d", i)
+	}
+	require.Equal(t, int64(2), relay.hits.Load(), "module and model fetched once each")
 }

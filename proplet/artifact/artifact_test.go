@@ -305,3 +305,76 @@ func TestCacheEviction(t *testing.T) {
 	_, err = os.Stat(filepath.Join(blobs, ".tmp-partial"))
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
+
+// TestResolveLazy checks that Resolve answers a cache hit without reading
+// the file (a corrupt copy goes unnoticed until Load), and that Load
+// verifies: a corrupt copy is dropped and fetched again pinned to the
+// digest, or, with the source gone, fails and stays dropped.
+func TestResolveLazy(t *testing.T) {
+	wasm := exampletest.Build(t, "add")
+	digest := artifact.Digest(wasm)
+	var relayHits atomic.Int64
+	var relayDown atomic.Bool
+	relay := relayFunc(func(_ context.Context, d string) ([]byte, error) {
+		relayHits.Add(1)
+		if relayDown.Load() {
+			return nil, errors.New("manager unreachable")
+		}
+		return wasm, nil
+	})
+	f, err := artifact.New(artifact.Config{CacheDir: t.TempDir(), Relay: relay})
+	require.NoError(t, err)
+	ctx := context.Background()
+	art := wire.Artifact{URI: "relay://" + digest}
+
+	b, err := f.Resolve(ctx, art)
+	require.NoError(t, err)
+	require.False(t, b.CacheHit)
+	require.Equal(t, wasm, b.Data, "a download comes with its bytes")
+	require.Nil(t, b.Load)
+	require.Equal(t, int64(1), relayHits.Load())
+
+	path, err := f.Cache().Path(digest)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, flip(wasm), 0o600))
+
+	b, err = f.Resolve(ctx, art)
+	require.NoError(t, err)
+	require.True(t, b.CacheHit)
+	require.Equal(t, digest, b.Digest)
+	require.Nil(t, b.Data, "a cache hit is not read")
+	require.NotNil(t, b.Load)
+	onDisk, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, flip(wasm), onDisk, "Resolve neither read nor dropped the corrupt copy")
+
+	got, err := b.Bytes(ctx)
+	require.NoError(t, err)
+	require.Equal(t, wasm, got, "Load found the copy corrupt and fetched it again")
+	require.Equal(t, int64(2), relayHits.Load())
+	onDisk, err = os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, wasm, onDisk, "the good copy replaced the corrupt one")
+
+	// Corrupt again, with the source unreachable: Load fails and the
+	// corrupt copy is gone, so it is never served.
+	require.NoError(t, os.WriteFile(path, flip(wasm), 0o600))
+	b, err = f.Resolve(ctx, art)
+	require.NoError(t, err)
+	relayDown.Store(true)
+	_, err = b.Load(ctx)
+	require.ErrorContains(t, err, "manager unreachable")
+	require.ErrorContains(t, err, "gone or corrupt")
+	require.False(t, f.Cache().Has(digest))
+
+	// Fetch still hands back bytes, verified.
+	relayDown.Store(false)
+	b, err = f.Fetch(ctx, art)
+	require.NoError(t, err)
+	require.Equal(t, wasm, b.Data)
+	require.Nil(t, b.Load)
+	b, err = f.Fetch(ctx, art)
+	require.NoError(t, err)
+	require.True(t, b.CacheHit)
+	require.Equal(t, wasm, b.Data)
+}

@@ -1,8 +1,10 @@
 // Package artifact fetches WebAssembly modules for a proplet: inline bytes,
 // http(s)://, oci:// (a wasm OCI artifact, layer media type
 // application/wasm) and relay://sha256:<hex> through the manager. Every blob
-// is verified by sha256 before it is returned and kept in a size-bounded
-// content-addressed disk cache, so a module is downloaded once per device.
+// is verified by sha256 before its bytes are returned and kept in a
+// size-bounded content-addressed disk cache, so a module is downloaded once
+// per device. Resolve can leave a cached blob unread (Blob.Load) for a
+// caller that may need only its digest.
 //
 // An http(s) URI without a digest may change behind the same name, so it
 // cannot be answered from the cache by digest alone. Instead the Fetcher
@@ -130,6 +132,21 @@ type Blob struct {
 	// Revalidated is true when an http(s) server confirmed the cached
 	// copy is current (304 Not Modified): one round trip, no body.
 	Revalidated bool
+	// Load, set only on a cache hit returned by Resolve (Data is nil
+	// then), reads the blob from the cache on demand, verified against
+	// Digest. A caller that may not need the bytes at all (the runtime,
+	// when the module is already compiled) so skips reading and hashing
+	// a file of megabytes per task. A cached copy found corrupt or gone
+	// by then is dropped and fetched again, pinned to Digest.
+	Load func(ctx context.Context) ([]byte, error)
+}
+
+// Bytes returns the blob's bytes, loading them if the blob is lazy.
+func (b Blob) Bytes(ctx context.Context) ([]byte, error) {
+	if b.Data != nil || b.Load == nil {
+		return b.Data, nil
+	}
+	return b.Load(ctx)
 }
 
 // New creates a Fetcher and opens its cache.
@@ -173,6 +190,31 @@ func (f *Fetcher) Cache() *Cache { return f.cache }
 // Without a digest an http(s) URI is revalidated as HTTP caching allows
 // (see the package comment); oci:// resolves its tag on every call.
 func (f *Fetcher) Fetch(ctx context.Context, a wire.Artifact) (Blob, error) {
+	for range 3 {
+		b, err := f.Resolve(ctx, a)
+		if err != nil || b.Load == nil {
+			return b, err
+		}
+		if data, ok := f.cache.Get(b.Digest); ok {
+			b.Data, b.Load = data, nil
+			return b, nil
+		}
+		// Evicted, or found corrupt and dropped, since Resolve saw it:
+		// resolving again goes to the network, as for any cache miss.
+		// (Not b.Load: that pins the digest, and nothing here has
+		// committed to it yet.)
+	}
+	return Blob{}, fmt.Errorf("artifact %s: its cached copy kept disappearing", a.URI)
+}
+
+// Resolve is Fetch without reading a cached blob: it does everything
+// Fetch does to learn which blob the artifact names (digest checks, HTTP
+// revalidation, resolving an OCI tag), but when that blob is in the cache
+// it returns it with Data nil and Load set instead of reading and
+// re-hashing the file. Inline and downloaded blobs come with Data as from
+// Fetch. The digest of a lazy blob is always the cache key it was found
+// under, so a runtime keyed by digest can run it without the bytes.
+func (f *Fetcher) Resolve(ctx context.Context, a wire.Artifact) (Blob, error) {
 	want := a.Digest
 	if want != "" {
 		if _, err := parseDigest(want); err != nil {
@@ -210,7 +252,7 @@ func (f *Fetcher) Fetch(ctx context.Context, a wire.Artifact) (Blob, error) {
 		want = rest
 	}
 	if want != "" {
-		if b, ok := f.cached(want, source); ok {
+		if b, ok := f.cached(a.URI, want, source); ok {
 			return b, nil
 		}
 	}
@@ -238,15 +280,33 @@ func (f *Fetcher) Fetch(ctx context.Context, a wire.Artifact) (Blob, error) {
 	}
 }
 
-func (f *Fetcher) cached(digest, source string) (Blob, bool) {
-	if f.cache == nil {
+// cached returns a lazy Blob (see Blob.Load) when digest is in the cache,
+// without touching the file: it is read and verified only if loaded. uri
+// is where the blob came from, so a copy found corrupt at load time can
+// be fetched again.
+func (f *Fetcher) cached(uri, digest, source string) (Blob, bool) {
+	if f.cache == nil || !f.cache.Has(digest) {
 		return Blob{}, false
 	}
-	data, ok := f.cache.Get(digest)
-	if !ok {
-		return Blob{}, false
+	return Blob{Digest: digest, Source: source, CacheHit: true, Load: f.loader(uri, digest)}, true
+}
+
+// loader reads digest from the cache (Cache.Get verifies it, and drops a
+// corrupt copy) and, when that fails, fetches uri again with digest
+// pinned: whoever holds the lazy Blob has already committed to that
+// digest (the runtime keys its compiled modules by it), so different
+// bytes now behind uri fail with ErrDigestMismatch rather than run.
+func (f *Fetcher) loader(uri, digest string) func(context.Context) ([]byte, error) {
+	return func(ctx context.Context) ([]byte, error) {
+		if data, ok := f.cache.Get(digest); ok {
+			return data, nil
+		}
+		b, err := f.Fetch(ctx, wire.Artifact{URI: uri, Digest: digest})
+		if err != nil {
+			return nil, fmt.Errorf("cached %s is gone or corrupt, fetching it again: %w", digest, err)
+		}
+		return b.Data, nil
 	}
-	return Blob{Digest: digest, Data: data, Source: source, CacheHit: true}, true
 }
 
 // accept verifies data against want (when set) and caches it.
@@ -269,7 +329,7 @@ func (f *Fetcher) accept(data []byte, want, from, source string) (Blob, error) {
 func (f *Fetcher) fetchHTTPArtifact(ctx context.Context, uri, want, source string) (Blob, error) {
 	if want == "" && f.index != nil {
 		if e, ok := f.index.get(uri); ok && f.cfg.Now().Before(e.freshUntil) {
-			if b, ok := f.cached(e.digest, source); ok {
+			if b, ok := f.cached(uri, e.digest, source); ok {
 				return b, nil
 			}
 		}
@@ -299,7 +359,7 @@ func (f *Fetcher) revalidateHTTP(ctx context.Context, uri, want, source string) 
 		e, known = f.index.get(uri)
 		// A flight that finished just before this one may have refreshed it.
 		if known && f.cfg.Now().Before(e.freshUntil) {
-			if b, ok := f.cached(e.digest, source); ok {
+			if b, ok := f.cached(uri, e.digest, source); ok {
 				return b, nil
 			}
 		}
@@ -313,13 +373,14 @@ func (f *Fetcher) revalidateHTTP(ctx context.Context, uri, want, source string) 
 		return Blob{}, err
 	}
 	if resp.StatusCode == http.StatusNotModified {
-		if b, ok := f.cached(e.digest, source); ok {
+		if b, ok := f.cached(uri, e.digest, source); ok {
 			f.remember(uri, e.digest, mergeHeaders(e.hdr, resp.Header), resp.Header, sent)
 			b.Revalidated = true
 			return b, nil
 		}
-		// The blob was evicted or found corrupt after the request went
-		// out: the 304 is of no use, ask for the body.
+		// The blob was evicted (or dropped as corrupt) after the request
+		// went out: the 304 is of no use, ask for the body. A copy that is
+		// corrupt but still indexed is found when loaded (see loader).
 		sent = f.cfg.Now()
 		if resp, data, err = f.getHTTP(ctx, uri, nil); err != nil {
 			return Blob{}, err
@@ -411,7 +472,7 @@ func (f *Fetcher) fetchOCI(ctx context.Context, ref, want string) (Blob, error) 
 	if want != "" && layer.Digest.String() != want {
 		return Blob{}, fmt.Errorf("%w: oci %s holds %s, expected %s", ErrDigestMismatch, ref, layer.Digest, want)
 	}
-	if b, ok := f.cached(layer.Digest.String(), "oci"); ok {
+	if b, ok := f.cached("oci://"+ref, layer.Digest.String(), "oci"); ok {
 		return b, nil
 	}
 	if layer.Size > f.cfg.MaxBytes {

@@ -532,3 +532,47 @@ func TestHTTPSharedDownload(t *testing.T) {
 		require.Equal(t, body, b.Data)
 	})
 }
+
+// TestHTTPResolveLazy: revalidated (304) and fresh http hits come back
+// from Resolve unread. A lazy blob is pinned to its digest: found corrupt
+// after the origin changed, Load refuses the new bytes, while Fetch,
+// which has committed to nothing, takes them.
+func TestHTTPResolveLazy(t *testing.T) {
+	v1, v2 := randomModule(1, 4096), randomModule(2, 4096)
+	for _, cc := range []string{"no-cache", "max-age=3600"} {
+		t.Run(cc, func(t *testing.T) {
+			m := &module{body: v1, etag: `"v1"`, cacheControl: cc}
+			rec, url := serve(t, m)
+			f := newFetcher(t, artifact.Config{})
+			ctx := context.Background()
+			art := wire.Artifact{URI: url + "/m.wasm"}
+			_, err := f.Fetch(ctx, art)
+			require.NoError(t, err)
+
+			b, err := f.Resolve(ctx, art)
+			require.NoError(t, err)
+			require.True(t, b.CacheHit)
+			require.Equal(t, cc == "no-cache", b.Revalidated)
+			require.Nil(t, b.Data)
+			require.Equal(t, artifact.Digest(v1), b.Digest)
+			got, err := b.Bytes(ctx)
+			require.NoError(t, err)
+			require.Equal(t, v1, got)
+
+			b, err = f.Resolve(ctx, art)
+			require.NoError(t, err)
+			path, err := f.Cache().Path(b.Digest)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, v2, 0o600))
+			m.set(v2, `"v2"`)
+			n := rec.n()
+			_, err = b.Load(ctx)
+			require.ErrorIs(t, err, artifact.ErrDigestMismatch)
+			require.Equal(t, n+1, rec.n(), "one download, refused")
+
+			b, err = f.Fetch(ctx, art)
+			require.NoError(t, err)
+			require.Equal(t, v2, b.Data)
+		})
+	}
+}

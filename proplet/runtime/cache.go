@@ -17,6 +17,16 @@ var (
 	errDigestMismatch = errors.New("digest mismatch")
 )
 
+// loadError is a Job.Load failure: the module's bytes could not be had,
+// which is the artifact's fault, not the module's.
+type loadError struct {
+	digest string
+	err    error
+}
+
+func (e *loadError) Error() string { return "load module " + e.digest + ": " + e.err.Error() }
+func (e *loadError) Unwrap() error { return e.err }
+
 // Digest returns the "sha256:<hex>" digest of a module, the key under which
 // it is cached here and addressed everywhere else in Propeller.
 func Digest(wasm []byte) string {

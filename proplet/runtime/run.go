@@ -29,8 +29,17 @@ type Job struct {
 	// Name is argv[0] of a command module and names the instance in traps.
 	Name string
 	// Wasm is the module binary. It may be nil when Digest names a module
-	// the runtime has cached (see Runtime.Has).
+	// the runtime has cached (see Runtime.Has), or when Load is set.
 	Wasm []byte
+	// Load, used when Wasm is nil, returns the module binary on demand: it
+	// is called only when the module named by Digest (required with Load)
+	// is not compiled yet, so a task whose module is compiled costs no
+	// read or hash of its bytes (artifact.Blob.Load, for a module in the
+	// proplet's disk cache). The bytes are checked against Digest like
+	// Wasm. A Load error fails the run with ReasonArtifact. Load is shared
+	// by every run waiting for the same compilation, so it gets ctx
+	// without its cancellation, as compiling does.
+	Load func(ctx context.Context) ([]byte, error)
 	// Digest ("sha256:<hex>") keys the compiled-module cache. When empty it
 	// is computed from Wasm; when set, Wasm is checked against it before
 	// compiling, so a wrong digest can never run other code.
@@ -133,9 +142,17 @@ func (r *Runtime) Run(ctx context.Context, job Job) (res Result) {
 		}
 		res.Digest = Digest(job.Wasm)
 	}
-	cm, hit, took, err := r.acquire(ctx, res.Digest, job.Wasm)
+	load := job.Load
+	if job.Wasm != nil || load == nil {
+		wasm := job.Wasm
+		load = func(context.Context) ([]byte, error) { return wasm, nil }
+	}
+	cm, hit, took, err := r.acquire(ctx, res.Digest, load)
 	res.CacheHit, res.CompileDuration = hit, took
+	var le *loadError
 	switch {
+	case errors.As(err, &le):
+		return fail(res, wire.ReasonArtifact, err.Error())
 	case errors.Is(err, errNotCached), errors.Is(err, errDigestMismatch):
 		return fail(res, wire.ReasonInvalidTask, err.Error())
 	case err != nil:

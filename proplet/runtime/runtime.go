@@ -163,7 +163,7 @@ func (r *Runtime) Has(digest string) bool { return r.modules.has(digest) }
 // the proplet is idle) and returns its digest and whether it was cached.
 func (r *Runtime) Precompile(ctx context.Context, wasm []byte) (digest string, cacheHit bool, err error) {
 	digest = Digest(wasm)
-	m, hit, _, err := r.acquire(ctx, digest, wasm)
+	m, hit, _, err := r.acquire(ctx, digest, func(context.Context) ([]byte, error) { return wasm, nil })
 	if err != nil {
 		return digest, false, err
 	}
@@ -177,10 +177,15 @@ func (r *Runtime) isClosed() bool {
 	return r.closed
 }
 
-// acquire returns the compiled module for digest, compiling wasm on a miss.
-// The caller must release it.
-func (r *Runtime) acquire(ctx context.Context, digest string, wasm []byte) (*cachedModule, bool, time.Duration, error) {
+// acquire returns the compiled module for digest, compiling what load
+// returns on a miss (and calling load only then). The caller must release
+// it.
+func (r *Runtime) acquire(ctx context.Context, digest string, load func(context.Context) ([]byte, error)) (*cachedModule, bool, time.Duration, error) {
 	return r.modules.acquire(digest, func() (wazero.CompiledModule, time.Duration, error) {
+		wasm, err := load(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, 0, &loadError{digest: digest, err: err}
+		}
 		if wasm == nil {
 			return nil, 0, errNotCached
 		}

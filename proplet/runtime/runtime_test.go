@@ -360,6 +360,51 @@ func TestDigestAndModuleCache(t *testing.T) {
 	require.False(t, rt.Has(runtime.Digest(trap)))
 }
 
+// TestLoad: Job.Load is called only on a compiled-module miss, its bytes
+// are checked against Digest, and its failure is an ArtifactError.
+func TestLoad(t *testing.T) {
+	rt := newRuntime(t, runtime.Config{})
+	add := exampletest.Build(t, "add")
+	digest := runtime.Digest(add)
+	var loads int
+	job := func(load func(context.Context) ([]byte, error)) runtime.Job {
+		return runtime.Job{Digest: digest, Function: "add", Inputs: []float64{1, 2}, Load: func(ctx context.Context) ([]byte, error) {
+			loads++
+			return load(ctx)
+		}}
+	}
+	ctx := context.Background()
+
+	res := rt.Run(ctx, job(func(context.Context) ([]byte, error) { return nil, errors.New("cache file unreadable") }))
+	require.Equal(t, wire.ReasonArtifact, res.Reason)
+	require.Contains(t, res.Error, "cache file unreadable")
+	require.Contains(t, res.Error, digest)
+
+	res = rt.Run(ctx, job(func(context.Context) ([]byte, error) { return exampletest.Build(t, "trap"), nil }))
+	require.Equal(t, wire.ReasonInvalidTask, res.Reason)
+	require.Contains(t, res.Error, "digest mismatch")
+
+	good := job(func(context.Context) ([]byte, error) { return add, nil })
+	res = rt.Run(ctx, good)
+	require.True(t, res.OK(), res.Error)
+	require.False(t, res.CacheHit)
+	require.Equal(t, 3, loads)
+
+	for range 3 {
+		res = rt.Run(ctx, good)
+		require.True(t, res.OK(), res.Error)
+		require.True(t, res.CacheHit)
+		require.Equal(t, []float64{3}, res.Results)
+	}
+	require.Equal(t, 3, loads, "a compiled module is run without loading its bytes")
+
+	// Wasm, when present, wins over Load (a runtime that must compile).
+	res = newRuntime(t, runtime.Config{}).Run(ctx, runtime.Job{Wasm: add, Function: "add", Inputs: []float64{1, 2}, Load: func(context.Context) ([]byte, error) {
+		panic("not called")
+	}})
+	require.True(t, res.OK(), res.Error)
+}
+
 func TestConcurrentRuns(t *testing.T) {
 	rt := newRuntime(t, runtime.Config{})
 	add := exampletest.Build(t, "add")
