@@ -266,19 +266,11 @@ func TestWasmTaskLifecycle(t *testing.T) {
 		require.Equal(t, []float64{3}, got.Status.Results)
 		require.Equal(t, "edge-1", got.Status.PropletID)
 		require.True(t, meta.IsStatusConditionTrue(got.Status.Conditions, v1.ConditionReady))
-		// Each transition is an event on the object.
+		// The outcome is an event on the object, naming the proplet.
 		require.Eventually(t, func() bool {
-			list := &eventsv1.EventList{}
-			require.NoError(t, k8s.List(t.Context(), list, client.InNamespace(ns)))
-			reasons := map[string]bool{}
-			for _, e := range list.Items {
-				if e.Regarding.Name == "add" {
-					reasons[e.Reason] = true
-				}
-			}
-			return reasons["Admitted"] && reasons["Succeeded"] && reasons["Running"]
+			return slices.Contains(eventNotes(t, ns, "add"), "Succeeded: attempt 1: Succeeded on edge-1")
 		}, 30*time.Second, 100*time.Millisecond)
-		// Deleting a finished task only drops the finalizer.
+		// A finished task has nothing to stop: no finalizer, deleted at once.
 		require.NoError(t, k8s.Delete(t.Context(), wt))
 		require.Eventually(t, func() bool {
 			return apierrors.IsNotFound(k8s.Get(t.Context(), client.ObjectKeyFromObject(wt), &v1.WasmTask{}))
@@ -339,26 +331,82 @@ func TestWasmTaskLifecycle(t *testing.T) {
 		require.Equal(t, []float64{8}, got.Status.Results)
 	})
 
+	// freesBothSlots shows the proplet got the stop: both its slots are
+	// free again, so two endless tasks run at once on them. It deletes
+	// them after.
+	freesBothSlots := func(t *testing.T, prefix string) {
+		t.Helper()
+		var tasks []*v1.WasmTask
+		for _, n := range []string{prefix + "-1", prefix + "-2"} {
+			wt := newTask(ns, n, url+"/spin.wasm", nil)
+			require.NoError(t, k8s.Create(t.Context(), wt))
+			tasks = append(tasks, wt)
+		}
+		for _, wt := range tasks {
+			waitPhase(t, ns, wt.Name, v1.TaskRunning)
+		}
+		for _, wt := range tasks {
+			require.NoError(t, k8s.Delete(t.Context(), wt))
+		}
+		for _, wt := range tasks {
+			require.Eventually(t, func() bool {
+				return apierrors.IsNotFound(k8s.Get(t.Context(), client.ObjectKeyFromObject(wt), &v1.WasmTask{}))
+			}, 30*time.Second, 50*time.Millisecond)
+		}
+	}
+
 	t.Run("delete stops a running task", func(t *testing.T) {
 		wt := newTask(ns, "spin", url+"/spin.wasm", nil)
 		require.NoError(t, k8s.Create(t.Context(), wt))
-		waitPhase(t, ns, "spin", v1.TaskRunning)
+		// In flight for a while: the finalizer and a progress event.
+		require.Eventually(t, func() bool {
+			got := getTask(t, ns, "spin")
+			return got.Status.Phase == v1.TaskRunning && slices.Contains(got.Finalizers, operator.TaskFinalizer)
+		}, 30*time.Second, 50*time.Millisecond)
+		require.Eventually(t, func() bool {
+			return slices.Contains(eventNotes(t, ns, "spin"), "Running: attempt 1: Running on edge-1")
+		}, 30*time.Second, 100*time.Millisecond)
 		require.NoError(t, k8s.Delete(t.Context(), wt))
 		require.Eventually(t, func() bool {
 			err := k8s.Get(t.Context(), client.ObjectKeyFromObject(wt), &v1.WasmTask{})
 			return apierrors.IsNotFound(err)
 		}, 30*time.Second, 50*time.Millisecond)
-		// The proplet got the stop: its slot is free again, so two more
-		// tasks run at once on its two slots.
-		for _, n := range []string{"after-1", "after-2"} {
-			require.NoError(t, k8s.Create(t.Context(), newTask(ns, n, url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
-				s.Function = "add"
-				s.Inputs = []float64{1, 1}
-			})))
-		}
-		waitPhase(t, ns, "after-1", v1.TaskSucceeded)
-		waitPhase(t, ns, "after-2", v1.TaskSucceeded)
+		require.Contains(t, eventNotes(t, ns, "spin"), "Stopped: stopped on deletion")
+		freesBothSlots(t, "after")
 	})
+
+	t.Run("delete before the finalizer stops it too", func(t *testing.T) {
+		wt := newTask(ns, "spin-early", url+"/spin.wasm", nil)
+		require.NoError(t, k8s.Create(t.Context(), wt))
+		// Delete it while it has no finalizer yet; the precondition makes
+		// sure of that (a finalizer added meanwhile moves the version).
+		require.Eventually(t, func() bool {
+			got := getTask(t, ns, "spin-early")
+			if got.Status.Phase != v1.TaskScheduled && got.Status.Phase != v1.TaskRunning {
+				return false
+			}
+			require.Empty(t, got.Finalizers, "in flight for under %s", "the hold")
+			err := k8s.Delete(t.Context(), got, client.Preconditions{ResourceVersion: &got.ResourceVersion})
+			require.True(t, err == nil || apierrors.IsConflict(err), "delete: %v", err)
+			return err == nil
+		}, 30*time.Second, 10*time.Millisecond)
+		require.True(t, apierrors.IsNotFound(k8s.Get(t.Context(), client.ObjectKeyFromObject(wt), &v1.WasmTask{})))
+		freesBothSlots(t, "early")
+	})
+}
+
+// eventNotes lists "reason: note" of the events about one object.
+func eventNotes(t *testing.T, ns, name string) []string {
+	t.Helper()
+	list := &eventsv1.EventList{}
+	require.NoError(t, k8s.List(t.Context(), list, client.InNamespace(ns)))
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			out = append(out, e.Reason+": "+e.Note)
+		}
+	}
+	return out
 }
 
 // TestPropletGroupMembership follows proplets joining and leaving.

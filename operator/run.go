@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -77,6 +78,17 @@ type Config struct {
 	Ready func(mqttAddr string)
 }
 
+// How long the operator waits before paying an API write for something a
+// task usually leaves within moments. Every write costs the API server as
+// much as the task's own create; see docs/crds.md, "API cost per task".
+const (
+	// heldStatus holds back the status writes of admission and Running.
+	heldStatus = time.Second
+	// heldProgress holds back Scheduled and Running events, and the
+	// stop-task finalizer, for tasks that finish sooner.
+	heldProgress = 2 * time.Second
+)
+
 // LeaderElectionID names the lease the replicas compete for.
 const LeaderElectionID = "propeller-operator.propeller.absmach.io"
 
@@ -141,12 +153,21 @@ func Run(ctx context.Context, cfg Config) error {
 	store := NewStore(direct, cfg.Namespace)
 	// Admission and Running are superseded within moments for most
 	// tasks; holding them back saves up to two writes per task.
-	store.Coalesce(250 * time.Millisecond)
+	store.Coalesce(heldStatus)
 	ready := make(chan struct{})
 	changes := make(chan event.GenericEvent, 1)
 	rec := mgr.GetEventRecorder("propeller-operator")
+	// Tasks still in flight after heldProgress get the stop-task
+	// finalizer (and their progress event); the rest never pay for it.
+	slow := make(chan event.TypedGenericEvent[*v1.WasmTask], 256)
+	events := newTransitions(rec, cfg.Namespace, heldProgress, func(id string) {
+		select {
+		case slow <- event.TypedGenericEvent[*v1.WasmTask]{Object: &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: cfg.Namespace, Name: id}}}:
+		case <-ctx.Done():
+		}
+	})
 	o := &orchestrator{cfg: cfg, log: log, store: store, ready: ready, changes: changes,
-		events: newTransitions(rec, cfg.Namespace), pusher: pusher}
+		events: events, pusher: pusher}
 	if err := mgr.Add(o); err != nil {
 		return err
 	}
@@ -158,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := (&WasmTaskReconciler{
 		Client: mgr.GetClient(), Engine: nil, Store: store,
-		Recorder: rec, Ready: ready,
+		Recorder: rec, Ready: ready, Slow: slow,
 	}).setup(mgr, o); err != nil {
 		return err
 	}

@@ -75,6 +75,47 @@ type Store struct {
 	coalesce time.Duration
 	// held are those writes, by task id; held[id].obj is also last[id].
 	held map[string]*heldWrite
+
+	// writing serialises writes per task. The engine already does, but a
+	// held write's timer does not take the engine's lock: without this
+	// it races the task's next write, and the loser pays a conflict, a
+	// read and a retry.
+	writing keyedMutex
+}
+
+// keyedMutex is a mutex per key, kept only while someone holds or waits
+// for it.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // heldWrite is a status write not sent yet.
@@ -145,6 +186,10 @@ func (s *Store) hold(next *v1.WasmTask, base v1.WasmTaskStatus) {
 
 // flush writes h if it is still held.
 func (s *Store) flush(id string, h *heldWrite) {
+	// Under the task's write lock: a write that raced the timer and
+	// carried h is then seen, and there is nothing to do.
+	unlock := s.writing.lock(id)
+	defer unlock()
 	s.mu.Lock()
 	cur := s.held[id]
 	s.mu.Unlock()
@@ -155,7 +200,7 @@ func (s *Store) flush(id string, h *heldWrite) {
 	defer cancel()
 	// A no-op update writes what is held (UpdateTask writes while a held
 	// write exists); errors leave the object as it was, which is safe.
-	_, _ = s.update(ctx, id, func(*orchestration.Task) error { return nil }, false)
+	_, _ = s.updateLocked(ctx, id, func(*orchestration.Task) error { return nil }, false)
 }
 
 // dropHeld forgets the held write of id, if it is h (nil: any).
@@ -267,6 +312,9 @@ func (s *Store) get(ctx context.Context, id string) (*v1.WasmTask, error) {
 	}
 	obj := &v1.WasmTask{}
 	if err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: id}, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			s.forget(id)
+		}
 		return nil, fmt.Errorf("get wasmtask %s: %w", id, mapErr(err))
 	}
 	_, obj = s.heldOver(obj)
@@ -295,6 +343,13 @@ func (s *Store) UpdateTask(ctx context.Context, id string, fn orchestration.Upda
 
 // update is UpdateTask; mayHold allows holding the write back.
 func (s *Store) update(ctx context.Context, id string, fn orchestration.UpdateFunc, mayHold bool) (orchestration.Task, error) {
+	unlock := s.writing.lock(id)
+	defer unlock()
+	return s.updateLocked(ctx, id, fn, mayHold)
+}
+
+// updateLocked is update under the task's write lock.
+func (s *Store) updateLocked(ctx context.Context, id string, fn orchestration.UpdateFunc, mayHold bool) (orchestration.Task, error) {
 	obj := s.remembered(id)
 	for {
 		fresh := obj == nil
@@ -361,6 +416,57 @@ func (s *Store) update(ctx context.Context, id string, fn orchestration.UpdateFu
 		}
 		s.remember(next)
 		return toTask(next), nil
+	}
+}
+
+// Seed offers obj, read from the controller's cache, as the base of its
+// task's next write when the store remembers nothing for it: admitting a
+// new object then needs no read. A stale copy costs what not seeding
+// would: the write conflicts, and the store reads and retries.
+func (s *Store) Seed(obj *v1.WasmTask) {
+	if obj.Namespace != s.ns || obj.Status.Phase.Terminal() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.last[obj.Name]; !ok {
+		s.last[obj.Name] = obj.DeepCopy()
+	}
+}
+
+// Rebase tells the store about a write to obj's metadata (the finalizer)
+// that it did not make. When obj still carries the engine status the store
+// last wrote, the store adopts obj's metadata and resourceVersion, so its
+// next status write does not conflict.
+func (s *Store) Rebase(obj *v1.WasmTask) {
+	unlock := s.writing.lock(obj.Name)
+	defer unlock()
+	id := obj.Name
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.last[id]
+	if l == nil {
+		return
+	}
+	// What the server has: the held write's base, or the last write.
+	base := l.Status
+	h := s.held[id]
+	if h != nil {
+		base = h.base
+	}
+	if !equality.Semantic.DeepEqual(engineStatus(base), engineStatus(obj.Status)) {
+		return
+	}
+	c := l.DeepCopy()
+	c.ObjectMeta = *obj.ObjectMeta.DeepCopy()
+	s.last[id] = c
+	if h != nil {
+		// A new held write over the same base: the old one's timer
+		// compares identity, so it no longer writes.
+		h.timer.Stop()
+		h2 := &heldWrite{obj: c, base: h.base}
+		s.held[id] = h2
+		h2.timer = time.AfterFunc(s.coalesce, func() { s.flush(id, h2) })
 	}
 }
 

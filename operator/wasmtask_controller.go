@@ -19,12 +19,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/orchestration"
 )
 
-// TaskFinalizer keeps a WasmTask until its attempt on a proplet is stopped.
+// TaskFinalizer keeps a WasmTask until its attempt on a proplet is
+// stopped. Only tasks in flight for a while carry it (see Slow): a short
+// task finishes before the write would pay off, and one deleted before it
+// got the finalizer is stopped when the controller sees it gone.
 const TaskFinalizer = "propeller.absmach.io/stop-task"
 
 // Condition types the WasmTask controller owns, next to the engine's.
@@ -45,6 +49,9 @@ type WasmTaskReconciler struct {
 	Recorder events.EventRecorder
 	// Ready is closed once the engine recovered; reconciles wait for it.
 	Ready <-chan struct{}
+	// Slow names tasks that have been in flight for a while: they get the
+	// finalizer.
+	Slow <-chan event.TypedGenericEvent[*v1.WasmTask]
 }
 
 // taskScope is what the phase functions of one reconcile share.
@@ -66,7 +73,11 @@ func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	}
 	obj := &v1.WasmTask{}
 	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// Gone without the finalizer: stop what may still run.
+			return ctrl.Result{}, r.Engine.Forget(ctx, req.Name)
+		}
+		return ctrl.Result{}, err
 	}
 	s := &taskScope{obj: obj}
 	defer func() {
@@ -81,19 +92,37 @@ func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	if obj.Status.Phase.Terminal() {
 		return ctrl.Result{}, nil
 	}
-	if !controllerutil.ContainsFinalizer(obj, TaskFinalizer) {
-		// A patch, not an update: the engine writes status all the time,
-		// and a resourceVersion from the cache would mostly conflict.
-		before := obj.DeepCopy()
-		controllerutil.AddFinalizer(obj, TaskFinalizer)
-		if err := r.Client.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
 	if !admitted(obj) {
+		// The engine's first write starts from the cached copy, not a read.
+		r.Store.Seed(obj)
 		return r.reconcileAdmit(ctx, s)
 	}
-	return ctrl.Result{}, r.reconcileRelease(ctx, s)
+	if err := r.reconcileFinalizer(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if obj.Status.Held && !obj.Spec.Suspend {
+		return ctrl.Result{}, r.reconcileRelease(ctx, s)
+	}
+	return ctrl.Result{}, nil
+}
+
+// reconcileFinalizer gives a task in flight the stop-task finalizer.
+func (r *WasmTaskReconciler) reconcileFinalizer(ctx context.Context, s *taskScope) error {
+	obj := s.obj
+	ph := obj.Status.Phase
+	if controllerutil.ContainsFinalizer(obj, TaskFinalizer) || (ph != v1.TaskScheduled && ph != v1.TaskRunning) {
+		return nil
+	}
+	// A patch, not an update: the engine writes status all the time,
+	// and a resourceVersion from the cache would mostly conflict.
+	before := obj.DeepCopy()
+	controllerutil.AddFinalizer(obj, TaskFinalizer)
+	if err := r.Client.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	// The patch moved the resourceVersion the engine's next write needs.
+	r.Store.Rebase(obj)
+	return nil
 }
 
 // reconcileAdmit puts a new WasmTask in the engine's hands. A group
@@ -155,7 +184,6 @@ func (r *WasmTaskReconciler) reconcileAdmit(ctx context.Context, s *taskScope) (
 			return ctrl.Result{}, err
 		}
 	}
-	r.Recorder.Eventf(obj, nil, "Normal", "Admitted", "Admit", "handed to the engine")
 	return ctrl.Result{}, r.reconcileRelease(ctx, s)
 }
 
@@ -177,7 +205,7 @@ func (r *WasmTaskReconciler) reconcileRelease(ctx context.Context, s *taskScope)
 	if s.obj.Spec.Suspend {
 		return nil
 	}
-	_, err := r.Engine.Start(ctx, s.obj.Name)
+	err := r.Engine.Release(ctx, s.obj.Name)
 	if errors.Is(err, orchestration.ErrNoChange) || errors.Is(err, orchestration.ErrTerminal) || errors.Is(err, orchestration.ErrNotFound) {
 		return nil
 	}
@@ -245,6 +273,7 @@ func (r *WasmTaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			deletingPredicate(),
 		))).
 		Watches(&v1.PropletGroup{}, enqueueWaitingTasks(mgr.GetClient())).
+		WatchesRawSource(source.Channel(r.Slow, &handler.TypedEnqueueRequestForObject[*v1.WasmTask]{})).
 		// Reconciles wait on the API server and the broker, not the CPU.
 		WithOptions(controller.Options{MaxConcurrentReconciles: 16}).
 		Named("wasmtask").

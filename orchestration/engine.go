@@ -244,8 +244,28 @@ func (e *Engine) send(ctx context.Context, t Task) {
 	}
 }
 
-// Start releases a suspended task for scheduling.
+// Start releases a suspended task for scheduling and returns it as it
+// stands after scheduling.
 func (e *Engine) Start(ctx context.Context, id string) (Task, error) {
+	t, err := e.start(ctx, id)
+	if err != nil {
+		return t, err
+	}
+	if cur, err := e.store.GetTask(ctx, id); err == nil {
+		t = cur
+	}
+	return t, nil
+}
+
+// Release is Start for a caller that does not need the task back (the
+// operator's controller): it saves the read that answers Start, which on
+// the Kubernetes store is an API request per task.
+func (e *Engine) Release(ctx context.Context, id string) error {
+	_, err := e.start(ctx, id)
+	return err
+}
+
+func (e *Engine) start(ctx context.Context, id string) (Task, error) {
 	unlock := e.lock(id)
 	t, err := e.update(ctx, id, func(t *Task) error {
 		if t.Status.Phase.Terminal() {
@@ -271,9 +291,6 @@ func (e *Engine) Start(ctx context.Context, id string) (Task, error) {
 		return t, err
 	}
 	e.schedule(ctx)
-	if cur, err := e.store.GetTask(ctx, id); err == nil {
-		t = cur
-	}
 	return t, nil
 }
 
