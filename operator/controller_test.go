@@ -213,9 +213,14 @@ func (w *testWriter) Write(p []byte) (int, error) {
 func serveModules(t testing.TB, names ...string) string {
 	t.Helper()
 	mux := http.NewServeMux()
+	// As a web server does: with Last-Modified, so proplets revalidate
+	// (304) rather than download a module per task.
+	built := time.Now()
 	for _, n := range names {
 		b := exampletest.Build(t, n)
-		mux.HandleFunc("/"+n+".wasm", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(b) })
+		mux.HandleFunc("/"+n+".wasm", func(w http.ResponseWriter, r *http.Request) {
+			http.ServeContent(w, r, n+".wasm", built, bytes.NewReader(b))
+		})
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
