@@ -64,11 +64,13 @@ func TestTrainingRoundOwnsItsTasks(t *testing.T) {
 	require.Eventually(t, func() bool {
 		require.NoError(t, client.IgnoreNotFound(k8s.Get(t.Context(), client.ObjectKey{Namespace: e.ns, Name: round}, tr)))
 		p := tr.Status.Participants
-		return p.Pending == 2 && meta.IsStatusConditionTrue(tr.Status.Conditions, v1.ConditionProgressing) &&
+		// The phase and the conditions have different writers (the job's
+		// controller and the round's): wait for both.
+		c := meta.FindStatusCondition(tr.Status.Conditions, v1.ConditionProgressing)
+		return p.Pending == 2 && c != nil && c.Status == metav1.ConditionTrue && c.Reason == "Running" &&
 			tr.Status.Phase == v1.FLRunning
 	}, 7*time.Second, 50*time.Millisecond, "round never showed two pending participants: %+v", tr.Status)
 	requireOwnedBy(t, tr, fj, "FederatedJob")
-	require.Equal(t, "Running", meta.FindStatusCondition(tr.Status.Conditions, v1.ConditionProgressing).Reason)
 	require.False(t, meta.IsStatusConditionTrue(tr.Status.Conditions, v1.ConditionReady))
 	require.Equal(t, tr.Generation, tr.Status.ObservedGeneration)
 
