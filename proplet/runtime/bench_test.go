@@ -105,3 +105,24 @@ func BenchmarkTinyModule(b *testing.B) {
 func BenchmarkGoModule(b *testing.B) {
 	benchStart(b, runtime.Job{Wasm: exampletest.Build(b, "hello"), Args: []string{"bench"}})
 }
+
+// BenchmarkGoReactor is one task of the Go arith reactor (about 2 MB,
+// -buildmode=c-shared) with its module compiled and cached: what a proplet
+// pays per task is instantiating it (linear memory, data segments,
+// _initialize) and calling add.
+func BenchmarkGoReactor(b *testing.B) {
+	ctx := context.Background()
+	wasm := exampletest.Build(b, "arith")
+	rt := newRuntime(b, runtime.Config{CompilationCacheDir: b.TempDir()})
+	job := runtime.Job{Wasm: wasm, Digest: runtime.Digest(wasm), Function: "add", Inputs: []float64{2, 3}}
+	if res := rt.Run(ctx, job); !res.OK() || res.Results[0] != 5 {
+		b.Fatalf("bad run: %+v", res)
+	}
+	job.Wasm = nil
+	b.ReportAllocs()
+	for b.Loop() {
+		if res := rt.Run(ctx, job); !res.OK() || res.Results[0] != 5 {
+			b.Fatalf("bad run: %+v", res)
+		}
+	}
+}

@@ -190,6 +190,9 @@ func (r *Runtime) Run(ctx context.Context, job Job) (res Result) {
 	defer cancel()
 	alloc := &limitedAllocator{limit: uint64(pages) * 65536}
 	runCtx = withAllocator(runCtx, alloc)
+	// Deferred before mod.Close so it runs after it: the linear memory is
+	// unmapped once no guest code can run, also when instantiation fails.
+	defer alloc.release()
 
 	start := time.Now()
 	defer func() { res.RunDuration = time.Since(start) }()
