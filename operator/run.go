@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
@@ -28,6 +29,7 @@ import (
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/broker"
 	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
@@ -89,6 +91,14 @@ const (
 	heldProgress = 2 * time.Second
 )
 
+// engineMetrics are the engine metrics (manager/metrics) on
+// controller-runtime's registry, served by the manager's metrics server
+// next to controller-runtime's own. They are registered once per process
+// and read whichever engine leads at the moment: Run may be called several
+// times in one process (a lost and regained lease, tests), and registering
+// the same names twice on the global registry would fail.
+var engineMetrics = metrics.New()
+
 // LeaderElectionID names the lease the replicas compete for.
 const LeaderElectionID = "propeller-operator.propeller.absmach.io"
 
@@ -125,6 +135,9 @@ func Run(ctx context.Context, cfg Config) error {
 	restCfg.QPS, restCfg.Burst = 1000, 2000
 
 	ctrl.SetLogger(logrFromSlog(log))
+	if err := engineMetrics.Register(ctrlmetrics.Registry); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
 	mgr, err := ctrl.NewManager(restCfg, manager.Options{
 		Scheme:                  Scheme(),
 		Cache:                   cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.Namespace: {}}},
@@ -167,7 +180,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 	o := &orchestrator{cfg: cfg, log: log, store: store, ready: ready, changes: changes,
-		events: events, pusher: pusher}
+		events: events, pusher: pusher,
+		tasks: cachedPhases{c: mgr.GetClient(), ns: cfg.Namespace}}
 	if err := mgr.Add(o); err != nil {
 		return err
 	}
@@ -240,6 +254,34 @@ type orchestrator struct {
 	// pusher, when a checkpoint registry is configured, gets the blob
 	// store before ready closes.
 	pusher *checkpointPusher
+	// tasks counts WasmTasks by phase for propeller_tasks.
+	tasks metrics.PhaseCounter
+}
+
+// cachedPhases counts the namespace's WasmTasks by phase from the
+// manager's informer cache, which the WasmTask controller keeps anyway:
+// a scrape lists memory, never the API server (the CRD store has no phase
+// index). A task not yet admitted (no phase) counts as Pending.
+type cachedPhases struct {
+	c  client.Reader
+	ns string
+}
+
+func (p cachedPhases) CountByPhase(ctx context.Context) (map[orchestration.Phase]int, error) {
+	list := &v1.WasmTaskList{}
+	// Read-only: the objects are counted, not kept or changed.
+	if err := p.c.List(ctx, list, client.InNamespace(p.ns), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	counts := make(map[orchestration.Phase]int, len(orchestration.Phases))
+	for i := range list.Items {
+		ph := orchestration.Phase(list.Items[i].Status.Phase)
+		if ph == "" {
+			ph = orchestration.PhasePending
+		}
+		counts[ph]++
+	}
+	return counts, nil
 }
 
 // flHook connects the FL coordinator to the engine's observer and the
@@ -316,6 +358,7 @@ func (o *orchestrator) Start(ctx context.Context) error {
 		o.pusher.blobs = blobStore
 	}
 	linkCfg.FL = &o.flHook
+	linkCfg.ObserveDispatch = engineMetrics.ObserveDispatch
 	sink := &sink{changes: o.changes}
 	l, err := link.New(linkCfg, sink)
 	if err != nil {
@@ -326,6 +369,7 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	engine, err := orchestration.New(cfg.Engine, orchestration.Deps{
 		Store: o.store, Dispatcher: l, Logger: o.log,
 		Observer: func(t orchestration.Task) {
+			engineMetrics.ObserveTask(t)
 			o.events.observe(t)
 			o.flHook.taskChanged(t)
 		},
@@ -337,6 +381,8 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	if err := engine.Recover(ctx); err != nil {
 		return err
 	}
+	// The gauges read this engine while it leads; a standby exports none.
+	defer engineMetrics.Attach(metrics.Source{Proplets: engine, Link: l, Tasks: o.tasks})()
 	coord, err := fl.New(fl.Config{}, fl.Deps{
 		Store: o.flStore, Engine: engine, Blobs: blobStore, NewID: o.flJobs.newID, Logger: o.log,
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/storage/bolt"
@@ -122,8 +123,8 @@ func Run(ctx context.Context, cfg Config) error {
 	linkCfg := conn.Link
 	linkCfg.Blobs = blobStore
 
-	metrics := newMetrics()
-	linkCfg.ObserveDispatch = metrics.observeDispatch
+	engineMetrics := metrics.New()
+	linkCfg.ObserveDispatch = engineMetrics.ObserveDispatch
 	sink := &engineSink{}
 	flh := &flHook{}
 	linkCfg.FL = flh
@@ -136,7 +137,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Store:      store,
 		Dispatcher: mqttLink,
 		Logger:     log,
-		Observer:   flh.observer(metrics.observeTask),
+		Observer:   flh.observer(engineMetrics.ObserveTask),
 	})
 	if err != nil {
 		return err
@@ -145,7 +146,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := engine.Recover(ctx); err != nil {
 		return err
 	}
-	metrics.register(engine, store, mqttLink)
+	defer engineMetrics.Attach(metrics.Source{Proplets: engine, Link: mqttLink, Tasks: store})()
+	metricsHTTP, err := metricsHandler(engineMetrics)
+	if err != nil {
+		return err
+	}
 	flc, flDone, err := startFL(ctx, flh, engine, store, blobStore, log)
 	if err != nil {
 		return err
@@ -175,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return nil
 		},
-		Metrics: metrics.handler(),
+		Metrics: metricsHTTP,
 		FL:      &FLAPI{Jobs: flc, Blobs: blobStore},
 	})
 	if err != nil {
