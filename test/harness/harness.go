@@ -246,7 +246,14 @@ func (s *System) StartManager(extra ...string) {
 	s.Client, err = client.New(scheme+"://"+s.HTTPAddr, strings.TrimSpace(string(tok)), opts)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
-		_, err := s.Client.ListTasks(context.Background(), client.ListFilter{Limit: 1})
+		// Each probe is bounded: one request stuck on a loaded machine
+		// must not use up the whole wait.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := s.Client.ListTasks(ctx, client.ListFilter{Limit: 1})
+		if ctx.Err() != nil {
+			t.Logf("manager probe timed out: %v", err)
+		}
 		return err == nil
 	}, 30*time.Second, 20*time.Millisecond, "manager did not serve")
 }
@@ -277,7 +284,9 @@ func (s *System) StartProplet(id string, extra ...string) *Proc {
 func (s *System) WaitAlive(ids ...string) {
 	s.t.Helper()
 	require.Eventually(s.t, func() bool {
-		ps, err := s.Client.Proplets(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		ps, err := s.Client.Proplets(ctx)
 		if err != nil {
 			return false
 		}
