@@ -260,11 +260,10 @@ func (r *WasmTaskReconciler) patchConditions(ctx context.Context, s *taskScope) 
 	return r.Client.Status().Patch(ctx, cur, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
-// SetupWithManager watches WasmTasks (spec changes and deletion: the
-// engine's status writes need no reconcile, and a finished task keeps its
-// finalizer until it is deleted, which saves a write per task) and
-// PropletGroups, so
-// tasks waiting for a group are admitted when it appears.
+// SetupWithManager watches WasmTasks (creation, spec changes and deletion:
+// the engine's status writes need no reconcile), PropletGroups, so tasks
+// waiting for a group are admitted when it appears, and Slow, the tasks
+// in flight long enough to get the finalizer.
 func (r *WasmTaskReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1.WasmTask{}, builder.WithPredicates(predicate.Or(
