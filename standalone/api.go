@@ -65,6 +65,7 @@ type API struct {
 	maxUploadBytes int64
 	ready          func() error
 	openapi        []byte
+	creds          *Credentials
 }
 
 // APIConfig configures NewAPI.
@@ -81,6 +82,9 @@ type APIConfig struct {
 	Metrics http.Handler
 	// FL serves the federated-learning routes; nil disables them.
 	FL *FLAPI
+	// Credentials manages per-proplet MQTT secrets; nil (an external
+	// broker) answers the credential routes with 501.
+	Credentials *Credentials
 }
 
 // NewAPI builds the echo server with every route.
@@ -95,7 +99,7 @@ func NewAPI(cfg APIConfig) (*echo.Echo, error) {
 	if cfg.Ready == nil {
 		cfg.Ready = func() error { return nil }
 	}
-	a := &API{engine: cfg.Engine, blobs: cfg.Blobs, token: cfg.Token, maxUploadBytes: cfg.MaxUploadBytes, ready: cfg.Ready, openapi: spec}
+	a := &API{engine: cfg.Engine, blobs: cfg.Blobs, token: cfg.Token, maxUploadBytes: cfg.MaxUploadBytes, ready: cfg.Ready, openapi: spec, creds: cfg.Credentials}
 
 	e := echo.New()
 	e.HideBanner = true
@@ -120,6 +124,9 @@ func NewAPI(cfg APIConfig) (*echo.Echo, error) {
 	g.GET("/proplets", a.listProplets)
 	g.GET("/proplets/:id", a.getProplet)
 	g.DELETE("/proplets/:id", a.deleteProplet)
+	g.POST("/proplets/:id/credentials", a.issueCredential)
+	g.GET("/proplets/:id/credentials", a.getCredential)
+	g.DELETE("/proplets/:id/credentials", a.revokeCredential)
 	registerFL(g, cfg)
 	return e, nil
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/absmach/propeller/manager/blobs"
+	"github.com/absmach/propeller/manager/broker"
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
@@ -47,6 +48,10 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof there (keep it on
 	// loopback: it is unauthenticated).
 	PprofAddr string
+	// RequirePropletCredentials refuses the join token on the embedded
+	// broker: only proplets with a secret issued over the API
+	// (POST /proplets/{id}/credentials) may log in.
+	RequirePropletCredentials bool
 	// Ready, when set, receives the bound addresses once serving, so
 	// callers (tests) can use port 0.
 	Ready func(Addrs)
@@ -104,21 +109,40 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	var secret string
+	var (
+		secret      string
+		creds       *Credentials
+		propletAuth broker.Credentials
+	)
 	if cfg.Broker == "" {
 		if secret, err = ensureToken(filepath.Join(cfg.DataDir, managerSecretFile), log); err != nil {
 			return err
 		}
+		join := joinToken
+		if cfg.RequirePropletCredentials {
+			join = "" // issued secrets only
+			log.Info("join token refused: proplets need their own credential")
+		}
+		auth := broker.NewTokenCredentials(join)
+		if creds, err = OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth); err != nil {
+			return err
+		}
+		propletAuth = auth
+	} else if cfg.RequirePropletCredentials {
+		return errors.New("--require-proplet-credentials needs the embedded broker; an external broker has its own credentials")
 	}
 	conn, err := mqttconn.Open(mqttconn.Config{
 		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
 		Addr: cfg.MQTTAddr, TLS: serverTLS, JoinToken: joinToken, ManagerSecret: secret,
-		Prefix: cfg.Prefix, Logger: log,
+		Credentials: propletAuth, Prefix: cfg.Prefix, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	if creds != nil {
+		creds.SetDisconnect(conn.DisconnectProplet)
+	}
 	addrs := Addrs{MQTT: conn.Addr}
 	linkCfg := conn.Link
 	linkCfg.Blobs = blobStore
@@ -180,8 +204,9 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			return nil
 		},
-		Metrics: metricsHTTP,
-		FL:      &FLAPI{Jobs: flc, Blobs: blobStore},
+		Metrics:     metricsHTTP,
+		FL:          &FLAPI{Jobs: flc, Blobs: blobStore},
+		Credentials: creds,
 	})
 	if err != nil {
 		return err

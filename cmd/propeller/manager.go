@@ -66,6 +66,8 @@ type standaloneOptions struct {
 	tlsKey         string
 	maxUploadBytes int64
 	pprofAddr      string
+
+	requireCredentials bool
 }
 
 func defaultDataDir() string {
@@ -84,6 +86,7 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
 	fs.Int64Var(&o.maxUploadBytes, "max-upload-bytes", 32<<20, "largest WASM module accepted over REST")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
+	fs.BoolVar(&o.requireCredentials, "require-proplet-credentials", false, "refuse the join token: proplets log in only with a secret from 'propeller proplet credentials create' (embedded broker)")
 }
 
 func newStandaloneCommand(g *globalOptions, r runners) *cobra.Command {

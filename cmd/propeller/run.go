@@ -34,6 +34,8 @@ func runStandalone(cmd *cobra.Command, o *standaloneOptions) error {
 		MaxUploadBytes: o.maxUploadBytes,
 		PprofAddr:      o.pprofAddr,
 		Logger:         log,
+
+		RequirePropletCredentials: o.requireCredentials,
 	})
 }
 

@@ -138,6 +138,29 @@ func (l *trackedListener) Serve(establish listeners.EstablishFn) {
 // AdmitProplets ends HoldProplets: proplets may connect from now on.
 func (b *Broker) AdmitProplets() { b.hook.held.Store(false) }
 
+// DisconnectProplet closes every connection logged in as proplet id and
+// returns how many there were. Call it after rotating or revoking the
+// proplet's secret: the credentials are checked only at login, so without
+// this a connected proplet would keep its session on the old secret. Its
+// reconnects then go through the new check; its last will is published as
+// for any dropped connection.
+func (b *Broker) DisconnectProplet(id string) int {
+	if id == b.hook.manager {
+		return 0
+	}
+	n := 0
+	for _, cl := range b.srv.Clients.GetAll() {
+		if string(cl.Properties.Username) == id && !cl.Closed() {
+			b.hook.disconnect(cl)
+			n++
+		}
+	}
+	if n > 0 {
+		b.log.Info("mqtt proplet disconnected: credentials changed", "user", id, "connections", n)
+	}
+	return n
+}
+
 // Start begins accepting clients; it does not block.
 func (b *Broker) Start() error {
 	if err := b.srv.Serve(); err != nil {
@@ -192,7 +215,30 @@ type aclHook struct {
 func (h *aclHook) ID() string { return "propeller-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnSessionEstablished
+}
+
+// OnSessionEstablished checks a proplet's credentials once more, now that
+// it is in the client list: a secret rotated or revoked between the login
+// check and here is caught either by this check or by DisconnectProplet's
+// scan of the list, never by neither.
+func (h *aclHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	user := string(cl.Properties.Username)
+	if user == h.manager || h.creds.Check(user, string(pk.Connect.Password)) {
+		return
+	}
+	h.log.Warn("mqtt proplet disconnected: credentials changed while logging in", "user", user, "client", cl.ID)
+	h.disconnect(cl)
+}
+
+// disconnect ends one client's connection: MQTT 5 clients are told why
+// (administrative action), MQTT 3.1.1 has no server DISCONNECT.
+func (h *aclHook) disconnect(cl *mqtt.Client) {
+	if cl.Properties.ProtocolVersion >= 5 {
+		_ = h.srv.DisconnectClient(cl, packets.ErrAdministrativeAction)
+		return
+	}
+	cl.Stop(packets.ErrNotAuthorized)
 }
 
 // errHeld rejects a proplet while the broker holds them back.

@@ -1,10 +1,12 @@
 package broker
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"sync"
 )
 
@@ -44,6 +46,21 @@ func (c *TokenCredentials) Issue(id, secret string) {
 	defer c.mu.Unlock()
 	c.issued[id] = digest(secret)
 }
+
+// IssueDigest sets (or replaces) the secret of one proplet from its SHA-256
+// digest, as a manager that persists only digests reloads them.
+func (c *TokenCredentials) IssueDigest(id string, sum []byte) error {
+	if len(sum) != sha256.Size {
+		return errors.New("broker: credential digest is not SHA-256")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.issued[id] = bytes.Clone(sum)
+	return nil
+}
+
+// Digest is the SHA-256 digest a secret is kept as (see IssueDigest).
+func Digest(secret string) []byte { return digest(secret) }
 
 // Revoke forgets a proplet's secret; the join token applies to it again.
 func (c *TokenCredentials) Revoke(id string) {

@@ -33,6 +33,10 @@ type Config struct {
 	JoinToken string
 	// ManagerSecret is the manager's own login on the embedded broker.
 	ManagerSecret string
+	// Credentials, when set, checks proplet logins on the embedded broker
+	// instead of credentials built from JoinToken alone, so the caller can
+	// issue and revoke per-proplet secrets while it runs.
+	Credentials broker.Credentials
 
 	Prefix string
 	Logger *slog.Logger
@@ -72,13 +76,17 @@ func Open(cfg Config) (*Conn, error) {
 		}
 		return c, nil
 	}
+	var creds broker.Credentials = broker.NewTokenCredentials(cfg.JoinToken)
+	if cfg.Credentials != nil {
+		creds = cfg.Credentials
+	}
 	b, err := broker.New(broker.Config{
 		Addr:          cfg.Addr,
 		TLS:           cfg.TLS,
 		Prefix:        cfg.Prefix,
 		ManagerUser:   wire.ManagerClientID,
 		ManagerSecret: cfg.ManagerSecret,
-		Authenticator: broker.NewTokenCredentials(cfg.JoinToken),
+		Authenticator: creds,
 		Logger:        log,
 		HoldProplets:  true,
 	})
@@ -109,6 +117,16 @@ func (c *Conn) Admit() {
 	if c.broker != nil {
 		c.broker.AdmitProplets()
 	}
+}
+
+// DisconnectProplet closes the embedded broker's connections of proplet id
+// (after its credentials changed) and returns how many there were; 0 for
+// an external broker.
+func (c *Conn) DisconnectProplet(id string) int {
+	if c.broker != nil {
+		return c.broker.DisconnectProplet(id)
+	}
+	return 0
 }
 
 // Close stops the embedded broker, if any.

@@ -238,3 +238,24 @@ func (c *Client) StopFederatedJob(ctx context.Context, id string) (fl.Job, error
 	err := c.doJSON(ctx, http.MethodPost, "/federated-jobs/"+url.PathEscape(id)+"/stop", nil, &j)
 	return j, err
 }
+
+// IssueCredential gives proplet id a fresh secret, replacing (and
+// disconnecting) any previous one. The secret is shown only here.
+func (c *Client) IssueCredential(ctx context.Context, id string) (standalone.IssuedCredential, error) {
+	var r standalone.IssuedCredential
+	err := c.doJSON(ctx, http.MethodPost, "/proplets/"+url.PathEscape(id)+"/credentials", nil, &r)
+	return r, err
+}
+
+// Credential says whether proplet id has a secret and since when; a 404
+// (IsNotFound) when it has none.
+func (c *Client) Credential(ctx context.Context, id string) (standalone.PropletCredential, error) {
+	var r standalone.PropletCredential
+	err := c.doJSON(ctx, http.MethodGet, "/proplets/"+url.PathEscape(id)+"/credentials", nil, &r)
+	return r, err
+}
+
+// RevokeCredential forgets proplet id's secret and disconnects it.
+func (c *Client) RevokeCredential(ctx context.Context, id string) error {
+	return c.doJSON(ctx, http.MethodDelete, "/proplets/"+url.PathEscape(id)+"/credentials", nil, nil)
+}

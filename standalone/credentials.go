@@ -1,0 +1,287 @@
+package standalone
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/manager/broker"
+)
+
+// CredentialsFile, under DataDir, holds the SHA-256 digests of the issued
+// per-proplet secrets (never the secrets).
+const CredentialsFile = "proplet-credentials.json"
+
+// PropletCredential says that a proplet has its own secret, and since when.
+// The secret itself is shown once, by IssuedCredential.
+type PropletCredential struct {
+	PropletID string    `json:"proplet_id"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// IssuedCredential is the body of POST /proplets/{id}/credentials: the only
+// time the secret is ever shown.
+type IssuedCredential struct {
+	PropletID string    `json:"proplet_id"`
+	Secret    string    `json:"secret"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ErrNoCredential is returned for a proplet without an issued secret.
+var ErrNoCredential = errors.New("proplet has no credential")
+
+type credentialRecord struct {
+	SHA256    string    `json:"sha256"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type credentialsFile struct {
+	Proplets map[string]credentialRecord `json:"proplets"`
+}
+
+// Credentials issues, rotates and revokes per-proplet MQTT secrets for the
+// embedded broker. Only SHA-256 digests of the secrets (256 random bits)
+// are kept, on disk and in the broker; a change is on disk before the
+// broker applies it, and the proplet's open connections are closed so the
+// change is effective at once, without a restart.
+type Credentials struct {
+	path string
+	auth *broker.TokenCredentials
+	now  func() time.Time
+
+	mu         sync.Mutex
+	recs       map[string]credentialRecord
+	disconnect func(id string) int
+}
+
+// OpenCredentials loads the digests at path (a missing file is an empty
+// set) into auth.
+func OpenCredentials(path string, auth *broker.TokenCredentials) (*Credentials, error) {
+	c := &Credentials{path: path, auth: auth, now: time.Now, recs: map[string]credentialRecord{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("proplet credentials: %w", err)
+	}
+	var f credentialsFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("proplet credentials %s: %w", path, err)
+	}
+	for id, r := range f.Proplets {
+		sum, err := hex.DecodeString(r.SHA256)
+		if err != nil || !validCredentialID(id) {
+			return nil, fmt.Errorf("proplet credentials %s: bad entry for %q", path, id)
+		}
+		if err := auth.IssueDigest(id, sum); err != nil {
+			return nil, fmt.Errorf("proplet credentials %s: entry for %q: %w", path, id, err)
+		}
+		c.recs[id] = r
+	}
+	return c, nil
+}
+
+// SetDisconnect sets how a proplet's connections are closed after its
+// secret changed; the broker starts after the credentials are loaded.
+func (c *Credentials) SetDisconnect(fn func(id string) int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.disconnect = fn
+}
+
+// Issue creates a fresh secret for id, replacing any previous one, and
+// closes the proplet's connections: whoever logged in with the old secret
+// must log in again with the new one.
+func (c *Credentials) Issue(id string) (IssuedCredential, error) {
+	secret, err := broker.NewSecret()
+	if err != nil {
+		return IssuedCredential{}, fmt.Errorf("generate secret: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec := credentialRecord{SHA256: hex.EncodeToString(broker.Digest(secret)), CreatedAt: c.now().UTC().Truncate(time.Second)}
+	next := cloneRecords(c.recs)
+	next[id] = rec
+	if err := c.save(next); err != nil {
+		return IssuedCredential{}, err
+	}
+	c.recs = next
+	c.auth.Issue(id, secret)
+	c.disconnectLocked(id)
+	return IssuedCredential{PropletID: id, Secret: secret, CreatedAt: rec.CreatedAt}, nil
+}
+
+// Get reports when id's secret was issued, or ErrNoCredential.
+func (c *Credentials) Get(id string) (PropletCredential, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.recs[id]
+	if !ok {
+		return PropletCredential{}, ErrNoCredential
+	}
+	return PropletCredential{PropletID: id, CreatedAt: r.CreatedAt}, nil
+}
+
+// Revoke forgets id's secret and closes its connections, or returns
+// ErrNoCredential.
+func (c *Credentials) Revoke(id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.recs[id]; !ok {
+		return ErrNoCredential
+	}
+	next := cloneRecords(c.recs)
+	delete(next, id)
+	if err := c.save(next); err != nil {
+		return err
+	}
+	c.recs = next
+	c.auth.Revoke(id)
+	c.disconnectLocked(id)
+	return nil
+}
+
+func (c *Credentials) disconnectLocked(id string) {
+	if c.disconnect != nil {
+		c.disconnect(id)
+	}
+}
+
+func cloneRecords(m map[string]credentialRecord) map[string]credentialRecord {
+	out := make(map[string]credentialRecord, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// save replaces the file atomically (temp file, fsync, rename, fsync dir).
+func (c *Credentials) save(recs map[string]credentialRecord) error {
+	b, err := json.MarshalIndent(credentialsFile{Proplets: recs}, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(c.path)
+	f, err := os.CreateTemp(dir, ".proplet-credentials-*")
+	if err != nil {
+		return fmt.Errorf("save proplet credentials: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op after the rename
+	if err := f.Chmod(0o600); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("save proplet credentials: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("save proplet credentials: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("save proplet credentials: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save proplet credentials: %w", err)
+	}
+	if err := os.Rename(tmp, c.path); err != nil {
+		return fmt.Errorf("save proplet credentials: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// validCredentialID accepts what the broker accepts as a proplet username:
+// a wire.ValidID that is not the manager's (a login as the manager's user
+// is checked against the manager secret, and client ids starting with it
+// are refused to proplets).
+func validCredentialID(id string) bool {
+	return wire.ValidID(id) && !strings.HasPrefix(id, wire.ManagerClientID)
+}
+
+// credentialID returns the path's proplet id, or a 400.
+func credentialID(c echo.Context) (string, error) {
+	id := c.Param("id")
+	if !validCredentialID(id) {
+		return "", httpError(http.StatusBadRequest, "invalid proplet id",
+			"an id is 1 to 128 letters, digits, '-', '_' or '.', and does not start with "+wire.ManagerClientID)
+	}
+	return id, nil
+}
+
+func (a *API) credentialsEnabled() error {
+	if a.creds == nil {
+		return httpError(http.StatusNotImplemented, "per-proplet credentials are not available",
+			"the manager uses an external MQTT broker: manage proplet credentials there")
+	}
+	return nil
+}
+
+func noCredential(id string) error {
+	return httpError(http.StatusNotFound, "not found", fmt.Sprintf("proplet %q has no credential", id))
+}
+
+func (a *API) issueCredential(c echo.Context) error {
+	id, err := credentialID(c)
+	if err != nil {
+		return err
+	}
+	if err := a.credentialsEnabled(); err != nil {
+		return err
+	}
+	cred, err := a.creds.Issue(id)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(http.StatusCreated, cred)
+}
+
+func (a *API) getCredential(c echo.Context) error {
+	id, err := credentialID(c)
+	if err != nil {
+		return err
+	}
+	if err := a.credentialsEnabled(); err != nil {
+		return err
+	}
+	cred, err := a.creds.Get(id)
+	if errors.Is(err, ErrNoCredential) {
+		return noCredential(id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, cred)
+}
+
+func (a *API) revokeCredential(c echo.Context) error {
+	id, err := credentialID(c)
+	if err != nil {
+		return err
+	}
+	if err := a.credentialsEnabled(); err != nil {
+		return err
+	}
+	err = a.creds.Revoke(id)
+	if errors.Is(err, ErrNoCredential) {
+		return noCredential(id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

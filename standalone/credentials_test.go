@@ -1,0 +1,209 @@
+package standalone_test
+
+import (
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/absmach/propeller/manager/blobs"
+	"github.com/absmach/propeller/manager/broker"
+	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/storage/memory"
+)
+
+const joinToken = "join-token"
+
+// credRig is an API with per-proplet credentials over a real
+// broker.TokenCredentials, recording the disconnects it asks for.
+type credRig struct {
+	*apiRig
+	dir  string
+	auth *broker.TokenCredentials
+
+	mu           sync.Mutex
+	disconnected []string
+}
+
+func newCredRig(t *testing.T) *credRig {
+	t.Helper()
+	dir := t.TempDir()
+	auth := broker.NewTokenCredentials(joinToken)
+	creds, err := standalone.OpenCredentials(filepath.Join(dir, standalone.CredentialsFile), auth)
+	require.NoError(t, err)
+	r := &credRig{dir: dir, auth: auth}
+	creds.SetDisconnect(func(id string) int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.disconnected = append(r.disconnected, id)
+		return 1
+	})
+	eng, err := orchestration.New(orchestration.Config{}, orchestration.Deps{Store: memory.New(), Dispatcher: &recordingDispatcher{}, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	bs, err := blobs.Open(t.TempDir())
+	require.NoError(t, err)
+	e, err := standalone.NewAPI(standalone.APIConfig{Engine: eng, Blobs: bs, Token: token, Credentials: creds})
+	require.NoError(t, err)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	r.apiRig = &apiRig{t: t, srv: srv, eng: eng}
+	return r
+}
+
+func (r *credRig) disconnects() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.disconnected...)
+}
+
+func (r *credRig) issue(id string) (secret string, created time.Time) {
+	r.t.Helper()
+	code, body := r.json(http.MethodPost, "/proplets/"+id+"/credentials", nil)
+	require.Equal(r.t, http.StatusCreated, code, body)
+	require.Equal(r.t, id, body["proplet_id"])
+	secret, _ = body["secret"].(string)
+	raw, err := hex.DecodeString(secret)
+	require.NoError(r.t, err)
+	require.Len(r.t, raw, 32, "a 256-bit secret")
+	created, err = time.Parse(time.RFC3339, body["created_at"].(string))
+	require.NoError(r.t, err)
+	return secret, created
+}
+
+// TestPropletCredentialsIssueRotateRevoke walks one proplet through issue,
+// rotation and revocation, checking the broker's login check at each step.
+func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
+	r := newCredRig(t)
+
+	// No credential yet: 404, and the join token works for the id.
+	code, body := r.json(http.MethodGet, "/proplets/edge-1/credentials", nil)
+	require.Equal(t, http.StatusNotFound, code)
+	require.Equal(t, "not found", body["error"])
+	require.Contains(t, body["details"], "edge-1")
+	require.True(t, r.auth.Check("edge-1", joinToken))
+
+	// Issue: effective at once, for this id only, replacing the join token.
+	s1, created := r.issue("edge-1")
+	require.WithinDuration(t, time.Now(), created, 2*time.Second)
+	require.True(t, r.auth.Check("edge-1", s1))
+	require.False(t, r.auth.Check("edge-1", joinToken), "the join token no longer works for an id with its own secret")
+	require.False(t, r.auth.Check("edge-2", s1), "a secret is good for its own id only")
+	require.True(t, r.auth.Check("edge-2", joinToken))
+	require.Equal(t, []string{"edge-1"}, r.disconnects())
+
+	// GET says it exists and since when, never the secret.
+	code, body = r.json(http.MethodGet, "/proplets/edge-1/credentials", nil)
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, map[string]any{"proplet_id": "edge-1", "created_at": created.Format(time.RFC3339)}, body)
+
+	// Only a digest is on disk.
+	onDisk, err := os.ReadFile(filepath.Join(r.dir, standalone.CredentialsFile))
+	require.NoError(t, err)
+	require.NotContains(t, string(onDisk), s1)
+	require.Contains(t, string(onDisk), hex.EncodeToString(broker.Digest(s1)))
+	st, err := os.Stat(filepath.Join(r.dir, standalone.CredentialsFile))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	// Rotate: the old secret stops working, the proplet is disconnected.
+	s2, _ := r.issue("edge-1")
+	require.NotEqual(t, s1, s2)
+	require.False(t, r.auth.Check("edge-1", s1))
+	require.True(t, r.auth.Check("edge-1", s2))
+	require.Equal(t, []string{"edge-1", "edge-1"}, r.disconnects())
+
+	// A restarted manager loads the digests: the current secret still works.
+	reloaded := broker.NewTokenCredentials(joinToken)
+	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded)
+	require.NoError(t, err)
+	require.True(t, reloaded.Check("edge-1", s2))
+	require.False(t, reloaded.Check("edge-1", s1))
+	require.False(t, reloaded.Check("edge-1", joinToken))
+
+	// Revoke: the secret stops working, the proplet is disconnected, the
+	// join token applies to the id again.
+	code, body = r.json(http.MethodDelete, "/proplets/edge-1/credentials", nil)
+	require.Equal(t, http.StatusNoContent, code, body)
+	require.False(t, r.auth.Check("edge-1", s2))
+	require.True(t, r.auth.Check("edge-1", joinToken))
+	require.Equal(t, []string{"edge-1", "edge-1", "edge-1"}, r.disconnects())
+	code, _ = r.json(http.MethodGet, "/proplets/edge-1/credentials", nil)
+	require.Equal(t, http.StatusNotFound, code)
+	code, body = r.json(http.MethodDelete, "/proplets/edge-1/credentials", nil)
+	require.Equal(t, http.StatusNotFound, code)
+	require.Equal(t, "not found", body["error"])
+	require.Len(t, r.disconnects(), 3, "revoking nothing disconnects nobody")
+
+	reloaded = broker.NewTokenCredentials(joinToken)
+	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded)
+	require.NoError(t, err)
+	require.False(t, reloaded.Check("edge-1", s2), "a revoked secret stays revoked across restarts")
+}
+
+// TestPropletCredentialsErrors checks that refusals are JSON errors like the
+// rest of the API.
+func TestPropletCredentialsErrors(t *testing.T) {
+	r := newCredRig(t)
+	long := strings.Repeat("a", 129)
+	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+		// 401 without or with a wrong API token, before anything else.
+		code, body := r.do(m, "/proplets/edge-1/credentials", "", nil, "")
+		require.Equal(t, http.StatusUnauthorized, code, m)
+		require.Equal(t, "missing bearer token", body["error"])
+		code, body = r.do(m, "/proplets/edge-1/credentials", "", nil, "Bearer "+joinToken)
+		require.Equal(t, http.StatusUnauthorized, code, m)
+		require.Equal(t, "invalid bearer token", body["error"])
+
+		// 400 for ids the broker would never accept as a proplet.
+		for _, id := range []string{"bad%20id", "a+b", "a%2Fb", long, "propeller-manager", "propeller-manager-x"} {
+			code, body = r.do(m, "/proplets/"+id+"/credentials", "", nil, "Bearer "+token)
+			require.Equal(t, http.StatusBadRequest, code, "%s %s: %v", m, id, body)
+			require.Equal(t, "invalid proplet id", body["error"])
+			require.NotEmpty(t, body["details"])
+		}
+	}
+	require.Empty(t, r.disconnects())
+
+	// Unknown routes and methods: JSON like everywhere else.
+	code, body := r.json(http.MethodGet, "/proplets/edge-1/credentials/secret", nil)
+	require.Equal(t, http.StatusNotFound, code)
+	require.NotEmpty(t, body["error"])
+	code, body = r.json(http.MethodPut, "/proplets/edge-1/credentials", nil)
+	require.Contains(t, []int{http.StatusNotFound, http.StatusMethodNotAllowed}, code)
+	require.NotEmpty(t, body["error"])
+
+	// The secret is never retrievable: not from GET, not from the list.
+	secret, _ := r.issue("edge-1")
+	for _, path := range []string{"/proplets/edge-1/credentials", "/proplets", "/openapi.json"} {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, r.srv.URL+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		raw := make([]byte, 1<<20)
+		n, _ := resp.Body.Read(raw)
+		resp.Body.Close()
+		require.NotContains(t, string(raw[:n]), secret, path)
+	}
+}
+
+// TestPropletCredentialsExternalBroker: without the embedded broker there
+// is nothing to issue; the routes say so.
+func TestPropletCredentialsExternalBroker(t *testing.T) {
+	r := newAPIRig(t)
+	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+		code, body := r.json(m, "/proplets/edge-1/credentials", nil)
+		require.Equal(t, http.StatusNotImplemented, code, m)
+		require.Equal(t, "per-proplet credentials are not available", body["error"])
+	}
+}
