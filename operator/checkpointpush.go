@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"oras.land/oras-go/v2/registry/remote/auth"
+
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration/fl"
 )
@@ -24,8 +26,33 @@ const (
 // checkpointPusher copies checkpoints from the operator's blob store to an
 // OCI registry. blobs is set by the leader before the controllers run.
 type checkpointPusher struct {
-	reg   ocipush.Registry
+	reg ocipush.Registry
+	// auth is the registry credentials file (--checkpoint-registry-auth),
+	// a Docker config.json; empty pushes anonymously. It is read again on
+	// every push attempt, so a rotated Secret (which Kubernetes updates in
+	// place in the pod) is used from the next attempt on, no restart.
+	auth  string
 	blobs fl.Blobs
+}
+
+// newCheckpointPusher parses the registry name and checks the
+// credentials file once, so a missing, unreadable or malformed file (or
+// one without credentials for the registry's host) stops the operator at
+// start rather than failing every push.
+func newCheckpointPusher(registry, authFile string) (*checkpointPusher, error) {
+	if registry == "" {
+		return nil, errors.New("checkpoint registry auth given without a checkpoint registry")
+	}
+	reg, err := ocipush.ParseRegistry(registry)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint registry: %w", err)
+	}
+	if authFile != "" {
+		if _, err := ocipush.DockerConfigCredential(authFile, reg); err != nil {
+			return nil, fmt.Errorf("checkpoint registry auth: %w", err)
+		}
+	}
+	return &checkpointPusher{reg: reg, auth: authFile}, nil
 }
 
 // checkpointTag is "<job>-round-<n>".
@@ -41,8 +68,15 @@ func (p *checkpointPusher) push(ctx context.Context, job string, cp fl.Checkpoin
 	if err != nil {
 		return ocipush.Result{}, fmt.Errorf("read %s: %w", cp.Digest, err)
 	}
+	var cred auth.CredentialFunc
+	if p.auth != "" {
+		if cred, err = ocipush.DockerConfigCredential(p.auth, p.reg); err != nil {
+			return ocipush.Result{}, err
+		}
+	}
 	tag := checkpointTag(job, cp.Round)
 	res, err := ocipush.Push(ctx, p.reg, tag, data, ocipush.Options{
+		Credential: cred,
 		Annotations: map[string]string{
 			"org.opencontainers.image.title": tag + ".safetensors",
 			"io.propeller.fl.job":            job,

@@ -3,6 +3,7 @@ package operator_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -10,7 +11,10 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
@@ -31,21 +36,23 @@ import (
 	"github.com/absmach/propeller/orchestration"
 )
 
-// launchOperatorWithRegistry is launchOperator with a checkpoint registry.
-func launchOperatorWithRegistry(t *testing.T, ns, dataDir, registry string) *operatorProc {
+// launchOperatorWithRegistry is launchOperator with a checkpoint registry
+// and, unless empty, its credentials file.
+func launchOperatorWithRegistry(t *testing.T, ns, dataDir, registry, authFile string) *operatorProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &operatorProc{cancel: cancel, done: make(chan error, 1), ready: make(chan string, 1)}
 	go func() {
 		o.done <- operator.Run(ctx, operator.Config{
-			Rest:               restCfg,
-			Namespace:          ns,
-			MQTTAddr:           "127.0.0.1:0",
-			JoinToken:          joinToken,
-			DataDir:            dataDir,
-			CheckpointRegistry: registry,
-			MetricsAddr:        "0",
-			HealthAddr:         "0",
+			Rest:                   restCfg,
+			Namespace:              ns,
+			MQTTAddr:               "127.0.0.1:0",
+			JoinToken:              joinToken,
+			DataDir:                dataDir,
+			CheckpointRegistry:     registry,
+			CheckpointRegistryAuth: authFile,
+			MetricsAddr:            "0",
+			HealthAddr:             "0",
 			Engine: orchestration.Config{
 				HeartbeatTimeout: 5 * time.Second,
 				TickInterval:     100 * time.Millisecond,
@@ -61,11 +68,12 @@ func launchOperatorWithRegistry(t *testing.T, ns, dataDir, registry string) *ope
 }
 
 // newFLEnvWithRegistry is newFLEnv (proplets p1..p3) whose operator
-// pushes checkpoints to registry.
-func newFLEnvWithRegistry(t *testing.T, registry string) *flEnv {
+// pushes checkpoints to registry, with the credentials in authFile unless
+// it is empty.
+func newFLEnvWithRegistry(t *testing.T, registry, authFile string) *flEnv {
 	t.Helper()
 	e := newFLData(t)
-	e.op = launchOperatorWithRegistry(t, e.ns, e.dataDir, registry)
+	e.op = launchOperatorWithRegistry(t, e.ns, e.dataDir, registry, authFile)
 	for _, id := range []string{"p1", "p2", "p3"} {
 		e.proplets[id] = startProplet(t, e.op.mqttAddr, id)
 	}
@@ -105,7 +113,7 @@ func TestFLOperatorPushesCheckpointsToOCI(t *testing.T) {
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
-	e := newFLEnvWithRegistry(t, "oci://"+host+"/propeller/checkpoints")
+	e := newFLEnvWithRegistry(t, "oci://"+host+"/propeller/checkpoints", "")
 	const rounds = 2
 	e.create("pushed", rounds, nil)
 	fj, j := e.waitDone("pushed")
@@ -164,7 +172,7 @@ func TestFLOperatorCheckpointPushFailureKeepsRound(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
-	e := newFLEnvWithRegistry(t, "oci://"+addr+"/propeller/checkpoints")
+	e := newFLEnvWithRegistry(t, "oci://"+addr+"/propeller/checkpoints", "")
 	const rounds = 2
 	e.create("unpushed", rounds, nil)
 	fj, j := e.waitDone("unpushed")
@@ -191,7 +199,7 @@ func TestFLOperatorCheckpointPushRetriedUntilRegistryUp(t *testing.T) {
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close())
-	e := newFLEnvWithRegistry(t, "oci://"+addr+"/propeller/checkpoints")
+	e := newFLEnvWithRegistry(t, "oci://"+addr+"/propeller/checkpoints", "")
 	e.create("late", 1, nil)
 	fj, j := e.waitDone("late")
 	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
@@ -241,5 +249,159 @@ func TestOperatorRefusesBadCheckpointRegistry(t *testing.T) {
 	for _, bad := range []string{"ghcr.io/x", "oci://ghcr.io/x:tag", "oci://nohost"} {
 		err := operator.Run(t.Context(), operator.Config{Rest: restCfg, Namespace: "default", CheckpointRegistry: bad})
 		require.ErrorContains(t, err, "checkpoint registry", bad)
+	}
+}
+
+const (
+	registryUser     = "robot$propeller"
+	registryPassword = "s3cret"
+)
+
+// serveAuthRegistry serves a real OCI registry on loopback behind HTTP
+// Basic auth (registryUser, registryPassword): any other request gets 401
+// with a Basic challenge, as from Harbor or a registry with htpasswd.
+func serveAuthRegistry(t *testing.T) string {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != registryUser || p != registryPassword {
+			w.Header().Set("WWW-Authenticate", `Basic realm="propeller-test"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// dockerConfig is a Docker config.json with user:password for host.
+func dockerConfig(host, user, password string) string {
+	b64 := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	return `{"auths":{"` + host + `":{"auth":"` + b64 + `"}}}`
+}
+
+// secretMount lays out dir as the kubelet mounts a
+// kubernetes.io/dockerconfigjson Secret: .dockerconfigjson is a symlink
+// through ..data to a timestamped directory, and an update writes a new
+// directory and swaps ..data atomically. It returns the file's path.
+type secretMount struct {
+	t   *testing.T
+	dir string
+	gen int
+}
+
+func newSecretMount(t *testing.T, content string) (*secretMount, string) {
+	m := &secretMount{t: t, dir: t.TempDir()}
+	m.update(content)
+	require.NoError(t, os.Symlink(filepath.Join("..data", ".dockerconfigjson"), filepath.Join(m.dir, ".dockerconfigjson")))
+	return m, filepath.Join(m.dir, ".dockerconfigjson")
+}
+
+func (m *secretMount) update(content string) {
+	m.gen++
+	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%d", m.gen, m.gen)
+	require.NoError(m.t, os.Mkdir(filepath.Join(m.dir, ts), 0o755))
+	require.NoError(m.t, os.WriteFile(filepath.Join(m.dir, ts, ".dockerconfigjson"), []byte(content), 0o600))
+	tmp := filepath.Join(m.dir, "..data_tmp")
+	require.NoError(m.t, os.Symlink(ts, tmp))
+	require.NoError(m.t, os.Rename(tmp, filepath.Join(m.dir, "..data")))
+}
+
+// authRepo is the checkpoint repository on host, read with the right
+// credentials.
+func authRepo(t *testing.T, host string) *remote.Repository {
+	t.Helper()
+	repo, err := remote.NewRepository(host + "/propeller/checkpoints")
+	require.NoError(t, err)
+	repo.PlainHTTP = true
+	repo.Client = &auth.Client{
+		Credential: auth.StaticCredential(host, auth.Credential{Username: registryUser, Password: registryPassword}),
+		Cache:      auth.NewCache(),
+	}
+	return repo
+}
+
+// TestFLOperatorPushesCheckpointsWithRegistryAuth: with
+// --checkpoint-registry-auth naming a mounted dockerconfigjson Secret, the
+// operator pushes to a registry that demands Basic auth; the artifact
+// pulls back (with the credentials) to the checkpoint's bytes.
+func TestFLOperatorPushesCheckpointsWithRegistryAuth(t *testing.T) {
+	host := serveAuthRegistry(t)
+	_, authFile := newSecretMount(t, dockerConfig(host, registryUser, registryPassword))
+
+	// The registry refuses anonymous pulls.
+	_, _, err := ocipush.Pull(t.Context(), "oci://"+host+"/propeller/checkpoints:latest", ocipush.Options{})
+	require.ErrorContains(t, err, "401 Unauthorized")
+
+	e := newFLEnvWithRegistry(t, "oci://"+host+"/propeller/checkpoints", authFile)
+	e.create("authed", 1, nil)
+	fj, j := e.waitDone("authed")
+	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
+	require.Len(t, j.Status.Checkpoints, 1)
+	mc := e.pushedCheckpoints(1)[0]
+	c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+	require.Equal(t, "True", string(c.Status), c.Message)
+	require.True(t, strings.HasPrefix(mc.Status.OCIRef, "oci://"+host+"/propeller/checkpoints:authed-round-1@sha256:"), mc.Status.OCIRef)
+	requirePulled(t, authRepo(t, host), &mc, "authed-round-1")
+}
+
+// TestFLOperatorCheckpointPushPicksUpRotatedSecret: with a wrong password
+// the push fails with Pushed=False, PushFailed naming the registry's 401,
+// and is retried; once the Secret is updated in place (the kubelet's
+// symlink swap) the next retry pushes, without restarting the operator.
+func TestFLOperatorCheckpointPushPicksUpRotatedSecret(t *testing.T) {
+	host := serveAuthRegistry(t)
+	secret, authFile := newSecretMount(t, dockerConfig(host, registryUser, "wrong"))
+	e := newFLEnvWithRegistry(t, "oci://"+host+"/propeller/checkpoints", authFile)
+	e.create("rotated", 1, nil)
+	fj, j := e.waitDone("rotated")
+	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
+	require.Len(t, j.Status.Checkpoints, 1)
+	mc := e.pushedCheckpoints(1)[0]
+	c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+	require.Equal(t, "False", string(c.Status), c.Message)
+	require.Equal(t, operator.ReasonPushFailed, c.Reason)
+	require.Contains(t, c.Message, "push to oci://"+host+"/propeller/checkpoints failed")
+	require.Contains(t, c.Message, "401")
+	require.Contains(t, c.Message, "refused the credentials")
+	require.NotContains(t, c.Message, "wrong", "the password stays out of the condition")
+	require.Empty(t, mc.Status.OCIRef)
+
+	secret.update(dockerConfig(host, registryUser, registryPassword))
+	require.Eventually(t, func() bool {
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(&mc), &mc))
+		return meta.IsStatusConditionTrue(mc.Status.Conditions, v1.ConditionPushed)
+	}, time.Minute, 100*time.Millisecond, "checkpoint never pushed after the Secret was rotated")
+	require.True(t, strings.HasPrefix(mc.Status.OCIRef, "oci://"+host+"/propeller/checkpoints:rotated-round-1@sha256:"), mc.Status.OCIRef)
+	requirePulled(t, authRepo(t, host), &mc, "rotated-round-1")
+}
+
+// TestOperatorRefusesBadCheckpointRegistryAuth: a missing or malformed
+// credentials file, one without credentials for the registry, or a file
+// without a registry stops the operator at start.
+func TestOperatorRefusesBadCheckpointRegistryAuth(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	const reg = "oci://registry.example.com/propeller/checkpoints"
+	for _, tc := range []struct{ registry, auth, want string }{
+		{reg, filepath.Join(dir, "missing.json"), "no such file"},
+		{reg, write("truncated.json", `{"auths":{"registry.example.com":`), "not a Docker config.json"},
+		{reg, write("plain.txt", "user:password"), "not a Docker config.json"},
+		{reg, write("bad-auth.json", `{"auths":{"registry.example.com":{"auth":"%%"}}}`), "base64"},
+		{reg, write("other-host.json", dockerConfig("ghcr.io", "u", "p")), "no credential for registry.example.com"},
+		{"", write("good.json", dockerConfig("registry.example.com", "u", "p")), "without a checkpoint registry"},
+	} {
+		err := operator.Run(t.Context(), operator.Config{
+			Rest: restCfg, Namespace: "default", CheckpointRegistry: tc.registry, CheckpointRegistryAuth: tc.auth,
+		})
+		require.ErrorContains(t, err, "checkpoint registry auth", tc.auth)
+		require.ErrorContains(t, err, tc.want, tc.auth)
 	}
 }

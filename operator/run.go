@@ -31,7 +31,6 @@ import (
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
-	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 )
@@ -65,6 +64,13 @@ type Config struct {
 	// The blob store stays what proplets fetch from. Plain HTTP is used
 	// for loopback registries only. Empty disables pushing.
 	CheckpointRegistry string
+	// CheckpointRegistryAuth is a Docker config.json with the registry's
+	// credentials (a kubernetes.io/dockerconfigjson Secret's
+	// .dockerconfigjson, mounted as a file). It must be readable and hold
+	// credentials for the registry's host at start, and is read again on
+	// every push attempt, so a rotated Secret needs no restart. Empty
+	// pushes anonymously.
+	CheckpointRegistryAuth string
 
 	// MetricsAddr and HealthAddr are the metrics and probe listeners; "0"
 	// disables one.
@@ -114,12 +120,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("operator: namespace is required")
 	}
 	var pusher *checkpointPusher
-	if cfg.CheckpointRegistry != "" {
-		reg, err := ocipush.ParseRegistry(cfg.CheckpointRegistry)
-		if err != nil {
-			return fmt.Errorf("operator: checkpoint registry: %w", err)
+	if cfg.CheckpointRegistry != "" || cfg.CheckpointRegistryAuth != "" {
+		var err error
+		if pusher, err = newCheckpointPusher(cfg.CheckpointRegistry, cfg.CheckpointRegistryAuth); err != nil {
+			return fmt.Errorf("operator: %w", err)
 		}
-		pusher = &checkpointPusher{reg: reg}
 	}
 	restCfg := cfg.Rest
 	if restCfg == nil {

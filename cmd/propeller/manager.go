@@ -125,6 +125,8 @@ type operatorOptions struct {
 	dataDir        string
 	// checkpointRegistry is oci://host[:port]/repo, or empty.
 	checkpointRegistry string
+	// checkpointRegistryAuth is a Docker config.json, or empty.
+	checkpointRegistryAuth string
 }
 
 func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
@@ -138,6 +140,7 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
 	fs.StringVar(&o.checkpointRegistry, "checkpoint-registry", "", "also push every FL checkpoint to this OCI registry, oci://host[:port]/repo, tagged <job>-round-<n> (plain HTTP for loopback registries only); proplets still fetch models from the --data-dir store")
+	fs.StringVar(&o.checkpointRegistryAuth, "checkpoint-registry-auth", "", "credentials for --checkpoint-registry: a Docker config.json ({\"auths\":{\"host\":{\"auth\":\"base64(user:password)\"}}}), e.g. a kubernetes.io/dockerconfigjson Secret mounted as a file; read again on every push, so a rotated Secret needs no restart")
 }
 
 func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {

@@ -5,7 +5,8 @@
 //
 // Registries are named "oci://host[:port]/repo". Plain HTTP is used only
 // for loopback registries (localhost, 127.0.0.0/8, ::1); every other
-// registry is reached over HTTPS.
+// registry is reached over HTTPS. Registries that want credentials get
+// them from a Docker config.json (DockerConfigCredential).
 package ocipush
 
 import (
@@ -84,7 +85,10 @@ type Options struct {
 	ArtifactType string
 	Annotations  map[string]string
 	HTTPClient   *http.Client
-	Credential   auth.CredentialFunc
+	// Credential answers the registry's 401 challenges (Basic, or Bearer
+	// through its token service); nil pushes anonymously. See
+	// DockerConfigCredential.
+	Credential auth.CredentialFunc
 }
 
 // Result says where a blob was pushed.
@@ -99,6 +103,14 @@ type Result struct {
 // tags it and verifies the tag resolves to the manifest pushed. Blobs the
 // registry already has are not uploaded again.
 func Push(ctx context.Context, reg Registry, tag string, data []byte, opts Options) (Result, error) {
+	res, err := push(ctx, reg, tag, data, opts)
+	if err != nil {
+		return Result{}, explainAuth(err, reg.Host, opts.Credential != nil)
+	}
+	return res, nil
+}
+
+func push(ctx context.Context, reg Registry, tag string, data []byte, opts Options) (Result, error) {
 	repo, err := repository(reg, tag, opts)
 	if err != nil {
 		return Result{}, err
@@ -151,6 +163,14 @@ func Push(ctx context.Context, reg Registry, tag string, data []byte, opts Optio
 // and the layer against their digests. It returns the bytes and the
 // layer digest.
 func Pull(ctx context.Context, ref string, opts Options) ([]byte, string, error) {
+	data, layer, err := pull(ctx, ref, opts)
+	if err != nil {
+		return nil, "", explainAuth(err, ref, opts.Credential != nil)
+	}
+	return data, layer, nil
+}
+
+func pull(ctx context.Context, ref string, opts Options) ([]byte, string, error) {
 	rest, ok := strings.CutPrefix(ref, Scheme)
 	if !ok {
 		return nil, "", fmt.Errorf("oci reference %q: want oci://", ref)
