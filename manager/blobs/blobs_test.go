@@ -56,3 +56,66 @@ func TestPutGet(t *testing.T) {
 	_, err = s.Blob(context.Background(), d)
 	require.ErrorIs(t, err, blobs.ErrNotFound)
 }
+
+// Scratch blobs are deleted by DeleteScratch unless the same content was
+// also stored as kept, before or after.
+func TestScratch(t *testing.T) {
+	dir := t.TempDir()
+	s, err := blobs.Open(dir)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	upd, err := s.PutScratch([]byte("update"))
+	require.NoError(t, err)
+	again, err := s.PutScratch([]byte("update"))
+	require.NoError(t, err)
+	require.Equal(t, upd, again)
+	kept, err := s.PutBytes([]byte("module"))
+	require.NoError(t, err)
+	same, err := s.PutScratch([]byte("module")) // an update equal to a kept blob
+	require.NoError(t, err)
+	require.Equal(t, kept, same)
+	later, err := s.PutScratch([]byte("checkpoint"))
+	require.NoError(t, err)
+	_, err = s.PutBytes([]byte("checkpoint")) // kept after the fact
+	require.NoError(t, err)
+
+	got, err := s.Scratch()
+	require.NoError(t, err)
+	require.Equal(t, []string{upd}, got)
+	for _, d := range []string{upd, kept, later} {
+		require.NoError(t, s.DeleteScratch(d))
+	}
+	_, err = s.Blob(ctx, upd)
+	require.ErrorIs(t, err, blobs.ErrNotFound)
+	for _, d := range []string{kept, later} {
+		_, err = s.Blob(ctx, d)
+		require.NoError(t, err)
+	}
+	got, err = s.Scratch()
+	require.NoError(t, err)
+	require.Empty(t, got)
+	require.NoError(t, s.DeleteScratch(upd), "deleting twice")
+
+	// A marker that outlived its blob (a crash between the two removes)
+	// is listed and removed.
+	upd, err = s.PutScratch([]byte("update 2"))
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(filepath.Join(dir, "sha256", upd[len("sha256:"):])))
+	got, err = s.Scratch()
+	require.NoError(t, err)
+	require.Equal(t, []string{upd}, got)
+	require.NoError(t, s.DeleteScratch(upd))
+	got, err = s.Scratch()
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	// Reopening keeps the markers.
+	upd, err = s.PutScratch([]byte("update 3"))
+	require.NoError(t, err)
+	s2, err := blobs.Open(dir)
+	require.NoError(t, err)
+	got, err = s2.Scratch()
+	require.NoError(t, err)
+	require.Equal(t, []string{upd}, got)
+}

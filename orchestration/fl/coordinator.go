@@ -185,6 +185,9 @@ func (c *Coordinator) Create(ctx context.Context, spec JobSpec) (Job, error) {
 	if _, err := c.loadModel(ctx, digest); err != nil {
 		return Job{}, invalid("modelRef: %v", err)
 	}
+	if err := c.keepModel(ctx, digest); err != nil {
+		return Job{}, err
+	}
 	now := c.clock.Now()
 	j := Job{ID: c.newID(), Spec: spec, Status: JobStatus{
 		Phase: JobRunning, CurrentRound: 1, ModelDigest: digest, CreatedAt: now, UpdatedAt: now,
@@ -198,6 +201,22 @@ func (c *Coordinator) Create(ctx context.Context, spec JobSpec) (Job, error) {
 	c.jobs[j.ID] = j
 	c.startRound(ctx, j.ID, 1, 0)
 	return c.store.GetJob(ctx, j.ID)
+}
+
+// keepModel makes an initial model kept: a modelRef may name any blob,
+// even another job's client update, which collect would delete.
+func (c *Coordinator) keepModel(ctx context.Context, digest string) error {
+	if _, ok := c.blobs.(ScratchBlobs); !ok {
+		return nil
+	}
+	b, err := c.blobs.Blob(ctx, digest)
+	if err != nil {
+		return invalid("modelRef: %v", err)
+	}
+	if _, err := c.blobs.PutBytes(b); err != nil {
+		return fmt.Errorf("keep initial model: %w", err)
+	}
+	return nil
 }
 
 // Get returns a job.
@@ -238,6 +257,7 @@ func (c *Coordinator) Stop(ctx context.Context, id, message string) (Job, error)
 		return j, err
 	}
 	c.stopTasks(ctx, j, "federated job stopped")
+	c.collect()
 	return j, nil
 }
 
@@ -573,6 +593,7 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job) {
 		})
 		if uerr == nil {
 			c.stopTasks(ctx, j2, "federated job failed")
+			c.collect()
 		}
 	}
 	global, err := c.jobModel(ctx, j)
@@ -686,8 +707,58 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job) {
 	}
 	c.log.Info("FL round closed", "job", j.ID, "round", r.ID, "updates", len(r.Updates), "samples", total, "checkpoint", digest)
 	c.stopTasks(ctx, j2, "federated round closed")
+	// The close, with its checkpoint, is durable: the updates can go.
+	c.collect()
 	if !done {
 		c.startRound(ctx, j.ID, r.Number+1, 0)
+	}
+}
+
+// collect deletes the scratch blobs (client updates) no running round
+// references: those of rounds that closed, failed or were stopped, and
+// those stored but never recorded. It runs after such a round end is
+// durable, and at Recover, so a crash between the two only delays it.
+// Every running job is in c.jobs and every accepted update is recorded
+// there under c.mu before any later collect, so a blob a round may still
+// aggregate is never deleted; kept blobs (checkpoints, models, modules)
+// are never deleted, even when an update has the same digest. Callers
+// hold c.mu.
+func (c *Coordinator) collect() {
+	sb, ok := c.blobs.(ScratchBlobs)
+	if !ok {
+		return
+	}
+	ds, err := sb.Scratch()
+	if err != nil {
+		c.log.Warn("list FL update blobs; collecting later", "err", err)
+		return
+	}
+	if len(ds) == 0 {
+		return
+	}
+	live := map[string]bool{}
+	for _, j := range c.jobs {
+		for _, r := range j.Status.Rounds {
+			if r.Phase == RoundStarting || r.Phase == RoundRunning {
+				for _, u := range r.Updates {
+					live[u.Digest] = true
+				}
+			}
+		}
+	}
+	n := 0
+	for _, d := range ds {
+		if live[d] {
+			continue
+		}
+		if err := sb.DeleteScratch(d); err != nil {
+			c.log.Warn("delete FL update blob; collecting later", "digest", d, "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		c.log.Debug("FL update blobs collected", "deleted", n, "kept", len(ds)-n)
 	}
 }
 
@@ -769,6 +840,7 @@ func (c *Coordinator) failRound(ctx context.Context, j Job, reason, msg string) 
 	}
 	c.log.Warn("FL round failed", "job", j.ID, "round", r.ID, "reason", reason, "message", msg, "retry", retry)
 	c.stopTasks(ctx, j2, "federated round failed")
+	c.collect()
 	if retry {
 		c.startRound(ctx, j.ID, r.Number, r.Attempt+1)
 	}

@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -134,18 +137,69 @@ func (e *engine) round(rid string) map[string]orchestration.Task {
 	return out
 }
 
+// blobs is an in-memory fl.Blobs and fl.ScratchBlobs.
 type blobs struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu      sync.Mutex
+	m       map[string][]byte
+	scratch map[string]bool
+	// failDeletes makes DeleteScratch fail, as a crash before it would.
+	failDeletes bool
 }
+
+var _ fl.ScratchBlobs = (*blobs)(nil)
 
 func (b *blobs) PutBytes(p []byte) (string, error) {
 	sum := sha256.Sum256(p)
 	d := "sha256:" + hex.EncodeToString(sum[:])
 	b.mu.Lock()
 	b.m[d] = append([]byte(nil), p...)
+	delete(b.scratch, d)
 	b.mu.Unlock()
 	return d, nil
+}
+
+func (b *blobs) PutScratch(p []byte) (string, error) {
+	sum := sha256.Sum256(p)
+	d := "sha256:" + hex.EncodeToString(sum[:])
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.m[d]; !ok {
+		b.m[d] = append([]byte(nil), p...)
+		b.scratch[d] = true
+	}
+	return d, nil
+}
+
+func (b *blobs) Scratch() ([]string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Sorted(maps.Keys(b.scratch)), nil
+}
+
+func (b *blobs) DeleteScratch(d string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failDeletes {
+		return errors.New("disk on fire")
+	}
+	if b.scratch[d] {
+		delete(b.m, d)
+		delete(b.scratch, d)
+	}
+	return nil
+}
+
+func (b *blobs) has(d string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.m[d]
+	return ok
+}
+
+func (b *blobs) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.m)
 }
 
 func (b *blobs) Blob(_ context.Context, d string) ([]byte, error) {
@@ -172,7 +226,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	e := &env{
 		t: t, ctx: context.Background(), clock: &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
-		engine: newEngine(), blobs: &blobs{m: map[string][]byte{}}, store: memory.NewFLStore(),
+		engine: newEngine(), blobs: &blobs{m: map[string][]byte{}, scratch: map[string]bool{}}, store: memory.NewFLStore(),
 	}
 	d, err := e.blobs.PutBytes(tensor(t, 0, 0))
 	require.NoError(t, err)
@@ -676,4 +730,160 @@ func TestOldRoundsCompacted(t *testing.T) {
 	}
 	require.NoError(t, e.c.Receive(e.ctx, fl.Update{JobID: j.ID, RoundID: "1", TaskID: round1, PropletID: "p1", Tensor: tensor(t, 1, 1)}))
 	require.Equal(t, fl.RejectLate, e.job(j.ID).Status.Rejected[0].Reason)
+}
+
+// sendRaw delivers an update with the given tensor bytes.
+func (e *env) sendRaw(j fl.Job, rid, p string, raw []byte) error {
+	task := e.engine.round(rid)[p]
+	require.NotEmpty(e.t, task.ID, "no task on %s in round %s", p, rid)
+	return e.c.Receive(e.ctx, fl.Update{JobID: j.ID, RoundID: rid, TaskID: task.ID, PropletID: p, Attempt: 1,
+		NumSamples: 1, Tensor: raw})
+}
+
+func (e *env) scratch() []string {
+	ds, err := e.blobs.Scratch()
+	require.NoError(e.t, err)
+	return ds
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// After a round closes its updates are deleted; the checkpoint, the
+// initial model and any update whose digest is also a kept blob or an
+// update of a round still running stay.
+func TestUpdatesCollectedAfterRoundClose(t *testing.T) {
+	e := newEnv(t)
+	initial := strings.TrimPrefix(e.model, "blob://")
+	j, err := e.c.Create(e.ctx, e.spec(3))
+	require.NoError(t, err)
+	// Another job whose running round holds an update equal to one of j's.
+	other := e.spec(2)
+	other.Participants = []fl.Participant{{PropletID: "q1"}, {PropletID: "q2"}}
+	o, err := e.c.Create(e.ctx, other)
+	require.NoError(t, err)
+	require.NoError(t, e.send(o, "1", "q1", 1, 3, 3))
+
+	require.NoError(t, e.send(j, "1", "p1", 1, 1, 1))
+	require.NoError(t, e.send(j, "1", "p2", 1, 3, 3))            // same as o's
+	require.NoError(t, e.sendRaw(j, "1", "p3", tensor(t, 0, 0))) // same as the initial model
+	j = e.job(j.ID)
+	require.Equal(t, fl.RoundClosed, j.Status.Rounds[0].Phase)
+	ups := j.Status.Rounds[0].Updates
+	require.Len(t, ups, 3)
+	require.False(t, e.blobs.has(ups[0].Digest), "update collected")
+	require.True(t, e.blobs.has(ups[1].Digest), "update of o's running round kept")
+	require.Equal(t, initial, ups[2].Digest)
+	require.True(t, e.blobs.has(initial), "initial model kept")
+	ck := j.Status.Checkpoints[0].Digest
+	require.True(t, e.blobs.has(ck))
+	require.Equal(t, []string{ups[1].Digest}, e.scratch())
+
+	// Round 2: a client sends the round-1 checkpoint back unchanged.
+	ckBytes, err := e.blobs.Blob(e.ctx, ck)
+	require.NoError(t, err)
+	require.NoError(t, e.sendRaw(j, "2", "p1", ckBytes))
+	require.NoError(t, e.send(j, "2", "p2", 1, 5, 5))
+	require.NoError(t, e.send(j, "2", "p3", 1, 6, 6))
+	j = e.job(j.ID)
+	require.Equal(t, fl.JobSucceeded, j.Status.Phase)
+	require.True(t, e.blobs.has(ck), "checkpoint equal to an update kept")
+	for _, c := range j.Status.Checkpoints {
+		require.True(t, e.blobs.has(c.Digest))
+	}
+	require.Equal(t, []string{ups[1].Digest}, e.scratch(), "o still runs")
+
+	require.NoError(t, e.send(o, "1", "q2", 1, 7, 7))
+	require.Equal(t, fl.RoundClosed, e.job(o.ID).Status.Rounds[0].Phase)
+	require.Empty(t, e.scratch())
+	require.False(t, e.blobs.has(ups[1].Digest))
+	// Left: the initial model and 3 checkpoints.
+	require.Equal(t, 4, e.blobs.len())
+}
+
+// A crash after a round's close is recorded but before its updates are
+// deleted (here: the deletes fail) leaves them; the restart collects them,
+// and an update stored but never recorded, but not the running round's.
+func TestUpdatesCollectedAfterCrash(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec(3)
+	s.Rounds.Total = 3
+	j, err := e.c.Create(e.ctx, s)
+	require.NoError(t, err)
+	e.blobs.failDeletes = true
+	for _, p := range []string{"p1", "p2", "p3"} {
+		require.NoError(t, e.send(j, "1", p, 1, 1, 1+float32(p[1])))
+	}
+	require.NoError(t, e.send(j, "2", "p1", 1, 2, 2)) // round 2 running
+	j = e.job(j.ID)
+	require.Equal(t, fl.RoundClosed, j.Status.Rounds[0].Phase)
+	for _, u := range j.Status.Rounds[0].Updates {
+		require.True(t, e.blobs.has(u.Digest), "not deleted yet")
+	}
+	stray, err := e.blobs.PutScratch(tensor(t, 9, 9)) // stored, never recorded
+	require.NoError(t, err)
+	require.Len(t, e.scratch(), 5)
+
+	e.blobs.failDeletes = false
+	e.restart()
+	live := j.Status.Rounds[1].Updates[0].Digest
+	require.Equal(t, []string{live}, e.scratch())
+	require.False(t, e.blobs.has(stray))
+	for _, u := range j.Status.Rounds[0].Updates {
+		require.False(t, e.blobs.has(u.Digest))
+	}
+	require.True(t, e.blobs.has(j.Status.Checkpoints[0].Digest))
+
+	// The running round still closes from its blobs.
+	require.NoError(t, e.send(j, "2", "p2", 1, 2, 2))
+	require.NoError(t, e.send(j, "2", "p3", 1, 2, 2))
+	j = e.job(j.ID)
+	require.Equal(t, fl.RoundClosed, j.Status.Rounds[1].Phase)
+	require.InDeltaSlice(t, []float32{2, 2}, e.model_(j.Status.ModelDigest), 1e-6)
+	require.Empty(t, e.scratch())
+}
+
+// The updates of a failed (retried) round and of a stopped job go too.
+func TestUpdatesCollectedAfterFailureAndStop(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec(3)
+	s.MinUpdates = 2
+	j, err := e.c.Create(e.ctx, s)
+	require.NoError(t, err)
+	require.NoError(t, e.send(j, "1", "p1", 1, 1, 1))
+	require.Len(t, e.scratch(), 1)
+	e.finish("1", "p2", orchestration.PhaseFailed)
+	e.finish("1", "p3", orchestration.PhaseFailed)
+	j = e.job(j.ID)
+	require.Equal(t, fl.RoundFailed, j.Status.Rounds[0].Phase)
+	require.Equal(t, "1.1", j.Current().ID)
+	require.Empty(t, e.scratch())
+	require.False(t, e.blobs.has(j.Status.Rounds[0].Updates[0].Digest))
+
+	require.NoError(t, e.send(j, "1.1", "p2", 1, 2, 2))
+	require.Len(t, e.scratch(), 1)
+	_, err = e.c.Stop(e.ctx, j.ID, "")
+	require.NoError(t, err)
+	require.Empty(t, e.scratch())
+	require.True(t, e.blobs.has(strings.TrimPrefix(e.model, "blob://")))
+}
+
+// A job whose modelRef names another job's update makes it kept.
+func TestModelRefOnUpdateKept(t *testing.T) {
+	e := newEnv(t)
+	j, err := e.c.Create(e.ctx, e.spec(2))
+	require.NoError(t, err)
+	raw := tensor(t, 4, 4)
+	require.NoError(t, e.sendRaw(j, "1", "p1", raw))
+	other := e.spec(1)
+	other.Participants = []fl.Participant{{PropletID: "q1"}}
+	other.ModelRef = "blob://" + digestOf(raw)
+	_, err = e.c.Create(e.ctx, other)
+	require.NoError(t, err)
+	require.NoError(t, e.send(j, "1", "p2", 1, 1, 1))
+	require.Equal(t, fl.RoundClosed, e.job(j.ID).Status.Rounds[0].Phase)
+	require.True(t, e.blobs.has(digestOf(raw)))
+	require.Empty(t, e.scratch())
 }

@@ -33,7 +33,14 @@ func (c *Coordinator) Receive(ctx context.Context, u Update) error {
 	if reason != "" {
 		return c.reject(ctx, u, reason, msg)
 	}
-	digest, err := c.blobs.PutBytes(u.Tensor)
+	// Scratch: collected once the round is over (collect). The blob and
+	// the record referencing it are written under c.mu, which collect
+	// holds too, so it never sees the blob without its record.
+	put := c.blobs.PutBytes
+	if sb, ok := c.blobs.(ScratchBlobs); ok {
+		put = sb.PutScratch
+	}
+	digest, err := put(u.Tensor)
 	if err != nil {
 		return fmt.Errorf("store FL update: %w", err)
 	}
@@ -278,12 +285,21 @@ func (c *Coordinator) Recover(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Every running job is in c.jobs before any round can close: collect
+	// keeps the updates of the running rounds in c.jobs only.
+	for _, j := range jobs {
+		if !j.Status.Phase.Terminal() {
+			c.active[j.ID] = struct{}{}
+			c.jobs[j.ID] = j
+		}
+	}
+	// Updates a crash left behind: of rounds closed (or failed, or of
+	// jobs stopped) but not yet collected, or stored but never recorded.
+	c.collect()
 	for _, j := range jobs {
 		if j.Status.Phase.Terminal() {
 			continue
 		}
-		c.active[j.ID] = struct{}{}
-		c.jobs[j.ID] = j
 		if r := j.Current(); r != nil && r.Phase == RoundRunning {
 			for _, p := range r.Participants {
 				if p.TaskID == "" || (p.State != PartSubmitted && p.State != PartRunning) {

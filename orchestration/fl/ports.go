@@ -33,3 +33,18 @@ type Blobs interface {
 	PutBytes(b []byte) (string, error)
 	Blob(ctx context.Context, digest string) ([]byte, error)
 }
+
+// ScratchBlobs is implemented by blob stores that can collect garbage.
+// The coordinator stores client updates as scratch blobs and deletes them
+// once no running round needs them. A digest also stored with PutBytes
+// (before or after) is kept: DeleteScratch leaves it alone, so an update
+// equal to a checkpoint, an initial model or a module never takes it
+// away. Without this interface updates are stored with PutBytes and kept.
+type ScratchBlobs interface {
+	// PutScratch stores b as scratch, durably, unless it is held already.
+	PutScratch(b []byte) (string, error)
+	// Scratch lists the scratch digests.
+	Scratch() ([]string, error)
+	// DeleteScratch deletes a blob if it is still scratch.
+	DeleteScratch(digest string) error
+}

@@ -2,6 +2,10 @@ package flstandalone
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +48,53 @@ func requireRoundsSound(t *testing.T, j fl.Job) {
 	require.Len(t, j.Status.Checkpoints, closed)
 }
 
+// requireOnlyKeptBlobs checks that after job j the manager's blob
+// directory holds just its initial model, its module and its checkpoints:
+// every client update was collected. It logs the bytes on disk against
+// what they would be with every update kept.
+func requireOnlyKeptBlobs(t *testing.T, dataDir string, j fl.Job) {
+	t.Helper()
+	dir := filepath.Join(dataDir, "blobs")
+	ents, err := os.ReadDir(filepath.Join(dir, "sha256"))
+	require.NoError(t, err)
+	var got []string
+	var bytesOnDisk int64
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".upload-") {
+			continue // a write a SIGKILL interrupted
+		}
+		info, err := e.Info()
+		require.NoError(t, err)
+		bytesOnDisk += info.Size()
+		got = append(got, "sha256:"+e.Name())
+	}
+	want := []string{strings.TrimPrefix(j.Spec.ModelRef, "blob://"), strings.TrimPrefix(j.Spec.TaskWasmImage, "blob://")}
+	for _, c := range j.Status.Checkpoints {
+		want = append(want, c.Digest)
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	slices.Sort(got)
+	require.Equal(t, want, got, "blob dir holds more than the model, module and checkpoints")
+	marks, err := os.ReadDir(filepath.Join(dir, "scratch"))
+	require.NoError(t, err)
+	require.Empty(t, marks, "scratch markers left")
+
+	// Updates are the same size each round; older rounds' detail is
+	// compacted, so extrapolate from one that kept it.
+	var updateBytes, updates int64
+	for _, r := range j.Status.Rounds {
+		if r.Phase == fl.RoundClosed && len(r.Updates) > 0 {
+			updateBytes = r.Updates[0].Size
+		}
+	}
+	for _, c := range j.Status.Checkpoints {
+		updates += int64(len(c.Participants))
+	}
+	t.Logf("blob dir: %d files, %d bytes; without collection %d more files, %d bytes more (%d updates of %d bytes)",
+		len(got), bytesOnDisk, updates, updates*updateBytes, updates, updateBytes)
+}
+
 // Three proplets train for several rounds; the final global model is
 // within two points of the same model trained centrally by this test.
 func TestFederatedMatchesCentralised(t *testing.T) {
@@ -67,6 +118,7 @@ func TestFederatedMatchesCentralised(t *testing.T) {
 	}
 	code, _ := s.call(http.MethodGet, "/federated-jobs/"+j.ID+"/checkpoints", nil)
 	require.Equal(t, http.StatusOK, code)
+	requireOnlyKeptBlobs(t, s.DataDir, j)
 
 	fed := s.accuracy(j.Status.ModelDigest)
 	centralAcc, err := digits.CentralisedAccuracy(digits.TrainConfig{Epochs: rounds * epochs, LR: lr, BatchSize: batch, Seed: 1})
@@ -184,4 +236,5 @@ func TestManagerKilledMidRound(t *testing.T) {
 		require.Contains(t, []string{fl.RejectDuplicate, fl.RejectLate}, r.Reason)
 	}
 	require.Greater(t, s.accuracy(j.Status.ModelDigest), 0.85)
+	requireOnlyKeptBlobs(t, s.DataDir, j)
 }
