@@ -7,11 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -20,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
 	eventsv1 "k8s.io/api/events/v1"
@@ -34,6 +30,7 @@ import (
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/test/ocitest"
 )
 
 // launchOperatorWithRegistry is launchOperator with a checkpoint registry
@@ -110,9 +107,7 @@ func (e *flEnv) pushedCheckpoints(n int) []v1.ModelCheckpoint {
 // (the distribution protocol, served on loopback), whose one layer is the
 // checkpoint's bytes; MODEL_URI still names the blob store.
 func TestFLOperatorPushesCheckpointsToOCI(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := ocitest.Serve(t, nil)
 	e := newFLEnvWithRegistry(t, "oci://"+host+"/propeller/checkpoints", "")
 	const rounds = 2
 	e.create("pushed", rounds, nil)
@@ -213,7 +208,7 @@ func TestFLOperatorCheckpointPushRetriedUntilRegistryUp(t *testing.T) {
 	// The registry comes up on the address the operator was given.
 	l, err = net.Listen("tcp", addr)
 	require.NoError(t, err, "the registry's port was taken meanwhile")
-	srv := httptest.NewUnstartedServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	srv := httptest.NewUnstartedServer(ocitest.Handler())
 	srv.Listener.Close()
 	srv.Listener = l
 	srv.Start()
@@ -262,19 +257,7 @@ const (
 // with a Basic challenge, as from Harbor or a registry with htpasswd.
 func serveAuthRegistry(t *testing.T) string {
 	t.Helper()
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != registryUser || p != registryPassword {
-			w.Header().Set("WWW-Authenticate", `Basic realm="propeller-test"`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return ocitest.Serve(t, ocitest.WithBasicAuth(ocitest.Handler(), registryUser, registryPassword))
 }
 
 // dockerConfig is a Docker config.json with user:password for host.

@@ -2,20 +2,15 @@ package ocipush_test
 
 import (
 	"encoding/base64"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/stretchr/testify/require"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/absmach/propeller/manager/ocipush"
+	"github.com/absmach/propeller/test/ocitest"
 )
 
 const (
@@ -28,19 +23,7 @@ const (
 // challenge otherwise, as Harbor or a cluster registry with htpasswd do.
 func serveAuthRegistry(t *testing.T, user, password string) string {
 	t.Helper()
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
-			w.Header().Set("WWW-Authenticate", `Basic realm="propeller-test"`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return ocitest.Serve(t, ocitest.WithBasicAuth(ocitest.Handler(), user, password))
 }
 
 func basic(user, password string) string {

@@ -3,25 +3,20 @@ package ocipush_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
-	"log"
 	"net"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/manager/ocipush"
+	"github.com/absmach/propeller/test/ocitest"
 )
 
 // serveRegistry runs an in-process OCI distribution registry on loopback.
 func serveRegistry(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	return ocitest.Serve(t, nil)
 }
 
 func sha(b []byte) string {

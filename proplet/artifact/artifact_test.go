@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,21 +13,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/proplet/artifact"
 	"github.com/absmach/propeller/proplet/runtime"
+	"github.com/absmach/propeller/test/ocitest"
 )
 
 // newRegistry serves the OCI distribution API on loopback. tamper, when
 // set, rewrites blob downloads as a hostile mirror would.
 func newRegistry(t *testing.T, tamper func(path string, body []byte) []byte) string {
 	t.Helper()
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	h := http.Handler(reg)
+	reg := ocitest.Handler()
+	h := reg
 	if tamper != nil {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
