@@ -1,7 +1,8 @@
 // Package ocipush pushes a blob to an OCI registry as a single-layer
-// artifact and pulls it back, verifying digests both ways. It depends on
-// the standard library and oras-go only, so the manager, the operator and
-// the proplet can share it.
+// artifact and pulls it back, verifying digests both ways. The operator
+// pushes model checkpoints with it; tests seed registries with it (a wasm
+// module is a one-layer application/wasm artifact). It depends on the
+// standard library and oras-go only.
 //
 // Registries are named "oci://host[:port]/repo". Plain HTTP is used only
 // for loopback registries (localhost, 127.0.0.0/8, ::1); every other

@@ -17,10 +17,22 @@ import (
 
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
+	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/proplet/artifact"
 	"github.com/absmach/propeller/proplet/runtime"
 	"github.com/absmach/propeller/test/ocitest"
 )
+
+// pushWasm pushes wasm to the registry at reg as repo:tag, a one-layer
+// application/wasm artifact, and returns the manifest digest.
+func pushWasm(t *testing.T, reg, repo, tag string, wasm []byte) string {
+	t.Helper()
+	r, err := ocipush.ParseRegistry("oci://" + reg + "/" + repo)
+	require.NoError(t, err)
+	res, err := ocipush.Push(t.Context(), r, tag, wasm, ocipush.Options{MediaType: artifact.MediaTypeWasm, ArtifactType: artifact.MediaTypeWasmConfig})
+	require.NoError(t, err)
+	return res.Manifest
+}
 
 // newRegistry serves the OCI distribution API on loopback. tamper, when
 // set, rewrites blob downloads as a hostile mirror would.
@@ -75,10 +87,8 @@ func TestFetchSources(t *testing.T) {
 	t.Cleanup(web.Close)
 
 	reg := newRegistry(t, nil)
-	manifest, err := artifact.PushOCI(ctx, "oci://"+reg+"/wasm/add:v1", wasm, artifact.PushOptions{PlainHTTP: artifact.PlainHTTPLoopback})
-	require.NoError(t, err)
-	_, err = artifact.PushOCI(ctx, reg+"/wasm/trap:v1", other, artifact.PushOptions{PlainHTTP: artifact.PlainHTTPLoopback})
-	require.NoError(t, err)
+	manifest := pushWasm(t, reg, "wasm/add", "v1", wasm)
+	pushWasm(t, reg, "wasm/trap", "v1", other)
 
 	relay := relayFunc(func(_ context.Context, d string) ([]byte, error) {
 		switch d {
@@ -166,8 +176,7 @@ func TestOCITamperedLayer(t *testing.T) {
 		return body
 	})
 	ctx := context.Background()
-	_, err := artifact.PushOCI(ctx, reg+"/wasm/add:v1", wasm, artifact.PushOptions{PlainHTTP: artifact.PlainHTTPLoopback})
-	require.NoError(t, err)
+	pushWasm(t, reg, "wasm/add", "v1", wasm)
 
 	f, err := artifact.New(artifact.Config{CacheDir: t.TempDir(), OCIPlainHTTP: artifact.PlainHTTPLoopback})
 	require.NoError(t, err)
@@ -183,8 +192,7 @@ func TestOCIRunsInRuntime(t *testing.T) {
 	wasm := exampletest.Build(t, "add")
 	reg := newRegistry(t, nil)
 	ctx := context.Background()
-	_, err := artifact.PushOCI(ctx, reg+"/wasm/add:v1", wasm, artifact.PushOptions{PlainHTTP: artifact.PlainHTTPLoopback})
-	require.NoError(t, err)
+	pushWasm(t, reg, "wasm/add", "v1", wasm)
 
 	f, err := artifact.New(artifact.Config{CacheDir: t.TempDir(), OCIPlainHTTP: artifact.PlainHTTPLoopback})
 	require.NoError(t, err)
@@ -210,8 +218,7 @@ func TestFetchCacheAndRestart(t *testing.T) {
 	t.Cleanup(web.Close)
 	reg := newRegistry(t, nil)
 	ctx := context.Background()
-	_, err := artifact.PushOCI(ctx, reg+"/wasm/add:v1", wasm, artifact.PushOptions{PlainHTTP: artifact.PlainHTTPLoopback})
-	require.NoError(t, err)
+	pushWasm(t, reg, "wasm/add", "v1", wasm)
 
 	dir := t.TempDir()
 	cfg := artifact.Config{CacheDir: dir, OCIPlainHTTP: artifact.PlainHTTPLoopback}

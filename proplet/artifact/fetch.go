@@ -16,7 +16,6 @@
 package artifact
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,7 +26,6 @@ import (
 	"strings"
 	"time"
 
-	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
@@ -41,7 +39,8 @@ const (
 	MediaTypeWasm = "application/wasm"
 	// MediaTypeWasmLegacy is the layer type older wasm-to-oci tools push.
 	MediaTypeWasmLegacy = "application/vnd.wasm.content.layer.v1+wasm"
-	// MediaTypeWasmConfig is the config blob type of a wasm artifact.
+	// MediaTypeWasmConfig is the config type (and OCI 1.1 artifactType) of
+	// a wasm artifact, as wasm-to-oci tools push it.
 	MediaTypeWasmConfig = "application/vnd.wasm.config.v0+json"
 )
 
@@ -541,76 +540,4 @@ func isLoopback(hostport string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// PushOptions configures PushOCI.
-type PushOptions struct {
-	PlainHTTP   PlainHTTP
-	Credential  auth.CredentialFunc
-	HTTPClient  *http.Client
-	Annotations map[string]string
-}
-
-// PushOCI uploads wasm as a wasm OCI artifact (config
-// MediaTypeWasmConfig, one MediaTypeWasm layer) and tags it. ref is
-// host[:port]/repo:tag, with or without the oci:// prefix. It returns the
-// manifest digest; the layer digest is Digest(wasm).
-func PushOCI(ctx context.Context, ref string, wasm []byte, opts PushOptions) (string, error) {
-	ref = strings.TrimPrefix(ref, "oci://")
-	hc := opts.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	repo, err := newRepository(ref, hc, opts.PlainHTTP, opts.Credential)
-	if err != nil {
-		return "", err
-	}
-	tag := repo.Reference.Reference
-	if tag == "" {
-		tag = "latest"
-	}
-	layer := content.NewDescriptorFromBytes(MediaTypeWasm, wasm)
-	config, err := json.Marshal(map[string]any{
-		"architecture": "wasm",
-		"os":           "wasip1",
-		"layerDigests": []string{layer.Digest.String()},
-	})
-	if err != nil {
-		return "", err
-	}
-	configDesc := content.NewDescriptorFromBytes(MediaTypeWasmConfig, config)
-	for _, b := range []struct {
-		desc ocispec.Descriptor
-		data []byte
-	}{{layer, wasm}, {configDesc, config}} {
-		if err := pushIfMissing(ctx, repo, b.desc, b.data); err != nil {
-			return "", fmt.Errorf("push %s: %w", ref, err)
-		}
-	}
-	manifest, err := json.Marshal(ocispec.Manifest{
-		Versioned:   specs.Versioned{SchemaVersion: 2},
-		MediaType:   ocispec.MediaTypeImageManifest,
-		Config:      configDesc,
-		Layers:      []ocispec.Descriptor{layer},
-		Annotations: opts.Annotations,
-	})
-	if err != nil {
-		return "", err
-	}
-	mdesc := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, manifest)
-	if err := repo.PushReference(ctx, mdesc, bytes.NewReader(manifest), tag); err != nil {
-		return "", fmt.Errorf("push %s: manifest: %w", ref, err)
-	}
-	return mdesc.Digest.String(), nil
-}
-
-func pushIfMissing(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, data []byte) error {
-	ok, err := repo.Exists(ctx, desc)
-	if err != nil {
-		return err
-	}
-	if ok {
-		return nil
-	}
-	return repo.Push(ctx, desc, bytes.NewReader(data))
 }
