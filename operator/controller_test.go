@@ -144,40 +144,42 @@ func startOperator(t testing.TB, ns, mqttAddr string) *operatorProc {
 	return startOperatorIn(t, ns, mqttAddr, t.TempDir())
 }
 
-func startOperatorIn(t testing.TB, ns, mqttAddr, dataDir string) *operatorProc {
+func startOperatorIn(t testing.TB, ns, mqttAddr, dataDir string, opts ...func(*operator.Config)) *operatorProc {
 	t.Helper()
-	o := launchOperator(t, ns, mqttAddr, dataDir, false)
+	o := launchOperator(t, ns, mqttAddr, dataDir, false, opts...)
 	o.waitReady(t)
 	return o
 }
 
 // launchOperator starts operator.Run without waiting for it to lead.
-func launchOperator(t testing.TB, ns, mqttAddr, dataDir string, leaderElection bool) *operatorProc {
+func launchOperator(t testing.TB, ns, mqttAddr, dataDir string, leaderElection bool, opts ...func(*operator.Config)) *operatorProc {
 	t.Helper()
 	if mqttAddr == "" {
 		mqttAddr = "127.0.0.1:0"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &operatorProc{cancel: cancel, done: make(chan error, 1), ready: make(chan string, 1)}
-	go func() {
-		o.done <- operator.Run(ctx, operator.Config{
-			Rest:           restCfg,
-			Namespace:      ns,
-			MQTTAddr:       mqttAddr,
-			JoinToken:      joinToken,
-			DataDir:        dataDir,
-			MetricsAddr:    "0",
-			HealthAddr:     "0",
-			LeaderElection: leaderElection,
-			Engine: orchestration.Config{
-				HeartbeatTimeout: 5 * time.Second,
-				TickInterval:     100 * time.Millisecond,
-				BackoffBase:      100 * time.Millisecond,
-			},
-			Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-			Ready:  func(addr string) { o.ready <- addr },
-		})
-	}()
+	cfg := operator.Config{
+		Rest:           restCfg,
+		Namespace:      ns,
+		MQTTAddr:       mqttAddr,
+		JoinToken:      joinToken,
+		DataDir:        dataDir,
+		MetricsAddr:    "0",
+		HealthAddr:     "0",
+		LeaderElection: leaderElection,
+		Engine: orchestration.Config{
+			HeartbeatTimeout: 5 * time.Second,
+			TickInterval:     100 * time.Millisecond,
+			BackoffBase:      100 * time.Millisecond,
+		},
+		Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Ready:  func(addr string) { o.ready <- addr },
+	}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	go func() { o.done <- operator.Run(ctx, cfg) }()
 	t.Cleanup(func() { o.stop(t) })
 	return o
 }

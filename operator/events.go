@@ -6,6 +6,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/orchestration"
@@ -26,8 +27,9 @@ import (
 // `hold`: slow is called with its id, for work only such tasks need (the
 // stop-task finalizer).
 type transitions struct {
-	rec  events.EventRecorder
-	ns   string
+	rec events.EventRecorder
+	// key names the WasmTask of a task id.
+	key  func(id string) client.ObjectKey
 	hold time.Duration
 	slow func(id string)
 
@@ -44,9 +46,9 @@ type heldEvent struct {
 	timer *time.Timer
 }
 
-func newTransitions(rec events.EventRecorder, ns string, hold time.Duration, slow func(id string)) *transitions {
+func newTransitions(rec events.EventRecorder, key func(id string) client.ObjectKey, hold time.Duration, slow func(id string)) *transitions {
 	return &transitions{
-		rec: rec, ns: ns, hold: hold, slow: slow,
+		rec: rec, key: key, hold: hold, slow: slow,
 		last: map[string]string{}, progress: map[string]*heldEvent{},
 	}
 }
@@ -106,7 +108,8 @@ func (tr *transitions) release(h *heldEvent) {
 // emit records t's state as an event. Callers hold tr.mu.
 func (tr *transitions) emit(t orchestration.Task) {
 	ph := t.Status.Phase
-	ref := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Name: t.ID, Namespace: tr.ns}}
+	k := tr.key(t.ID)
+	ref := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Name: k.Name, Namespace: k.Namespace}}
 	ref.SetGroupVersionKind(v1.GroupVersion.WithKind("WasmTask"))
 	typ := "Normal"
 	if ph == orchestration.PhaseFailed || t.Status.Reason == orchestration.ReasonUnschedulable {

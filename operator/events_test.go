@@ -6,9 +6,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/absmach/propeller/orchestration"
 )
+
+func testKey(id string) client.ObjectKey { return client.ObjectKey{Namespace: "ns", Name: id} }
 
 func task(phase orchestration.Phase, reason, proplet string) orchestration.Task {
 	return orchestration.Task{ID: "t1", Status: orchestration.TaskStatus{Phase: phase, Reason: reason, PropletID: proplet, Attempt: 1}}
@@ -30,7 +33,7 @@ func drain(rec *events.FakeRecorder) []string {
 func TestTransitionsFoldShortProgress(t *testing.T) {
 	rec := events.NewFakeRecorder(16)
 	slow := 0
-	tr := newTransitions(rec, "ns", time.Hour, func(string) { slow++ })
+	tr := newTransitions(rec, testKey, time.Hour, func(string) { slow++ })
 	tr.observe(task(orchestration.PhasePending, "", ""))
 	tr.observe(task(orchestration.PhaseScheduled, "", "p1"))
 	tr.observe(task(orchestration.PhaseRunning, "", "p1"))
@@ -44,7 +47,7 @@ func TestTransitionsFoldShortProgress(t *testing.T) {
 
 func TestTransitionsWarningsAtOnce(t *testing.T) {
 	rec := events.NewFakeRecorder(16)
-	tr := newTransitions(rec, "ns", time.Hour, nil)
+	tr := newTransitions(rec, testKey, time.Hour, nil)
 	un := task(orchestration.PhasePending, orchestration.ReasonUnschedulable, "")
 	un.Status.Message = "no live proplet"
 	tr.observe(un)
@@ -55,7 +58,7 @@ func TestTransitionsWarningsAtOnce(t *testing.T) {
 func TestTransitionsReleaseLongProgress(t *testing.T) {
 	rec := events.NewFakeRecorder(16)
 	slow := make(chan string, 1)
-	tr := newTransitions(rec, "ns", time.Millisecond, func(id string) { slow <- id })
+	tr := newTransitions(rec, testKey, time.Millisecond, func(id string) { slow <- id })
 	tr.observe(task(orchestration.PhaseScheduled, "", "p1"))
 	require.Equal(t, "t1", <-slow, "a task in flight past the hold is reported slow")
 	require.Equal(t, []string{"Normal Scheduled attempt 1: Scheduled on p1"}, drain(rec))

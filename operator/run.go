@@ -40,9 +40,14 @@ type Config struct {
 	// Rest reaches the API server; nil means the in-cluster or kubeconfig
 	// default.
 	Rest *rest.Config
-	// Namespace holds the WasmTasks the operator runs and its proplet
-	// records. Required.
+	// Namespace holds the WasmTasks the operator runs, its proplet and
+	// federated-learning records, FederatedJobs and the leader lease.
+	// Required.
 	Namespace string
+	// AllNamespaces also serves WasmTasks and PropletGroups of every other
+	// namespace (one engine and one set of proplets for all; task ids are
+	// "<namespace>/<name>" there). FederatedJobs stay in Namespace.
+	AllNamespaces bool
 
 	// Broker is an external broker URL; empty embeds one on MQTTAddr.
 	Broker         string
@@ -145,7 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	mgr, err := ctrl.NewManager(restCfg, manager.Options{
 		Scheme:                  Scheme(),
-		Cache:                   cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.Namespace: {}}},
+		Cache:                   cacheOptions(cfg),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress:  cfg.HealthAddr,
 		LeaderElection:          cfg.LeaderElection,
@@ -169,6 +174,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	store := NewStore(direct, cfg.Namespace)
+	if cfg.AllNamespaces {
+		store.AllNamespaces()
+	}
 	// Admission and Running are superseded within moments for most
 	// tasks; holding them back saves up to two writes per task.
 	store.Coalesce(heldStatus)
@@ -178,15 +186,16 @@ func Run(ctx context.Context, cfg Config) error {
 	// Tasks still in flight after heldProgress get the stop-task
 	// finalizer (and their progress event); the rest never pay for it.
 	slow := make(chan event.TypedGenericEvent[*v1.WasmTask], 256)
-	events := newTransitions(rec, cfg.Namespace, heldProgress, func(id string) {
+	events := newTransitions(rec, store.Key, heldProgress, func(id string) {
+		k := store.Key(id)
 		select {
-		case slow <- event.TypedGenericEvent[*v1.WasmTask]{Object: &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: cfg.Namespace, Name: id}}}:
+		case slow <- event.TypedGenericEvent[*v1.WasmTask]{Object: &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}:
 		case <-ctx.Done():
 		}
 	})
 	o := &orchestrator{cfg: cfg, log: log, store: store, ready: ready, changes: changes,
 		events: events, pusher: pusher,
-		tasks: cachedPhases{c: mgr.GetClient(), ns: cfg.Namespace}}
+		tasks: cachedPhases{c: mgr.GetClient(), store: store}}
 	if err := mgr.Add(o); err != nil {
 		return err
 	}
@@ -221,8 +230,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := (&PropletGroupReconciler{Client: mgr.GetClient(), Ready: ready, Changes: changes}).setup(mgr, o); err != nil {
 		return err
 	}
-	log.Info("operator starting", "namespace", cfg.Namespace, "leader_election", cfg.LeaderElection)
+	log.Info("operator starting", "namespace", cfg.Namespace, "all_namespaces", cfg.AllNamespaces, "leader_election", cfg.LeaderElection)
 	return mgr.Start(ctx)
+}
+
+// cacheOptions caches the operator's namespace, or every namespace.
+func cacheOptions(cfg Config) cache.Options {
+	if cfg.AllNamespaces {
+		return cache.Options{}
+	}
+	return cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.Namespace: {}}}
 }
 
 func cmpOr(a, b string) string {
@@ -268,18 +285,21 @@ type orchestrator struct {
 // a scrape lists memory, never the API server (the CRD store has no phase
 // index). A task not yet admitted (no phase) counts as Pending.
 type cachedPhases struct {
-	c  client.Reader
-	ns string
+	c     client.Reader
+	store *Store
 }
 
 func (p cachedPhases) CountByPhase(ctx context.Context) (map[orchestration.Phase]int, error) {
 	list := &v1.WasmTaskList{}
 	// Read-only: the objects are counted, not kept or changed.
-	if err := p.c.List(ctx, list, client.InNamespace(p.ns), client.UnsafeDisableDeepCopy); err != nil {
+	if err := p.c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	counts := make(map[orchestration.Phase]int, len(orchestration.Phases))
 	for i := range list.Items {
+		if !p.store.Serves(list.Items[i].Namespace) {
+			continue
+		}
 		ph := orchestration.Phase(list.Items[i].Status.Phase)
 		if ph == "" {
 			ph = orchestration.PhasePending

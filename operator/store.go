@@ -61,6 +61,8 @@ import (
 type Store struct {
 	c  client.Client
 	ns string
+	// all makes the store serve WasmTasks of every namespace (AllNamespaces).
+	all bool
 
 	// last holds the object as this store last wrote it, for tasks in
 	// flight: the engine is almost always the only writer, so UpdateTask
@@ -172,7 +174,7 @@ func engineStatus(st v1.WasmTaskStatus) v1.WasmTaskStatus {
 
 // hold records next as a held write over base and arms its timer.
 func (s *Store) hold(next *v1.WasmTask, base v1.WasmTaskStatus) {
-	id := next.Name
+	id := s.idOf(next)
 	h := &heldWrite{obj: next, base: base}
 	s.mu.Lock()
 	if old := s.held[id]; old != nil {
@@ -220,7 +222,7 @@ func (s *Store) dropHeld(id string, h *heldWrite) {
 // else changed the engine's status since); otherwise nil and obj.
 func (s *Store) heldOver(obj *v1.WasmTask) (*heldWrite, *v1.WasmTask) {
 	s.mu.Lock()
-	h := s.held[obj.Name]
+	h := s.held[s.idOf(obj)]
 	s.mu.Unlock()
 	if h == nil || !equality.Semantic.DeepEqual(engineStatus(obj.Status), engineStatus(h.base)) {
 		return nil, obj
@@ -230,8 +232,57 @@ func (s *Store) heldOver(obj *v1.WasmTask) (*heldWrite, *v1.WasmTask) {
 	return h, out
 }
 
-// Namespace is where the store keeps its objects.
+// Namespace is where the store keeps proplet records, and its tasks unless
+// AllNamespaces.
 func (s *Store) Namespace() string { return s.ns }
+
+// AllNamespaces makes the store serve WasmTasks in every namespace. A task
+// in the store's own namespace keeps its name as its id (engine-created
+// tasks, such as federated learning's, live there); one elsewhere has the
+// id "<namespace>/<name>", which no object name can be, so ids never
+// collide. Call it before use.
+func (s *Store) AllNamespaces() { s.all = true }
+
+// Serves reports whether the store keeps the WasmTasks of namespace ns.
+func (s *Store) Serves(ns string) bool { return s.all || ns == s.ns }
+
+// ID is the task id of the WasmTask ns/name.
+func (s *Store) ID(ns, name string) string {
+	if ns == s.ns {
+		return name
+	}
+	return ns + "/" + name
+}
+
+// Key is the object a task id names.
+func (s *Store) Key(id string) client.ObjectKey {
+	if ns, name, ok := strings.Cut(id, "/"); ok && s.all {
+		return client.ObjectKey{Namespace: ns, Name: name}
+	}
+	return client.ObjectKey{Namespace: s.ns, Name: id}
+}
+
+func (s *Store) idOf(obj *v1.WasmTask) string { return s.ID(obj.Namespace, obj.Name) }
+
+// key checks id and returns its object; an id that names no possible
+// object is ErrNotFound for reads (wrap) and the caller's choice otherwise.
+func (s *Store) key(id string) (client.ObjectKey, error) {
+	k := s.Key(id)
+	if errs := validation.IsDNS1123Label(k.Namespace); len(errs) > 0 {
+		return k, fmt.Errorf("task id %q names no namespace (%s): %w", id, strings.Join(errs, "; "), orchestration.ErrInvalid)
+	}
+	return k, checkID(k.Name)
+}
+
+// task is the engine's view of obj, with its id.
+func (s *Store) task(obj *v1.WasmTask) orchestration.Task {
+	t := toTask(obj)
+	t.ID = s.idOf(obj)
+	return t
+}
+
+// sortKey orders objects as the API server lists them across namespaces.
+func sortKey(obj *v1.WasmTask) string { return obj.Namespace + "/" + obj.Name }
 
 const (
 	defaultLimit = 100
@@ -271,10 +322,12 @@ func (s *Store) CreateTask(ctx context.Context, t orchestration.Task) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkID(t.ID); err != nil {
+	k, err := s.key(t.ID)
+	if err != nil {
 		return err
 	}
-	obj := newObject(s.ns, t)
+	obj := newObject(k.Namespace, t)
+	obj.Name = k.Name
 	if err := s.setOwner(ctx, obj, t); err != nil {
 		return err
 	}
@@ -307,11 +360,12 @@ func (s *Store) get(ctx context.Context, id string) (*v1.WasmTask, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if checkID(id) != nil {
+	k, err := s.key(id)
+	if err != nil {
 		return nil, fmt.Errorf("task %s: %w", id, orchestration.ErrNotFound)
 	}
 	obj := &v1.WasmTask{}
-	if err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: id}, obj); err != nil {
+	if err := s.c.Get(ctx, k, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			s.forget(id)
 		}
@@ -327,7 +381,7 @@ func (s *Store) GetTask(ctx context.Context, id string) (orchestration.Task, err
 	if err != nil {
 		return orchestration.Task{}, err
 	}
-	return toTask(obj), nil
+	return s.task(obj), nil
 }
 
 // UpdateTask applies fn and writes what changed with the read
@@ -360,14 +414,14 @@ func (s *Store) updateLocked(ctx context.Context, id string, fn orchestration.Up
 				return orchestration.Task{}, err
 			}
 		}
-		t := toTask(obj)
+		t := s.task(obj)
 		if err := fn(&t); err != nil {
 			if !fresh {
 				obj = nil
 				continue
 			}
 			if errors.Is(err, orchestration.ErrNoChange) {
-				return toTask(obj), nil
+				return s.task(obj), nil
 			}
 			return orchestration.Task{}, err
 		}
@@ -397,7 +451,7 @@ func (s *Store) updateLocked(ctx context.Context, id string, fn orchestration.Up
 		statusChanged := !equality.Semantic.DeepEqual(obj.Status, next.Status)
 		if mayHold && statusChanged && h == nil && deferrable(obj, next) {
 			s.hold(next, obj.Status)
-			return toTask(next), nil
+			return s.task(next), nil
 		}
 		if !admitted(obj) || statusChanged || h != nil {
 			if err := s.c.Status().Update(ctx, next); err != nil {
@@ -415,7 +469,7 @@ func (s *Store) updateLocked(ctx context.Context, id string, fn orchestration.Up
 			}
 		}
 		s.remember(next)
-		return toTask(next), nil
+		return s.task(next), nil
 	}
 }
 
@@ -424,13 +478,14 @@ func (s *Store) updateLocked(ctx context.Context, id string, fn orchestration.Up
 // new object then needs no read. A stale copy costs what not seeding
 // would: the write conflicts, and the store reads and retries.
 func (s *Store) Seed(obj *v1.WasmTask) {
-	if obj.Namespace != s.ns || obj.Status.Phase.Terminal() {
+	if !s.Serves(obj.Namespace) || obj.Status.Phase.Terminal() {
 		return
 	}
+	id := s.idOf(obj)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.last[obj.Name]; !ok {
-		s.last[obj.Name] = obj.DeepCopy()
+	if _, ok := s.last[id]; !ok {
+		s.last[id] = obj.DeepCopy()
 	}
 }
 
@@ -439,9 +494,9 @@ func (s *Store) Seed(obj *v1.WasmTask) {
 // last wrote, the store adopts obj's metadata and resourceVersion, so its
 // next status write does not conflict.
 func (s *Store) Rebase(obj *v1.WasmTask) {
-	unlock := s.writing.lock(obj.Name)
+	unlock := s.writing.lock(s.idOf(obj))
 	defer unlock()
-	id := obj.Name
+	id := s.idOf(obj)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.last[id]
@@ -482,10 +537,10 @@ func (s *Store) remember(obj *v1.WasmTask) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if obj.Status.Phase.Terminal() {
-		delete(s.last, obj.Name)
+		delete(s.last, s.idOf(obj))
 		return
 	}
-	s.last[obj.Name] = obj
+	s.last[s.idOf(obj)] = obj
 }
 
 func (s *Store) forget(id string) {
@@ -505,11 +560,12 @@ func (s *Store) DeleteTask(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if checkID(id) != nil {
+	k, err := s.key(id)
+	if err != nil {
 		return fmt.Errorf("task %s: %w", id, orchestration.ErrNotFound)
 	}
 	s.forget(id)
-	obj := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Name: id, Namespace: s.ns}}
+	obj := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Name: k.Name, Namespace: k.Namespace}}
 	if err := s.c.Delete(ctx, obj); err != nil {
 		return fmt.Errorf("delete wasmtask %s: %w", id, mapErr(err))
 	}
@@ -520,7 +576,8 @@ func (s *Store) DeleteTask(ctx context.Context, id string) error {
 type listToken struct {
 	// K is the API server's continue token.
 	K string `json:"k,omitempty"`
-	// A is the last id returned, to resume after K expired.
+	// A is the sort key ("<namespace>/<name>") of the last task returned,
+	// to resume after K expired.
 	A string `json:"a"`
 }
 
@@ -623,7 +680,10 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 			return orchestration.TaskPage{}, err
 		}
 	}
-	opts := []client.ListOption{client.InNamespace(s.ns), client.Limit(int64(limit))}
+	opts := []client.ListOption{client.Limit(int64(limit))}
+	if !s.all {
+		opts = append(opts, client.InNamespace(s.ns))
+	}
 	if len(f.Labels) > 0 {
 		sel := labels.Set{}
 		for k, v := range f.Labels {
@@ -647,6 +707,8 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 		after = tk.A
 	}
 	var page orchestration.TaskPage
+	// lastKey is the sort key of the last task in page.
+	lastKey := ""
 	for {
 		list := &v1.WasmTaskList{}
 		err := s.c.List(ctx, list, append(opts, client.Continue(cont))...)
@@ -657,30 +719,30 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 		if err != nil {
 			return orchestration.TaskPage{}, fmt.Errorf("list wasmtasks: %w", mapErr(err))
 		}
-		slices.SortFunc(list.Items, func(a, b v1.WasmTask) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(list.Items, func(a, b v1.WasmTask) int { return strings.Compare(sortKey(&a), sortKey(&b)) })
 		for i := range list.Items {
-			if list.Items[i].Name <= after {
+			if sortKey(&list.Items[i]) <= after {
 				continue
 			}
 			_, item := s.heldOver(&list.Items[i])
-			t := toTask(item)
+			t := s.task(item)
 			if matches(f, &t) {
 				page.Tasks = append(page.Tasks, t)
+				lastKey = sortKey(item)
 			}
 		}
 		if list.Continue == "" {
 			return page, nil
 		}
 		if len(page.Tasks) > 0 {
-			last := page.Tasks[len(page.Tasks)-1].ID
-			page.Continue = encodeToken(listToken{K: list.Continue, A: last})
+			page.Continue = encodeToken(listToken{K: list.Continue, A: lastKey})
 			return page, nil
 		}
 		// Everything on this server page was filtered out here: keep
 		// going rather than hand out an empty page with a token.
 		cont = list.Continue
 		if len(list.Items) > 0 {
-			tk.A = list.Items[len(list.Items)-1].Name
+			tk.A = sortKey(&list.Items[len(list.Items)-1])
 		}
 	}
 }

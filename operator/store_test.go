@@ -147,3 +147,62 @@ func TestFLStoreConformance(t *testing.T) {
 		return operator.NewFLStore(k8s, newNamespace(t))
 	})
 }
+
+// TestStoreAllNamespaces: with AllNamespaces a task id "<ns>/<name>"
+// names a WasmTask in ns, a plain id one in the store's namespace, and
+// lists page across namespaces in one order. (The conformance suite needs
+// a store of its own; across all namespaces it would see other tests'
+// objects, so this one filters by a label of its own.)
+func TestStoreAllNamespaces(t *testing.T) {
+	ctx := t.Context()
+	home, team := newNamespace(t), newNamespace(t)
+	s := operator.NewStore(k8s, home)
+	s.AllNamespaces()
+	label := map[string]string{"suite": team}
+	ids := []string{"a-home", team + "/b-team", team + "/c-team", "d-home"}
+	for _, id := range ids {
+		require.NoError(t, s.CreateTask(ctx, orchestration.Task{ID: id, Spec: orchestration.TaskSpec{Name: id, Image: "http://x/y.wasm", Labels: label},
+			Status: orchestration.TaskStatus{Phase: orchestration.PhasePending, CreatedAt: time.Now()}}))
+	}
+	wt := &v1.WasmTask{}
+	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: team, Name: "b-team"}, wt))
+	require.Equal(t, team+"/b-team", s.ID(wt.Namespace, wt.Name))
+	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: home, Name: "a-home"}, wt))
+
+	got, err := s.UpdateTask(ctx, team+"/c-team", func(t *orchestration.Task) error {
+		t.Status.Phase = orchestration.PhaseScheduled
+		t.Status.PropletID = "p1"
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, team+"/c-team", got.ID)
+	got, err = s.GetTask(ctx, team+"/c-team")
+	require.NoError(t, err)
+	require.Equal(t, orchestration.PhaseScheduled, got.Status.Phase)
+
+	// One task a page, in namespace/name order: every id once.
+	var listed []string
+	f := orchestration.TaskFilter{Labels: label, Limit: 1}
+	for {
+		page, err := s.ListTasks(ctx, f)
+		require.NoError(t, err)
+		for _, task := range page.Tasks {
+			listed = append(listed, task.ID)
+		}
+		if page.Continue == "" {
+			break
+		}
+		f.Continue = page.Continue
+	}
+	require.ElementsMatch(t, ids, listed)
+
+	require.NoError(t, s.DeleteTask(ctx, team+"/b-team"))
+	_, err = s.GetTask(ctx, team+"/b-team")
+	require.ErrorIs(t, err, orchestration.ErrNotFound)
+	_, err = s.GetTask(ctx, "Bad Namespace/x")
+	require.ErrorIs(t, err, orchestration.ErrNotFound)
+
+	// Without AllNamespaces a slash is no namespace: no such task.
+	_, err = operator.NewStore(k8s, home).GetTask(ctx, team+"/c-team")
+	require.ErrorIs(t, err, orchestration.ErrNotFound)
+}

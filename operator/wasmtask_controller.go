@@ -63,7 +63,7 @@ type taskScope struct {
 
 // Reconcile admits, releases or finalizes one WasmTask.
 func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
-	if req.Namespace != r.Store.Namespace() {
+	if !r.Store.Serves(req.Namespace) {
 		return ctrl.Result{}, nil
 	}
 	select {
@@ -75,7 +75,7 @@ func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			// Gone without the finalizer: stop what may still run.
-			return ctrl.Result{}, r.Engine.Forget(ctx, req.Name)
+			return ctrl.Result{}, r.Engine.Forget(ctx, r.Store.ID(req.Namespace, req.Name))
 		}
 		return ctrl.Result{}, err
 	}
@@ -105,6 +105,9 @@ func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	}
 	return ctrl.Result{}, nil
 }
+
+// id is obj's task id in the engine.
+func (r *WasmTaskReconciler) id(obj *v1.WasmTask) string { return r.Store.ID(obj.Namespace, obj.Name) }
 
 // reconcileFinalizer gives a task in flight the stop-task finalizer.
 func (r *WasmTaskReconciler) reconcileFinalizer(ctx context.Context, s *taskScope) error {
@@ -176,7 +179,7 @@ func (r *WasmTaskReconciler) reconcileAdmit(ctx context.Context, s *taskScope) (
 	// one whose selector and candidates come from a group, is admitted
 	// here first.
 	if obj.Spec.Suspend || obj.Spec.PropletGroupRef != nil {
-		if _, err := r.Store.UpdateTask(ctx, obj.Name, func(t *orchestration.Task) error {
+		if _, err := r.Store.UpdateTask(ctx, r.id(obj), func(t *orchestration.Task) error {
 			t.Spec.Selector = sel
 			t.Spec.PropletIDs = ids
 			return nil
@@ -189,7 +192,7 @@ func (r *WasmTaskReconciler) reconcileAdmit(ctx context.Context, s *taskScope) (
 
 // fail ends a task the engine cannot take; stopping it records why.
 func (r *WasmTaskReconciler) fail(ctx context.Context, obj *v1.WasmTask, cause error) error {
-	_, err := r.Store.UpdateTask(ctx, obj.Name, func(t *orchestration.Task) error {
+	_, err := r.Store.UpdateTask(ctx, r.id(obj), func(t *orchestration.Task) error {
 		t.Status.Phase = orchestration.PhaseFailed
 		t.Status.Reason = "InvalidSpec"
 		t.Status.Message = cause.Error()
@@ -205,7 +208,7 @@ func (r *WasmTaskReconciler) reconcileRelease(ctx context.Context, s *taskScope)
 	if s.obj.Spec.Suspend {
 		return nil
 	}
-	err := r.Engine.Release(ctx, s.obj.Name)
+	err := r.Engine.Release(ctx, r.id(s.obj))
 	if errors.Is(err, orchestration.ErrNoChange) || errors.Is(err, orchestration.ErrTerminal) || errors.Is(err, orchestration.ErrNotFound) {
 		return nil
 	}
@@ -217,7 +220,7 @@ func (r *WasmTaskReconciler) reconcileDelete(ctx context.Context, s *taskScope) 
 	if !controllerutil.ContainsFinalizer(s.obj, TaskFinalizer) {
 		return nil
 	}
-	_, err := r.Engine.Stop(ctx, s.obj.Name, "WasmTask deleted")
+	_, err := r.Engine.Stop(ctx, r.id(s.obj), "WasmTask deleted")
 	switch {
 	case err == nil:
 		r.Recorder.Eventf(s.obj, nil, "Normal", "Stopped", "Delete", "stopped on deletion")

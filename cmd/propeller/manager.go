@@ -121,6 +121,7 @@ type operatorOptions struct {
 	healthAddr     string
 	leaderElect    bool
 	namespace      string
+	allNamespaces  bool
 	joinToken      string
 	dataDir        string
 	// checkpointRegistry is oci://host[:port]/repo, or empty.
@@ -136,7 +137,8 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "listen address of the Prometheus metrics endpoint")
 	fs.StringVar(&o.healthAddr, "health-addr", ":8081", "listen address of the health probes")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
-	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet records and the leader lease")
+	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet and federated-learning records, FederatedJobs and the leader lease")
+	fs.BoolVar(&o.allNamespaces, "all-namespaces", false, "also run the WasmTasks and PropletGroups of every other namespace (FederatedJobs stay in --namespace)")
 	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
 	fs.StringVar(&o.checkpointRegistry, "checkpoint-registry", "", "also push every FL checkpoint to this OCI registry, oci://host[:port]/repo, tagged <job>-round-<n> (plain HTTP for loopback registries only); proplets still fetch models from the --data-dir store")

@@ -15,6 +15,7 @@ import (
 func startOperator(ctx context.Context, o *operatorOptions, log *slog.Logger) error {
 	return operator.Run(ctx, operator.Config{
 		Namespace:              o.namespace,
+		AllNamespaces:          o.allNamespaces,
 		Broker:                 o.broker,
 		BrokerUser:             o.brokerUser,
 		BrokerPassword:         o.brokerPassword,
