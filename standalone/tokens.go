@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -32,11 +33,17 @@ func ensureToken(path string, log *slog.Logger) (string, error) {
 		return "", fmt.Errorf("generate token: %w", err)
 	}
 	tok := hex.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return ensureToken(path, log) // another process won the race
-	}
+	// Written whole to a temporary file, then linked into place: a reader
+	// (a client, a test, the next start after a crash) sees no file or the
+	// whole token, never an empty or partial one. Link, unlike rename,
+	// fails when another process created the token first.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
+		return "", fmt.Errorf("create token: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		_ = f.Close()
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	if _, err := f.WriteString(tok + "\n"); err != nil {
@@ -50,6 +57,25 @@ func ensureToken(path string, log *slog.Logger) (string, error) {
 	if err := f.Close(); err != nil {
 		return "", fmt.Errorf("write token: %w", err)
 	}
+	if err := os.Link(f.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return ensureToken(path, log) // another process won the race
+		}
+		return "", fmt.Errorf("create token: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return "", fmt.Errorf("create token: %w", err)
+	}
 	log.Info("created token", "file", path)
 	return tok, nil
+}
+
+// syncDir makes a new directory entry durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

@@ -237,12 +237,12 @@ func (s *System) StartManager(extra ...string) {
 		scheme, opts.TLS = "https", &tls.Config{RootCAs: pool}
 	}
 	s.Manager = Start(t, "manager", append(args, extra...)...)
+	var tok []byte
 	require.Eventually(t, func() bool {
-		_, err := os.Stat(filepath.Join(s.DataDir, standalone.APITokenFile))
-		return err == nil
+		tok, _ = os.ReadFile(filepath.Join(s.DataDir, standalone.APITokenFile))
+		return len(bytes.TrimSpace(tok)) > 0
 	}, 20*time.Second, 10*time.Millisecond)
-	tok, err := os.ReadFile(filepath.Join(s.DataDir, standalone.APITokenFile))
-	require.NoError(t, err)
+	var err error
 	s.Client, err = client.New(scheme+"://"+s.HTTPAddr, strings.TrimSpace(string(tok)), opts)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
