@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
@@ -30,6 +31,7 @@ import (
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/test/ocitest"
 )
 
@@ -102,6 +104,32 @@ func (e *flEnv) pushedCheckpoints(n int) []v1.ModelCheckpoint {
 	return items
 }
 
+// succeeded runs a job of rounds rounds to Succeeded and returns it, its
+// record and its ModelCheckpoints once each tried its push.
+func (e *flEnv) succeeded(name string, rounds int) (*v1.FederatedJob, fl.Job, []v1.ModelCheckpoint) {
+	e.t.Helper()
+	e.create(name, int32(rounds), nil)
+	fj, j := e.waitDone(name)
+	require.Equal(e.t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
+	require.Len(e.t, j.Status.Checkpoints, rounds)
+	return fj, j, e.pushedCheckpoints(rounds)
+}
+
+// pushed is a checkpoint's Pushed condition.
+func pushed(mc *v1.ModelCheckpoint) *metav1.Condition {
+	return meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+}
+
+// closedPort is a loopback address nothing listens on (yet).
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
 // TestFLOperatorPushesCheckpointsToOCI: with --checkpoint-registry every
 // checkpoint is also an OCI artifact <job>-round-<n> in a real registry
 // (the distribution protocol, served on loopback), whose one layer is the
@@ -163,20 +191,13 @@ func requirePulled(t *testing.T, repo *remote.Repository, mc *v1.ModelCheckpoint
 // (a closed port) fails no round; each ModelCheckpoint says the push
 // failed.
 func TestFLOperatorCheckpointPushFailureKeepsRound(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
+	addr := closedPort(t)
 	e := newFLEnvWithRegistry(t, "oci://"+addr+"/propeller/checkpoints", "")
-	const rounds = 2
-	e.create("unpushed", rounds, nil)
-	fj, j := e.waitDone("unpushed")
-	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
-	require.Len(t, j.Status.Checkpoints, rounds)
-	for _, mc := range e.pushedCheckpoints(rounds) {
+	fj, j, mcs := e.succeeded("unpushed", 2)
+	for _, mc := range mcs {
 		require.Equal(t, v1.CheckpointAvailable, mc.Status.Phase, mc.Name)
 		require.Empty(t, mc.Status.OCIRef, mc.Name)
-		c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+		c := pushed(&mc)
 		require.Equal(t, "False", string(c.Status), mc.Name)
 		require.Equal(t, operator.ReasonPushFailed, c.Reason, mc.Name)
 		require.Contains(t, c.Message, "push to oci://"+addr+"/propeller/checkpoints failed", mc.Name)
@@ -190,23 +211,17 @@ func TestFLOperatorCheckpointPushFailureKeepsRound(t *testing.T) {
 // exponential backoff, so once a registry serves on that address the
 // checkpoint gets pushed without anyone touching it.
 func TestFLOperatorCheckpointPushRetriedUntilRegistryUp(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
+	addr := closedPort(t)
 	e := newFLEnvWithRegistry(t, "oci://"+addr+"/propeller/checkpoints", "")
-	e.create("late", 1, nil)
-	fj, j := e.waitDone("late")
-	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
-	require.Len(t, j.Status.Checkpoints, 1)
-	mc := e.pushedCheckpoints(1)[0]
-	c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+	_, _, mcs := e.succeeded("late", 1)
+	mc := mcs[0]
+	c := pushed(&mc)
 	require.Equal(t, "False", string(c.Status), c.Message)
 	require.Equal(t, operator.ReasonPushFailed, c.Reason)
 	require.Empty(t, mc.Status.OCIRef)
 
 	// The registry comes up on the address the operator was given.
-	l, err = net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err, "the registry's port was taken meanwhile")
 	srv := httptest.NewUnstartedServer(ocitest.Handler())
 	srv.Listener.Close()
@@ -320,12 +335,9 @@ func TestFLOperatorPushesCheckpointsWithRegistryAuth(t *testing.T) {
 	require.ErrorContains(t, err, "401 Unauthorized")
 
 	e := newFLEnvWithRegistry(t, "oci://"+host+"/propeller/checkpoints", authFile)
-	e.create("authed", 1, nil)
-	fj, j := e.waitDone("authed")
-	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
-	require.Len(t, j.Status.Checkpoints, 1)
-	mc := e.pushedCheckpoints(1)[0]
-	c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+	_, _, mcs := e.succeeded("authed", 1)
+	mc := mcs[0]
+	c := pushed(&mc)
 	require.Equal(t, "True", string(c.Status), c.Message)
 	require.True(t, strings.HasPrefix(mc.Status.OCIRef, "oci://"+host+"/propeller/checkpoints:authed-round-1@sha256:"), mc.Status.OCIRef)
 	requirePulled(t, authRepo(t, host), &mc, "authed-round-1")
@@ -339,12 +351,9 @@ func TestFLOperatorCheckpointPushPicksUpRotatedSecret(t *testing.T) {
 	host := serveAuthRegistry(t)
 	secret, authFile := newSecretMount(t, dockerConfig(host, registryUser, "wrong"))
 	e := newFLEnvWithRegistry(t, "oci://"+host+"/propeller/checkpoints", authFile)
-	e.create("rotated", 1, nil)
-	fj, j := e.waitDone("rotated")
-	require.Equal(t, v1.FLSucceeded, fj.Status.Phase, fj.Status.Conditions)
-	require.Len(t, j.Status.Checkpoints, 1)
-	mc := e.pushedCheckpoints(1)[0]
-	c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
+	_, _, mcs := e.succeeded("rotated", 1)
+	mc := mcs[0]
+	c := pushed(&mc)
 	require.Equal(t, "False", string(c.Status), c.Message)
 	require.Equal(t, operator.ReasonPushFailed, c.Reason)
 	require.Contains(t, c.Message, "push to oci://"+host+"/propeller/checkpoints failed")
