@@ -76,7 +76,7 @@ type FederatedJobReconciler struct {
 // Reconcile admits, mirrors or finalizes one FederatedJob.
 func (r *FederatedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	if req.Namespace != r.Jobs.ns {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.reconcileForeign(ctx, req)
 	}
 	select {
 	case <-r.Ready:
@@ -122,6 +122,26 @@ func (r *FederatedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, r.patchFinalizer(ctx, obj, false)
 	}
 	return ctrl.Result{}, nil
+}
+
+// reconcileForeign tells a FederatedJob outside the operator's namespace
+// why nothing happens to it. (Only an operator serving all namespaces sees
+// one: its job records and blob store live in its own namespace.)
+func (r *FederatedJobReconciler) reconcileForeign(ctx context.Context, req ctrl.Request) error {
+	obj := &v1.FederatedJob{}
+	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	before := obj.DeepCopy()
+	changed := meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{
+		Type: v1.ConditionReady, Status: metav1.ConditionFalse, Reason: "NamespaceNotServed",
+		Message:            fmt.Sprintf("FederatedJobs run in namespace %q, where the operator keeps their records and models", r.Jobs.ns),
+		ObservedGeneration: obj.Generation,
+	})
+	if !changed {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Client.Status().Patch(ctx, obj, client.MergeFrom(before)))
 }
 
 // jobSpec converts the object's spec: the CRD's JSON field names are

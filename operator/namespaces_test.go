@@ -1,14 +1,19 @@
 package operator_test
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/operator"
@@ -19,7 +24,8 @@ import (
 // proplet. Tasks of the same name in both are distinct; results, events
 // and PropletGroup targeting stay in the task's namespace; a task running
 // elsewhere gets the finalizer, survives an operator restart under its
-// id, and is stopped on the proplet when deleted.
+// id, and is stopped on the proplet when deleted. A FederatedJob elsewhere
+// is told where FederatedJobs run.
 func TestAllNamespaces(t *testing.T) {
 	home, team := newNamespace(t), newNamespace(t)
 	url := serveModules(t, "arith", "spin")
@@ -56,6 +62,21 @@ func TestAllNamespaces(t *testing.T) {
 	})))
 	got := waitPhase(t, team, "grouped", v1.TaskSucceeded)
 	require.Equal(t, map[string]string{"tier": "edge"}, got.Status.Selector)
+
+	// FederatedJobs are served in the operator's namespace only, and say so.
+	b, err := os.ReadFile(filepath.Join("..", "deploy", "examples", "federatedjob.yaml"))
+	require.NoError(t, err)
+	fj := &v1.FederatedJob{}
+	require.NoError(t, yaml.Unmarshal(b, fj))
+	fj.Namespace = team
+	require.NoError(t, k8s.Create(ctx, fj))
+	require.Eventually(t, func() bool {
+		got := &v1.FederatedJob{}
+		require.NoError(t, k8s.Get(ctx, client.ObjectKeyFromObject(fj), got))
+		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "NamespaceNotServed" &&
+			strings.Contains(c.Message, home) && got.Status.Phase == ""
+	}, 30*time.Second, 50*time.Millisecond)
 
 	spin := newTask(team, "spin", url+"/spin.wasm", nil)
 	require.NoError(t, k8s.Create(ctx, spin))

@@ -63,8 +63,18 @@ func (r *TrainingRoundReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return ctrl.Result{}, nil
 }
 
+// roundOwner indexes a WasmTask by the TrainingRound that controls it.
+func roundOwner(o client.Object) []string {
+	ref := metav1.GetControllerOf(o)
+	if ref == nil || ref.Kind != "TrainingRound" || ref.APIVersion != v1.GroupVersion.String() {
+		return nil
+	}
+	return []string{ref.Name}
+}
+
 // reconcileParticipants counts the round's participants by their task's
-// phase; a participant without a task yet is pending.
+// phase; a participant without a task is pending while the round is open
+// and failed once it ended (it never contributed).
 func (r *TrainingRoundReconciler) reconcileParticipants(ctx context.Context, tr *v1.TrainingRound) error {
 	tasks := &v1.WasmTaskList{}
 	if err := r.Client.List(ctx, tasks, client.InNamespace(tr.Namespace), client.MatchingFields{roundOwnerIndex: tr.Name}); err != nil {
@@ -83,7 +93,12 @@ func (r *TrainingRoundReconciler) reconcileParticipants(ctx context.Context, tr 
 			c.Pending++
 		}
 	}
-	c.Pending += max(0, int32(len(tr.Spec.Participants)-len(tasks.Items)))
+	missing := max(0, int32(len(tr.Spec.Participants)-len(tasks.Items)))
+	if _, ended := roundState(tr); ended {
+		c.Failed += missing
+	} else {
+		c.Pending += missing
+	}
 	tr.Status.Participants = c
 	return nil
 }
@@ -164,13 +179,7 @@ func (r *TrainingRoundReconciler) recordTransitions(before, tr *v1.TrainingRound
 // SetupWithManager watches TrainingRounds and the WasmTasks they own,
 // indexed by owner so a round lists its tasks from the cache.
 func (r *TrainingRoundReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1.WasmTask{}, roundOwnerIndex, func(o client.Object) []string {
-		ref := metav1.GetControllerOf(o)
-		if ref == nil || ref.Kind != "TrainingRound" || ref.APIVersion != v1.GroupVersion.String() {
-			return nil
-		}
-		return []string{ref.Name}
-	})
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1.WasmTask{}, roundOwnerIndex, roundOwner)
 	if err != nil {
 		return err
 	}
