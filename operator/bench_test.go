@@ -161,6 +161,43 @@ func apiRequests(b *testing.B) map[apiKey]float64 {
 	return out
 }
 
+// BenchmarkWasmTaskPaced creates WasmTasks at 20/s, well under capacity,
+// and reports create-to-finished latency: what a user waits for one task
+// when the operator is not saturated (BenchmarkWasmTasks measures
+// capacity, where the burst's queueing dominates latency).
+func BenchmarkWasmTaskPaced(b *testing.B) {
+	ns := newNamespace(b)
+	url := serveModules(b, "arith")
+	op := startOperator(b, ns, "")
+	startProplet(b, op.mqttAddr, "paced", "--slots", "8", "--log-level", "info")
+	ctx := b.Context()
+	warm := newTask(ns, "warm", url+"/arith.wasm", func(s *v1.WasmTaskSpec) { s.Function = "add"; s.Inputs = []float64{1, 1} })
+	require.NoError(b, k8s.Create(ctx, warm))
+	waitPhase(b, ns, "warm", v1.TaskSucceeded)
+
+	b.ResetTimer()
+	created := make(map[string]time.Time, b.N)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := range b.N {
+		<-tick.C
+		n := fmt.Sprintf("p-%06d", i)
+		created[n] = time.Now()
+		require.NoError(b, k8s.Create(ctx, newTask(ns, n, url+"/arith.wasm", func(s *v1.WasmTaskSpec) { s.Function = "add"; s.Inputs = []float64{2, 3} })))
+	}
+	done := waitSucceeded(b, ns, b.N+1)
+	b.StopTimer()
+	var lat []time.Duration
+	for _, t := range done {
+		if at, ok := created[t.Name]; ok {
+			lat = append(lat, t.Status.FinishedAt.Sub(at))
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
 // waitSucceeded lists, then watches, the namespace's Succeeded WasmTasks
 // until n are. A watch, not a polling list: a list of every finished task
 // several times a second costs the API server more than the operator's
