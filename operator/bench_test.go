@@ -35,15 +35,8 @@ import (
 // the WasmTask controller's reconcile time (controller-runtime's
 // histogram, bucket-interpolated, over the timed part only).
 func BenchmarkWasmTasks(b *testing.B) {
-	ns := newNamespace(b)
-	url := serveModules(b, "arith")
-	op := startOperator(b, ns, "")
-	startProplet(b, op.mqttAddr, "bench", "--slots", "64", "--log-level", "info")
+	ns, url := benchSystem(b, 64)
 	ctx := b.Context()
-	// Warm the proplet's module and compilation caches.
-	warm := newTask(ns, "warm", url+"/arith.wasm", func(s *v1.WasmTaskSpec) { s.Function = "add"; s.Inputs = []float64{1, 1} })
-	require.NoError(b, k8s.Create(ctx, warm))
-	waitPhase(b, ns, "warm", v1.TaskSucceeded)
 
 	recBefore := reconcileBuckets(b, "wasmtask")
 	reqBefore := apiRequests(b)
@@ -161,19 +154,29 @@ func apiRequests(b *testing.B) map[apiKey]float64 {
 	return out
 }
 
+// benchSystem starts an operator and one proplet with slots slots in a new
+// namespace, serves the arith module, and runs one task ("warm") so the
+// proplet's module and compilation caches are warm. It returns the
+// namespace and the module server's URL.
+func benchSystem(b *testing.B, slots int) (ns, url string) {
+	b.Helper()
+	ns = newNamespace(b)
+	url = serveModules(b, "arith")
+	op := startOperator(b, ns, "")
+	startProplet(b, op.mqttAddr, "bench", "--slots", strconv.Itoa(slots), "--log-level", "info")
+	warm := newTask(ns, "warm", url+"/arith.wasm", func(s *v1.WasmTaskSpec) { s.Function = "add"; s.Inputs = []float64{1, 1} })
+	require.NoError(b, k8s.Create(b.Context(), warm))
+	waitPhase(b, ns, "warm", v1.TaskSucceeded)
+	return ns, url
+}
+
 // BenchmarkWasmTaskPaced creates WasmTasks at 20/s, well under capacity,
 // and reports create-to-finished latency: what a user waits for one task
 // when the operator is not saturated (BenchmarkWasmTasks measures
 // capacity, where the burst's queueing dominates latency).
 func BenchmarkWasmTaskPaced(b *testing.B) {
-	ns := newNamespace(b)
-	url := serveModules(b, "arith")
-	op := startOperator(b, ns, "")
-	startProplet(b, op.mqttAddr, "paced", "--slots", "8", "--log-level", "info")
+	ns, url := benchSystem(b, 8)
 	ctx := b.Context()
-	warm := newTask(ns, "warm", url+"/arith.wasm", func(s *v1.WasmTaskSpec) { s.Function = "add"; s.Inputs = []float64{1, 1} })
-	require.NoError(b, k8s.Create(ctx, warm))
-	waitPhase(b, ns, "warm", v1.TaskSucceeded)
 
 	b.ResetTimer()
 	created := make(map[string]time.Time, b.N)

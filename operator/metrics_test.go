@@ -2,9 +2,7 @@ package operator_test
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,33 +20,7 @@ import (
 // metricsAddr.
 func startOperatorWithMetrics(t testing.TB, ns, mqttAddr, metricsAddr string) *operatorProc {
 	t.Helper()
-	if mqttAddr == "" {
-		mqttAddr = "127.0.0.1:0"
-	}
-	dataDir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	o := &operatorProc{cancel: cancel, done: make(chan error, 1), ready: make(chan string, 1)}
-	go func() {
-		o.done <- operator.Run(ctx, operator.Config{
-			Rest:        restCfg,
-			Namespace:   ns,
-			MQTTAddr:    mqttAddr,
-			JoinToken:   joinToken,
-			DataDir:     dataDir,
-			MetricsAddr: metricsAddr,
-			HealthAddr:  "0",
-			Engine: orchestration.Config{
-				HeartbeatTimeout: 5 * time.Second,
-				TickInterval:     100 * time.Millisecond,
-				BackoffBase:      100 * time.Millisecond,
-			},
-			Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-			Ready:  func(addr string) { o.ready <- addr },
-		})
-	}()
-	t.Cleanup(func() { o.stop(t) })
-	o.waitReady(t)
-	return o
+	return startOperatorIn(t, ns, mqttAddr, t.TempDir(), func(c *operator.Config) { c.MetricsAddr = metricsAddr })
 }
 
 // scrape reads the Prometheus text exposition at addr into the sum of the

@@ -1,13 +1,11 @@
 package operator_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -30,41 +28,9 @@ import (
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/operator"
-	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/test/ocitest"
 )
-
-// launchOperatorWithRegistry is launchOperator with a checkpoint registry
-// and, unless empty, its credentials file.
-func launchOperatorWithRegistry(t *testing.T, ns, dataDir, registry, authFile string) *operatorProc {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	o := &operatorProc{cancel: cancel, done: make(chan error, 1), ready: make(chan string, 1)}
-	go func() {
-		o.done <- operator.Run(ctx, operator.Config{
-			Rest:                   restCfg,
-			Namespace:              ns,
-			MQTTAddr:               "127.0.0.1:0",
-			JoinToken:              joinToken,
-			DataDir:                dataDir,
-			CheckpointRegistry:     registry,
-			CheckpointRegistryAuth: authFile,
-			MetricsAddr:            "0",
-			HealthAddr:             "0",
-			Engine: orchestration.Config{
-				HeartbeatTimeout: 5 * time.Second,
-				TickInterval:     100 * time.Millisecond,
-				BackoffBase:      100 * time.Millisecond,
-			},
-			Logger: slog.New(slog.NewTextHandler(&testWriter{t: t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
-			Ready:  func(addr string) { o.ready <- addr },
-		})
-	}()
-	t.Cleanup(func() { o.stop(t) })
-	o.waitReady(t)
-	return o
-}
 
 // newFLEnvWithRegistry is newFLEnv (proplets p1..p3) whose operator
 // pushes checkpoints to registry, with the credentials in authFile unless
@@ -72,7 +38,9 @@ func launchOperatorWithRegistry(t *testing.T, ns, dataDir, registry, authFile st
 func newFLEnvWithRegistry(t *testing.T, registry, authFile string) *flEnv {
 	t.Helper()
 	e := newFLData(t)
-	e.op = launchOperatorWithRegistry(t, e.ns, e.dataDir, registry, authFile)
+	e.op = startOperatorIn(t, e.ns, "", e.dataDir, func(c *operator.Config) {
+		c.CheckpointRegistry, c.CheckpointRegistryAuth = registry, authFile
+	})
 	for _, id := range []string{"p1", "p2", "p3"} {
 		e.proplets[id] = startProplet(t, e.op.mqttAddr, id)
 	}
