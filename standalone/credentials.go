@@ -173,34 +173,15 @@ func (c *Credentials) save(recs map[string]credentialRecord) error {
 		return err
 	}
 	dir := filepath.Dir(c.path)
-	f, err := os.CreateTemp(dir, ".proplet-credentials-*")
+	tmp, err := writeTemp(dir, ".proplet-credentials-*", append(b, '\n'))
 	if err != nil {
 		return fmt.Errorf("save proplet credentials: %w", err)
 	}
-	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op after the rename
-	if err := f.Chmod(0o600); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("save proplet credentials: %w", err)
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("save proplet credentials: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("save proplet credentials: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save proplet credentials: %w", err)
-	}
 	if err := os.Rename(tmp, c.path); err != nil {
 		return fmt.Errorf("save proplet credentials: %w", err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
+	_ = syncDir(dir)
 	return nil
 }
 

@@ -37,27 +37,12 @@ func ensureToken(path string, log *slog.Logger) (string, error) {
 	// (a client, a test, the next start after a crash) sees no file or the
 	// whole token, never an empty or partial one. Link, unlike rename,
 	// fails when another process created the token first.
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	tmp, err := writeTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*", []byte(tok+"\n"))
 	if err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		_ = f.Close()
-		return "", fmt.Errorf("create token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		_ = f.Close()
-		return "", fmt.Errorf("write token: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return "", fmt.Errorf("write token: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("write token: %w", err)
-	}
-	if err := os.Link(f.Name(), path); err != nil {
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return ensureToken(path, log) // another process won the race
 		}
@@ -68,6 +53,31 @@ func ensureToken(path string, log *slog.Logger) (string, error) {
 	}
 	log.Info("created token", "file", path)
 	return tok, nil
+}
+
+// writeTemp writes data to a new file in dir (mode 0600, named after
+// pattern as os.CreateTemp does) and syncs it. The caller moves it into
+// place and removes it if that fails.
+func writeTemp(dir, pattern string, data []byte) (string, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // syncDir makes a new directory entry durable.
