@@ -98,6 +98,9 @@ func New(cfg Config) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
+	if err := srv.AddHook(newHandoverHook(cfg.Logger), nil); err != nil {
+		return nil, fmt.Errorf("broker: add session handover hook: %w", err)
+	}
 	b := &Broker{hook: h, srv: srv, log: cfg.Logger}
 	b.ln = &trackedListener{TCP: listeners.NewTCP(listeners.Config{ID: "propeller", Address: cfg.Addr, TLSConfig: cfg.TLS}), b: b}
 	if err := srv.AddListener(b.ln); err != nil {
