@@ -78,9 +78,13 @@ type flight struct {
 	propletID string
 	attempt   int
 	deadline  time.Time
-	// redispatch marks a Scheduled attempt recovered after a restart: the
-	// start command may never have left, so it is sent again (same attempt,
-	// which proplets de-duplicate) once the proplet is alive.
+	// redispatch marks an attempt recovered after a restart. Its start
+	// command may never have left, or its result may have been lost with
+	// the broker (an embedded broker dies with the manager after it
+	// acknowledged the result to the proplet). So the start is sent again,
+	// same attempt, once the proplet is alive: a proplet runs an attempt
+	// it never saw, ignores one still running, and re-sends the result of
+	// one it finished.
 	redispatch bool
 }
 
@@ -960,12 +964,13 @@ func listIDs(ids []string) string {
 	return fmt.Sprintf("[%s ... +%d more]", strings.Join(ids[:maxListedIDs], " "), len(ids)-maxListedIDs)
 }
 
-// resend repeats start commands for recovered Scheduled attempts.
+// resend repeats start commands for recovered in-flight attempts.
 func (e *Engine) resend(ctx context.Context, pls []placement) {
 	for _, pl := range pls {
 		unlock := e.lock(pl.taskID)
 		t, err := e.store.GetTask(ctx, pl.taskID)
-		if err == nil && t.Status.Phase == PhaseScheduled && t.Status.PropletID == pl.propletID {
+		inFlight := t.Status.Phase == PhaseScheduled || t.Status.Phase == PhaseRunning
+		if err == nil && inFlight && t.Status.PropletID == pl.propletID {
 			if err := e.disp.StartTask(ctx, pl.propletID, t); err != nil {
 				e.log.Warn("start command not re-sent", "task", t.ID, "err", err)
 			}

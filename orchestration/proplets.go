@@ -183,9 +183,10 @@ func (e *Engine) failVictims(ctx context.Context, vs []victimRef, reason, msg st
 // Recover rebuilds in-flight state from the store: pending tasks are
 // queued again, dispatched ones are tracked on their proplet until it
 // reports, or fail with PropletLost once its heartbeat deadline (counted
-// from now) passes. Scheduled attempts are re-sent with the same attempt
-// number once the proplet is alive, which proplets de-duplicate, so a
-// restart never runs a task twice without a reason.
+// from now) passes. In-flight attempts are re-sent with the same attempt
+// number once the proplet is alive, which proplets de-duplicate (and
+// answer with the result if the attempt already ended), so a restart never
+// runs a task twice without a reason nor waits for a result that was lost.
 func (e *Engine) Recover(ctx context.Context) error {
 	now := e.clock.Now()
 	stored, err := e.store.ListProplets(ctx)
@@ -249,6 +250,6 @@ func (e *Engine) adopt(t Task, now time.Time) {
 		propletID:  p.ID,
 		attempt:    t.Status.Attempt,
 		deadline:   t.Status.Deadline,
-		redispatch: t.Status.Phase == PhaseScheduled,
+		redispatch: true,
 	}
 }

@@ -57,6 +57,7 @@ type Config struct {
 	OutboxMaxEntries     int
 	OutboxMaxBytes       int64
 	RememberFinished     int           // attempts remembered for dedup, default 10000
+	RememberResultBytes  int64         // final reports kept to answer a repeated start, default 16 MiB
 	MaxReconnectInterval time.Duration // default 30s
 	ConnectTimeout       time.Duration // default 10s
 	ShutdownTimeout      time.Duration // flush + offline status on Run exit, default 5s
@@ -81,6 +82,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RememberFinished <= 0 {
 		c.RememberFinished = 10000
+	}
+	if c.RememberResultBytes <= 0 {
+		c.RememberResultBytes = 16 << 20
 	}
 	if c.MaxReconnectInterval <= 0 {
 		c.MaxReconnectInterval = 30 * time.Second
@@ -200,7 +204,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a.led = openLedger(a.ob, cfg.RememberFinished)
+	a.led = openLedger(a.ob, cfg.RememberFinished, cfg.RememberResultBytes)
 	if err := a.failUnfinished(); err != nil {
 		_ = a.ob.Close()
 		return nil, err

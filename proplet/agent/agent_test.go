@@ -181,7 +181,11 @@ func TestSlotsLimit(t *testing.T) {
 	m.waitEvent(t, t2, wire.EventSucceeded)
 }
 
-func TestDuplicateStartIsNoop(t *testing.T) {
+// TestDuplicateStart: a repeated start never runs an attempt again; for a
+// finished attempt it re-sends the result (the manager asks after a
+// restart because the broker may have lost it), as long as this process
+// remembers it.
+func TestDuplicateStart(t *testing.T) {
 	b := startMochi(t)
 	m := newManager(t, b.URL())
 	id := randID("p-")
@@ -194,30 +198,42 @@ func TestDuplicateStartIsNoop(t *testing.T) {
 	m.start(t, id, st)
 	m.waitEvent(t, task, wire.EventRunning)
 	m.start(t, id, st) // while running
+	// Commands are handled in order: once a later task finished, the
+	// repeated start was handled while task still ran.
+	during := randID("t-")
+	m.start(t, id, wire.StartTask{TaskID: during, Attempt: 1})
+	m.waitEvent(t, during, wire.EventSucceeded)
 	fx.release(task)
 	m.waitEvent(t, task, wire.EventSucceeded)
-	m.start(t, id, st) // after it finished
+	require.Len(t, m.eventsOf(task), 3)
+	first := m.eventsOf(task)[2]
+	m.start(t, id, st) // after it finished: the same result again
+	require.Eventually(t, func() bool { return m.countEvents(task, wire.EventSucceeded) == 2 }, waitFor, 5*time.Millisecond)
+	again := m.eventsOf(task)[3]
+	require.Equal(t, first, again, "the very report, not a new run")
 
 	// Commands and events are ordered, so once a later task finished the
 	// repeated starts were handled.
 	barrier := randID("t-")
 	m.start(t, id, wire.StartTask{TaskID: barrier, Attempt: 1})
 	m.waitEvent(t, barrier, wire.EventSucceeded)
-	require.Len(t, m.eventsOf(task), 3)
-	require.Len(t, fx.started, 2)
+	require.Len(t, m.eventsOf(task), 4)
+	require.Len(t, fx.started, 3)
 
-	// The memory of finished attempts survives a restart.
+	// The memory of finished attempts survives a restart; their reports
+	// are kept in memory only, so a new process has none to send.
 	a.Stop(t)
 	startOnline(t, m, cfg, fx)
 	m.start(t, id, st)
 	barrier2 := randID("t-")
 	m.start(t, id, wire.StartTask{TaskID: barrier2, Attempt: 1})
 	m.waitEvent(t, barrier2, wire.EventSucceeded)
-	require.Len(t, m.eventsOf(task), 3)
+	require.Len(t, m.eventsOf(task), 4)
 
 	// A new attempt of the same task is a different thing and runs.
 	m.start(t, id, wire.StartTask{TaskID: task, Attempt: 2})
-	require.Eventually(t, func() bool { return m.countEvents(task, wire.EventSucceeded) == 2 }, waitFor, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return m.countEvents(task, wire.EventSucceeded) == 3 }, waitFor, 5*time.Millisecond)
+	require.Equal(t, 2, m.eventsOf(task)[len(m.eventsOf(task))-1].Attempt)
 }
 
 func TestStopCancelsPromptly(t *testing.T) {

@@ -24,6 +24,12 @@ const (
 // orders before it, so no crash can leave an attempt finished without its
 // result on disk. An attempt that ends quickly is never marked accepted:
 // its finish is its first and only record.
+//
+// It also keeps, in memory and up to a byte budget, the final reports of
+// the attempts this process finished. The outbox forgets a report once the
+// broker acknowledged it, but a broker can lose what it acknowledged (an
+// embedded broker dies with its manager); the manager then repeats the
+// start command, and the report is sent again instead of being lost.
 type ledger struct {
 	ob    *outbox.Outbox
 	limit int
@@ -32,6 +38,11 @@ type ledger struct {
 	accepted map[wire.TaskRef]bool // accepted, not finished
 	finished map[wire.TaskRef]bool
 	order    []wire.TaskRef // finished, oldest first
+
+	results     map[wire.TaskRef][]outbox.Message
+	resultOrder []wire.TaskRef // oldest first; may name forgotten results
+	resultBytes int64
+	resultLimit int64
 }
 
 func ledgerKey(ref wire.TaskRef) string {
@@ -47,12 +58,14 @@ func parseLedgerKey(k string) (wire.TaskRef, bool) {
 	return wire.TaskRef{TaskID: id, Attempt: n}, err == nil
 }
 
-func openLedger(ob *outbox.Outbox, limit int) *ledger {
+func openLedger(ob *outbox.Outbox, limit int, resultBytes int64) *ledger {
 	l := &ledger{
-		ob:       ob,
-		limit:    limit,
-		accepted: map[wire.TaskRef]bool{},
-		finished: map[wire.TaskRef]bool{},
+		ob:          ob,
+		limit:       limit,
+		accepted:    map[wire.TaskRef]bool{},
+		finished:    map[wire.TaskRef]bool{},
+		results:     map[wire.TaskRef][]outbox.Message{},
+		resultLimit: resultBytes,
 	}
 	for _, m := range ob.Marks() {
 		ref, ok := parseLedgerKey(m.Key)
@@ -104,13 +117,59 @@ func (l *ledger) Finish(ref wire.TaskRef, msgs ...outbox.Message) ([]outbox.Appe
 		old := l.order[0]
 		l.order = l.order[1:]
 		delete(l.finished, old)
+		l.forgetResultLocked(old)
 		// Forgetting rides along with this commit instead of costing a
 		// write of its own.
 		marks = append(marks, outbox.Mark{Key: ledgerKey(old)})
 	}
+	l.keepResultLocked(ref, msgs)
 	l.mu.Unlock()
 	res, ch := l.ob.Submit(outbox.Batch{Messages: msgs, Marks: marks})
 	return res, ch
+}
+
+func (l *ledger) keepResultLocked(ref wire.TaskRef, msgs []outbox.Message) {
+	l.forgetResultLocked(ref)
+	var size int64
+	for _, m := range msgs {
+		size += int64(len(m.Payload))
+	}
+	if len(msgs) == 0 || size > l.resultLimit {
+		return
+	}
+	l.results[ref] = msgs
+	l.resultOrder = append(l.resultOrder, ref)
+	l.resultBytes += size
+	for l.resultBytes > l.resultLimit {
+		old := l.resultOrder[0]
+		l.resultOrder = l.resultOrder[1:]
+		l.forgetResultLocked(old)
+	}
+	// Forgotten refs linger in resultOrder; compact once they dominate.
+	if len(l.resultOrder) > 2*len(l.results)+64 {
+		live := l.resultOrder[:0]
+		for _, r := range l.resultOrder {
+			if _, ok := l.results[r]; ok {
+				live = append(live, r)
+			}
+		}
+		l.resultOrder = live
+	}
+}
+
+func (l *ledger) forgetResultLocked(ref wire.TaskRef) {
+	for _, m := range l.results[ref] {
+		l.resultBytes -= int64(len(m.Payload))
+	}
+	delete(l.results, ref)
+}
+
+// Result returns the final reports of ref if this process finished it and
+// still remembers them.
+func (l *ledger) Result(ref wire.TaskRef) []outbox.Message {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.results[ref]
 }
 
 // Seen reports whether ref was accepted or finished before.

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"time"
+
+	"github.com/absmach/propeller/proplet/outbox"
 )
 
 // sendLoop drains the outbox in order over whichever connection is up.
@@ -35,7 +38,7 @@ func (a *Agent) sendOn(ctx context.Context, c *conn) {
 	// is yet to be sent on c.
 	var last uint64
 	inflight := 0
-	acked := make(chan uint64)
+	acked := make(chan outbox.Entry)
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	for {
@@ -66,17 +69,17 @@ func (a *Agent) sendOn(ctx context.Context, c *conn) {
 				}
 				last = e.Seq
 				inflight++
-				go func(seq uint64) {
+				go func(e outbox.Entry) {
 					select {
 					case <-ack:
 					case <-ctx.Done():
 						return
 					}
 					select {
-					case acked <- seq:
+					case acked <- e:
 					case <-ctx.Done():
 					}
-				}(e.Seq)
+				}(e)
 			}
 		}
 		if blocked {
@@ -87,10 +90,13 @@ func (a *Agent) sendOn(ctx context.Context, c *conn) {
 			return
 		case <-c.lost:
 			return
-		case seq := <-acked:
+		case e := <-acked:
 			inflight--
-			if err := a.ob.Remove(seq); err != nil {
-				a.log.Error("outbox remove", "seq", seq, "err", err)
+			if err := a.ob.Remove(e.Seq); err != nil {
+				a.log.Error("outbox remove", "seq", e.Seq, "err", err)
+			}
+			if e.Terminal {
+				a.log.Debug("report acknowledged by the broker", "key", strings.ReplaceAll(e.Key, "\x00", "/"))
 			}
 			select {
 			case a.ackedSig <- struct{}{}:

@@ -123,9 +123,33 @@ func (a *Agent) start(st wire.StartTask, ack func()) {
 		return
 	}
 	if a.led.Seen(ref) {
+		msgs := a.led.Result(ref)
+		if msgs == nil {
+			a.mu.Unlock()
+			log.Info("duplicate start ignored")
+			ack()
+			return
+		}
+		if a.runCtx.Err() != nil {
+			a.mu.Unlock()
+			return // unacknowledged: the next process gets it again
+		}
+		a.tasks.Add(1)
 		a.mu.Unlock()
-		log.Info("duplicate start ignored")
-		ack()
+		// The manager asks again after a restart: the report may have
+		// been lost after the broker acknowledged it.
+		log.Info("start of a finished attempt repeated: sending its result again")
+		go func() {
+			defer a.tasks.Done()
+			_, done := a.ob.Submit(outbox.Batch{Messages: msgs})
+			if err := <-done; err != nil {
+				a.log.Error("outbox commit failed; result not re-sent", "task", ref.TaskID, "attempt", ref.Attempt, "err", err)
+				if errors.Is(err, outbox.ErrClosed) {
+					return
+				}
+			}
+			ack()
+		}()
 		return
 	}
 	if a.runCtx.Err() != nil {

@@ -127,6 +127,39 @@ func TestManagerKilledMidRun(t *testing.T) {
 	require.Len(t, l.Tasks, n, "no task lost or duplicated")
 }
 
+// TestResultLostByBrokerIsAskedForAgain: the broker acknowledged a task's
+// result to the proplet and then lost it, as an embedded broker does when
+// its manager crashes. Here: the manager is killed while the task runs,
+// the result reaches Mosquitto (queued in the manager's session), and
+// Mosquitto restarts without persistence. The restarted manager repeats
+// the attempt's start; the proplet answers with the result it remembers,
+// so the task succeeds on its first attempt instead of waiting for its
+// deadline and running again.
+func TestResultLostByBrokerIsAskedForAgain(t *testing.T) {
+	cpu := exampletest.Build(t, "cpu")
+	s := harness.NewSystem(t).WithMosquitto("edge-a")
+	s.StartManager()
+	edge := s.StartProplet("edge-a")
+	s.WaitAlive("edge-a")
+
+	task := s.Create(standalone.TaskRequest{Name: "cpu", File: cpu, CLIArgs: []string{cpuArg}})
+	require.Eventually(t, func() bool {
+		got, err := s.Client.GetTask(context.Background(), task.ID)
+		return err == nil && got.State == "Running"
+	}, 60*time.Second, 10*time.Millisecond, "task did not start")
+	s.Manager.Kill()
+	require.Eventually(t, func() bool { return edge.LogContains(task.ID + "/1/final") }, 60*time.Second, 10*time.Millisecond,
+		"the broker never acknowledged the result")
+	s.RestartBroker()
+	s.StartManager()
+
+	got := s.Wait(task.ID)
+	require.Equal(t, "Succeeded", got.State, "%s %s", got.Reason, got.Error)
+	require.Equal(t, 1, got.Attempt, "answered, not run again")
+	require.Equal(t, cpuPrimes, got.Stdout)
+	require.True(t, edge.LogContains("sending its result again"))
+}
+
 // TestPropletKilledTasksRetried: a proplet dies with tasks running; they
 // finish on the other proplet.
 func TestPropletKilledTasksRetried(t *testing.T) {

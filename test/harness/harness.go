@@ -166,6 +166,8 @@ type TLSFiles struct {
 type externalBroker struct {
 	managerSecret string
 	secrets       map[string]string
+	start         func() // starts Mosquitto and waits until it listens
+	stop          func()
 }
 
 func NewSystem(t testing.TB) *System {
@@ -200,22 +202,37 @@ func (s *System) WithMosquitto(ids ...string) *System {
 		Proplets: ext.secrets, User: user,
 	})
 	require.NoError(t, err)
-	cmd := exec.Command("/usr/sbin/mosquitto", "-c", conf)
 	logf, err := os.Create(filepath.Join(dir, "mosquitto.log"))
 	require.NoError(t, err)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	require.Eventually(t, func() bool {
-		c, err := net.DialTimeout("tcp", s.MQTTAddr, time.Second)
-		if err != nil {
-			return false
-		}
-		_ = c.Close()
-		return true
-	}, 10*time.Second, 20*time.Millisecond, "mosquitto did not listen")
+	t.Cleanup(func() { _ = logf.Close() })
+	var cmd *exec.Cmd
+	ext.stop = func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	ext.start = func() {
+		cmd = exec.Command("/usr/sbin/mosquitto", "-c", conf)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		require.NoError(t, cmd.Start())
+		require.Eventually(t, func() bool {
+			c, err := net.DialTimeout("tcp", s.MQTTAddr, time.Second)
+			if err != nil {
+				return false
+			}
+			_ = c.Close()
+			return true
+		}, 10*time.Second, 20*time.Millisecond, "mosquitto did not listen")
+	}
+	ext.start()
+	t.Cleanup(func() { ext.stop() })
 	s.external = ext
 	return s
+}
+
+// RestartBroker kills Mosquitto and starts it again on the same address.
+// It runs without persistence, so every session and every message queued
+// in one is lost, though their publishers hold the broker's PUBACK.
+func (s *System) RestartBroker() {
+	require.NotNil(s.t, s.external, "RestartBroker needs WithMosquitto")
+	s.external.stop()
+	s.external.start()
 }
 
 func (s *System) StartManager(extra ...string) {
