@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/absmach/propeller/api/wire"
+	"github.com/absmach/propeller/internal/durable"
 	"github.com/absmach/propeller/manager/broker"
 )
 
@@ -173,7 +174,7 @@ func (c *Credentials) save(recs map[string]credentialRecord) error {
 		return err
 	}
 	dir := filepath.Dir(c.path)
-	tmp, err := writeTemp(dir, ".proplet-credentials-*", append(b, '\n'))
+	tmp, err := durable.WriteTemp(dir, ".proplet-credentials-*", append(b, '\n'), 0o600)
 	if err != nil {
 		return fmt.Errorf("save proplet credentials: %w", err)
 	}
@@ -181,7 +182,7 @@ func (c *Credentials) save(recs map[string]credentialRecord) error {
 	if err := os.Rename(tmp, c.path); err != nil {
 		return fmt.Errorf("save proplet credentials: %w", err)
 	}
-	_ = syncDir(dir)
+	_ = durable.SyncDir(dir)
 	return nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/absmach/propeller/internal/durable"
 )
 
 // ensureToken returns the secret stored at path, creating it (mode 0600)
@@ -37,7 +39,7 @@ func ensureToken(path string, log *slog.Logger) (string, error) {
 	// (a client, a test, the next start after a crash) sees no file or the
 	// whole token, never an empty or partial one. Link, unlike rename,
 	// fails when another process created the token first.
-	tmp, err := writeTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*", []byte(tok+"\n"))
+	tmp, err := durable.WriteTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*", []byte(tok+"\n"), 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
@@ -48,44 +50,9 @@ func ensureToken(path string, log *slog.Logger) (string, error) {
 		}
 		return "", fmt.Errorf("create token: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	log.Info("created token", "file", path)
 	return tok, nil
-}
-
-// writeTemp writes data to a new file in dir (mode 0600, named after
-// pattern as os.CreateTemp does) and syncs it. The caller moves it into
-// place and removes it if that fails.
-func writeTemp(dir, pattern string, data []byte) (string, error) {
-	f, err := os.CreateTemp(dir, pattern)
-	if err != nil {
-		return "", err
-	}
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
-}
-
-// syncDir makes a new directory entry durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -23,6 +23,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/absmach/propeller/internal/durable"
 )
 
 // ErrNotFound is returned for a digest the store does not hold.
@@ -263,12 +265,7 @@ func (s *Store) unmark(digest string) error {
 }
 
 func (s *Store) syncScratchDir() error {
-	d, err := os.Open(filepath.Join(s.dir, "scratch"))
-	if err != nil {
-		return fmt.Errorf("blobs: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := durable.SyncDir(filepath.Join(s.dir, "scratch")); err != nil {
 		return fmt.Errorf("blobs: sync scratch dir: %w", err)
 	}
 	return nil

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/absmach/propeller/internal/durable"
 )
 
 // Cache is a content-addressed blob store on disk, laid out as
@@ -136,22 +138,12 @@ func (c *Cache) Put(data []byte) (string, error) {
 	}
 	c.mu.Unlock()
 
-	tmp, err := os.CreateTemp(c.dir, ".tmp-"+h[:12]+"-")
+	tmp, err := durable.WriteTemp(c.dir, ".tmp-"+h[:12]+"-", data, 0o600)
 	if err != nil {
 		return digest, fmt.Errorf("artifact cache: %w", err)
 	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(c.dir, h))
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
+	if err := os.Rename(tmp, filepath.Join(c.dir, h)); err != nil {
+		_ = os.Remove(tmp)
 		return digest, fmt.Errorf("artifact cache: %w", err)
 	}
 

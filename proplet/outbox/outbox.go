@@ -67,6 +67,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/absmach/propeller/internal/durable"
 )
 
 const (
@@ -565,7 +567,7 @@ func (o *Outbox) checkpoint(id uint64, body func(*entry) []byte) error {
 		err = f.Sync()
 	}
 	if err == nil && !o.opts.NoSync {
-		err = syncDir(o.dir)
+		err = durable.SyncDir(o.dir)
 	}
 	if err != nil {
 		_ = f.Close()
@@ -608,15 +610,6 @@ func cmpUint(a, b uint64) int {
 		return 1
 	}
 	return 0
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // writer is the only goroutine that writes the log after Open.
