@@ -89,6 +89,18 @@ func (tr *transitions) observe(t orchestration.Task) {
 	tr.emit(t)
 }
 
+// forget drops what is kept for a task whose WasmTask is gone: the engine
+// tells no observer about a task deleted behind its back.
+func (tr *transitions) forget(id string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	delete(tr.last, id)
+	if h := tr.progress[id]; h != nil {
+		h.timer.Stop()
+		delete(tr.progress, id)
+	}
+}
+
 // release sends a progress event whose hold passed, if it is still held.
 func (tr *transitions) release(h *heldEvent) {
 	tr.mu.Lock()

@@ -65,3 +65,16 @@ func TestTransitionsReleaseLongProgress(t *testing.T) {
 	tr.observe(task(orchestration.PhaseFailed, "Error", "p1"))
 	require.Equal(t, []string{"Warning Error attempt 1: Failed on p1"}, drain(rec))
 }
+
+func TestTransitionsForgetDeletedTask(t *testing.T) {
+	rec := events.NewFakeRecorder(16)
+	slow := 0
+	tr := newTransitions(rec, testKey, time.Hour, func(string) { slow++ })
+	tr.observe(task(orchestration.PhaseRunning, "", "p1"))
+	require.Len(t, tr.progress, 1)
+	tr.forget("t1")
+	require.Empty(t, tr.progress)
+	require.Empty(t, tr.last)
+	require.Empty(t, drain(rec), "no event for an object that is gone")
+	require.Zero(t, slow)
+}

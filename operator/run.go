@@ -207,7 +207,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := (&WasmTaskReconciler{
 		Client: mgr.GetClient(), Engine: nil, Store: store,
-		Recorder: rec, Ready: ready, Slow: slow,
+		Recorder: rec, Ready: ready, Slow: slow, Gone: events.forget,
 	}).setup(mgr, o); err != nil {
 		return err
 	}

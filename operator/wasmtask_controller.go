@@ -52,6 +52,8 @@ type WasmTaskReconciler struct {
 	// Slow names tasks that have been in flight for a while: they get the
 	// finalizer.
 	Slow <-chan event.TypedGenericEvent[*v1.WasmTask]
+	// Gone, when set, is told the id of a task whose object is gone.
+	Gone func(id string)
 }
 
 // taskScope is what the phase functions of one reconcile share.
@@ -75,7 +77,14 @@ func (r *WasmTaskReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			// Gone without the finalizer: stop what may still run.
-			return ctrl.Result{}, r.Engine.Forget(ctx, r.Store.ID(req.Namespace, req.Name))
+			id := r.Store.ID(req.Namespace, req.Name)
+			if err := r.Engine.Forget(ctx, id); err != nil {
+				return ctrl.Result{}, err
+			}
+			if r.Gone != nil {
+				r.Gone(id)
+			}
+			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
 	}
