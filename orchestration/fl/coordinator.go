@@ -311,6 +311,10 @@ func (c *Coordinator) update(ctx context.Context, id string, fn func(*Job) error
 			return err
 		}
 		j.Status.UpdatedAt = now
+		if j.Status.Phase.Terminal() {
+			// No round follows: the optimizer state is garbage (collect).
+			j.Status.StateDigest = ""
+		}
 		return nil
 	})
 	if err == nil && unchanged {
@@ -651,11 +655,13 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job) {
 		c.log.Error("store FL checkpoint; retrying on the next tick", "job", j.ID, "err", err)
 		return
 	}
+	// The optimizer state serves the next round only: scratch, superseded
+	// by the next round's, and dropped with the job (see update).
 	stateDigest := ""
-	if len(nextState) > 0 {
+	if len(nextState) > 0 && r.Number < j.Spec.Rounds.Total {
 		b, err := safetensors.EncodeF32(nextState, nil, nil)
 		if err == nil {
-			stateDigest, err = c.blobs.PutBytes(b)
+			stateDigest, err = c.putScratch(b)
 		}
 		if err != nil {
 			c.log.Error("store FL optimizer state; retrying on the next tick", "job", j.ID, "err", err)
@@ -714,9 +720,19 @@ func (c *Coordinator) closeRound(ctx context.Context, j Job) {
 	}
 }
 
-// collect deletes the scratch blobs (client updates) no running round
-// references: those of rounds that closed, failed or were stopped, and
-// those stored but never recorded. It runs after such a round end is
+// putScratch stores b as a scratch blob when the store collects garbage,
+// as a kept one otherwise.
+func (c *Coordinator) putScratch(b []byte) (string, error) {
+	if sb, ok := c.blobs.(ScratchBlobs); ok {
+		return sb.PutScratch(b)
+	}
+	return c.blobs.PutBytes(b)
+}
+
+// collect deletes the scratch blobs no running job references: client
+// updates of rounds that closed, failed or were stopped, optimizer state
+// superseded by a later round's or of a job that ended, and blobs stored
+// but never recorded. It runs after such a round end is
 // durable, and at Recover, so a crash between the two only delays it.
 // Every running job is in c.jobs and every accepted update is recorded
 // there under c.mu before any later collect, so a blob a round may still
@@ -738,6 +754,9 @@ func (c *Coordinator) collect() {
 	}
 	live := map[string]bool{}
 	for _, j := range c.jobs {
+		if j.Status.StateDigest != "" {
+			live[j.Status.StateDigest] = true
+		}
 		for _, r := range j.Status.Rounds {
 			if r.Phase == RoundStarting || r.Phase == RoundRunning {
 				for _, u := range r.Updates {

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -633,12 +634,44 @@ func TestServerOptimizerStateCarried(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, e.send(j, "1", "p1", 1, 1, 1))
 	j = e.job(j.ID)
-	require.NotEmpty(t, j.Status.StateDigest)
+	state := j.Status.StateDigest
+	require.NotEmpty(t, state)
+	require.Equal(t, []string{state}, e.scratch(), "the update went; the state stays for round 2")
 	e.restart() // state lives in the store, not in memory
+	require.True(t, e.blobs.has(state), "recovery keeps a running job's state")
 	require.NoError(t, e.send(j, "2", "p1", 1, 2, 2))
 	j = e.job(j.ID)
 	require.Equal(t, fl.JobSucceeded, j.Status.Phase)
 	require.InDeltaSlice(t, []float32{2.5, 2.5}, e.model_(j.Status.ModelDigest), 1e-6)
+	// No round follows: the state is dropped and collected.
+	require.Empty(t, j.Status.StateDigest)
+	require.Empty(t, e.scratch())
+	require.False(t, e.blobs.has(state))
+}
+
+// Each round's optimizer state supersedes the last; only the newest is
+// kept while the job runs, and a stopped job's goes too.
+func TestServerOptimizerStateCollected(t *testing.T) {
+	e := newEnv(t)
+	s := e.spec(1)
+	s.Rounds.Total = 5
+	s.Aggregator = fl.AggregatorSpec{Algorithm: "fedadam"}
+	j, err := e.c.Create(e.ctx, s)
+	require.NoError(t, err)
+	var states []string
+	for round := 1; round <= 3; round++ {
+		require.NoError(t, e.send(j, strconv.Itoa(round), "p1", 1, float32(round), float32(round)))
+		st := e.job(j.ID).Status.StateDigest
+		require.NotEmpty(t, st)
+		states = append(states, st)
+		require.Equal(t, []string{st}, e.scratch(), "round %d", round)
+	}
+	require.NotEqual(t, states[0], states[1])
+	require.False(t, e.blobs.has(states[0]))
+	_, err = e.c.Stop(e.ctx, j.ID, "enough")
+	require.NoError(t, err)
+	require.Empty(t, e.job(j.ID).Status.StateDigest)
+	require.Empty(t, e.scratch())
 }
 
 func TestTargetMetricEndsEarly(t *testing.T) {

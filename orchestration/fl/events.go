@@ -36,11 +36,7 @@ func (c *Coordinator) Receive(ctx context.Context, u Update) error {
 	// Scratch: collected once the round is over (collect). The blob and
 	// the record referencing it are written under c.mu, which collect
 	// holds too, so it never sees the blob without its record.
-	put := c.blobs.PutBytes
-	if sb, ok := c.blobs.(ScratchBlobs); ok {
-		put = sb.PutScratch
-	}
-	digest, err := put(u.Tensor)
+	digest, err := c.putScratch(u.Tensor)
 	if err != nil {
 		return fmt.Errorf("store FL update: %w", err)
 	}
