@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,9 +24,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
-	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/broker"
+	"github.com/absmach/propeller/manager/flhook"
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
@@ -272,7 +271,7 @@ type orchestrator struct {
 	events   *transitions
 	flStore  *FLStore
 	flJobs   *flJobs
-	flHook   flHook
+	flHook   flhook.Hook
 	// pusher, when a checkpoint registry is configured, gets the blob
 	// store before ready closes.
 	pusher *checkpointPusher
@@ -307,32 +306,6 @@ func (p cachedPhases) CountByPhase(ctx context.Context) (map[orchestration.Phase
 		counts[ph]++
 	}
 	return counts, nil
-}
-
-// flHook connects the FL coordinator to the engine's observer and the
-// link's FL updates; both exist before the coordinator (it needs the
-// engine, which needs the link), so it is plugged in afterwards.
-type flHook struct {
-	c atomic.Pointer[fl.Coordinator]
-}
-
-func (h *flHook) taskChanged(t orchestration.Task) {
-	if c := h.c.Load(); c != nil {
-		c.TaskChanged(t)
-	}
-}
-
-// FLUpdate implements link.FLSink: the link acknowledges the message once
-// the coordinator recorded the update.
-func (h *flHook) FLUpdate(ctx context.Context, propletID string, u wire.FLUpdate) error {
-	c := h.c.Load()
-	if c == nil {
-		return errors.New("federated learning coordinator not started")
-	}
-	return c.Receive(ctx, fl.Update{
-		JobID: u.JobID, RoundID: u.RoundID, TaskID: u.TaskID, PropletID: propletID, Attempt: u.Attempt,
-		NumSamples: u.NumSamples, Metrics: u.Metrics, Tensor: u.Tensor, Time: u.Time,
-	})
 }
 
 func (o *orchestrator) NeedLeaderElection() bool { return true }
@@ -396,7 +369,7 @@ func (o *orchestrator) Start(ctx context.Context) error {
 		Observer: func(t orchestration.Task) {
 			engineMetrics.ObserveTask(t)
 			o.events.observe(t)
-			o.flHook.taskChanged(t)
+			o.flHook.TaskChanged(t)
 		},
 	})
 	if err != nil {
@@ -415,7 +388,7 @@ func (o *orchestrator) Start(ctx context.Context) error {
 		return err
 	}
 	o.flJobs.c = coord
-	o.flHook.c.Store(coord)
+	o.flHook.Set(coord)
 	if err := coord.Recover(ctx); err != nil {
 		return err
 	}

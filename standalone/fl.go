@@ -7,14 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/absmach/propeller/api/safetensors"
-	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/blobs"
-	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/manager/flhook"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 )
@@ -183,49 +181,15 @@ func (r *flRoutes) model(c echo.Context) error {
 	return c.Blob(http.StatusOK, echo.MIMEOctetStream, b)
 }
 
-// flHook connects the coordinator to the engine's observer and the link's
-// FL updates. Both exist before the coordinator does (it needs the engine,
-// which needs the link), so the coordinator is plugged in afterwards.
-type flHook struct {
-	c atomic.Pointer[fl.Coordinator]
-}
-
-var _ link.FLSink = (*flHook)(nil)
-
-// observer composes the engine's single Observer: the existing one first.
-func (h *flHook) observer(next func(orchestration.Task)) func(orchestration.Task) {
-	return func(t orchestration.Task) {
-		if next != nil {
-			next(t)
-		}
-		if c := h.c.Load(); c != nil {
-			c.TaskChanged(t)
-		}
-	}
-}
-
-// FLUpdate implements link.FLSink. The link acknowledges the message when
-// this returns, so the coordinator records the update durably first.
-func (h *flHook) FLUpdate(ctx context.Context, propletID string, u wire.FLUpdate) error {
-	c := h.c.Load()
-	if c == nil {
-		return errors.New("federated learning coordinator not started")
-	}
-	return c.Receive(ctx, fl.Update{
-		JobID: u.JobID, RoundID: u.RoundID, TaskID: u.TaskID, PropletID: propletID, Attempt: u.Attempt,
-		NumSamples: u.NumSamples, Metrics: u.Metrics, Tensor: u.Tensor, Time: u.Time,
-	})
-}
-
 // startFL builds the coordinator over the engine, the job store and the
 // blob store, recovers running jobs and runs it until ctx ends; done is
 // closed when it stopped.
-func startFL(ctx context.Context, h *flHook, engine fl.Engine, store fl.Store, b fl.Blobs, log *slog.Logger) (c *fl.Coordinator, done <-chan struct{}, err error) {
+func startFL(ctx context.Context, h *flhook.Hook, engine fl.Engine, store fl.Store, b fl.Blobs, log *slog.Logger) (c *fl.Coordinator, done <-chan struct{}, err error) {
 	c, err = fl.New(fl.Config{}, fl.Deps{Store: store, Engine: engine, Blobs: b, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}
-	h.c.Store(c)
+	h.Set(c)
 	if err := c.Recover(ctx); err != nil {
 		return nil, nil, err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/broker"
+	"github.com/absmach/propeller/manager/flhook"
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
@@ -150,7 +151,7 @@ func Run(ctx context.Context, cfg Config) error {
 	engineMetrics := metrics.New()
 	linkCfg.ObserveDispatch = engineMetrics.ObserveDispatch
 	sink := &engineSink{}
-	flh := &flHook{}
+	flh := &flhook.Hook{}
 	linkCfg.FL = flh
 	mqttLink, err := link.New(linkCfg, sink)
 	if err != nil {
@@ -161,7 +162,10 @@ func Run(ctx context.Context, cfg Config) error {
 		Store:      store,
 		Dispatcher: mqttLink,
 		Logger:     log,
-		Observer:   flh.observer(engineMetrics.ObserveTask),
+		Observer: func(t orchestration.Task) {
+			engineMetrics.ObserveTask(t)
+			flh.TaskChanged(t)
+		},
 	})
 	if err != nil {
 		return err
