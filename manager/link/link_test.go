@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/manager/internal/mqtttest"
+	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/orchestration"
 )
