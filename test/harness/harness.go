@@ -117,17 +117,6 @@ func (p *Proc) Kill() {
 	<-p.Done
 }
 
-// stop sends SIGTERM and waits for a graceful exit.
-func (p *Proc) Stop(t testing.TB) {
-	t.Helper()
-	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-p.Done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not stop on SIGTERM", p.name)
-	}
-}
-
 func (p *Proc) LogContains(s string) bool {
 	b, _ := os.ReadFile(p.log)
 	return bytes.Contains(b, []byte(s))
