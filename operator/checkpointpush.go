@@ -27,7 +27,7 @@ const (
 // OCI registry. blobs is set by the leader before the controllers run.
 type checkpointPusher struct {
 	reg ocipush.Registry
-	// auth is the registry credentials file (--checkpoint-registry-auth),
+	// auth is the registry credentials file (--registry-auth),
 	// a Docker config.json; empty pushes anonymously. It is read again on
 	// every push attempt, so a rotated Secret (which Kubernetes updates in
 	// place in the pod) is used from the next attempt on, no restart.
@@ -40,16 +40,13 @@ type checkpointPusher struct {
 // one without credentials for the registry's host) stops the operator at
 // start rather than failing every push.
 func newCheckpointPusher(registry, authFile string) (*checkpointPusher, error) {
-	if registry == "" {
-		return nil, errors.New("checkpoint registry auth given without a checkpoint registry")
-	}
 	reg, err := ocipush.ParseRegistry(registry)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint registry: %w", err)
 	}
 	if authFile != "" {
 		if _, err := ocipush.DockerConfigCredential(authFile, reg); err != nil {
-			return nil, fmt.Errorf("checkpoint registry auth: %w", err)
+			return nil, fmt.Errorf("registry auth: %w", err)
 		}
 	}
 	return &checkpointPusher{reg: reg, auth: authFile}, nil

@@ -30,8 +30,10 @@ import (
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/manager/blobs"
+	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/test/ocitest"
 )
 
 const joinToken = "test-join-token"
@@ -633,15 +635,37 @@ func TestFederatedJobAdmission(t *testing.T) {
 	require.NoError(t, yaml.Unmarshal(b, fj))
 	fj.Namespace = ns
 	require.NoError(t, k8s.Create(t.Context(), fj))
+	// Its model is in a registry named "registry", which does not resolve
+	// here: the job waits for it, saying so, and retries with backoff.
 	require.Eventually(t, func() bool {
 		got := &v1.FederatedJob{}
 		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(fj), got))
 		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
-		return got.Status.Phase == v1.FLFailed && c != nil && c.Reason == "InvalidSpec" &&
-			strings.Contains(c.Message, `modelRef "oci://registry/model:v1": want blob://sha256:<hex>`) &&
-			!slices.Contains(got.Finalizers, operator.JobFinalizer)
+		return got.Status.Phase != v1.FLFailed && c != nil && c.Reason == "ModelUnavailable" &&
+			strings.Contains(c.Message, "modelRef oci://registry/model:v1: initial model unavailable")
 	}, 30*time.Second, 50*time.Millisecond)
 	require.NoError(t, k8s.Delete(t.Context(), fj))
+	require.Eventually(t, func() bool {
+		return apierrors.IsNotFound(k8s.Get(t.Context(), client.ObjectKeyFromObject(fj), &v1.FederatedJob{}))
+	}, 30*time.Second, 50*time.Millisecond, "a job still waiting for its model is deleted")
+
+	// An artifact that is not a model is refused for good.
+	reg, err := ocipush.ParseRegistry("oci://" + ocitest.Serve(t, ocitest.Handler()) + "/models/junk")
+	require.NoError(t, err)
+	_, err = ocipush.Push(t.Context(), reg, "v1", []byte("not a model"), ocipush.Options{})
+	require.NoError(t, err)
+	junk := fj.DeepCopy()
+	junk.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "junk"}
+	junk.Spec.ModelRef = reg.String() + ":v1"
+	require.NoError(t, k8s.Create(t.Context(), junk))
+	require.Eventually(t, func() bool {
+		got := &v1.FederatedJob{}
+		require.NoError(t, k8s.Get(t.Context(), client.ObjectKeyFromObject(junk), got))
+		c := meta.FindStatusCondition(got.Status.Conditions, v1.ConditionReady)
+		return got.Status.Phase == v1.FLFailed && c != nil && c.Reason == "InvalidSpec" &&
+			strings.Contains(c.Message, "not a safetensors model") &&
+			!slices.Contains(got.Finalizers, operator.JobFinalizer)
+	}, 30*time.Second, 50*time.Millisecond)
 }
 
 // TestFederatedJobTrains runs a real federated job: the digits example on
@@ -656,7 +680,10 @@ func TestFederatedJobTrains(t *testing.T) {
 	var zero digits.Model
 	model, err := zero.Encode(nil)
 	require.NoError(t, err)
-	modelDigest, err := bs.PutBytes(model)
+	// The initial model comes from an OCI registry, as in the README.
+	reg, err := ocipush.ParseRegistry("oci://" + ocitest.Serve(t, ocitest.Handler()) + "/models/digits")
+	require.NoError(t, err)
+	_, err = ocipush.Push(t.Context(), reg, "v1", model, ocipush.Options{})
 	require.NoError(t, err)
 	wasmDigest, err := bs.PutBytes(exampletest.Build(t, "fl"))
 	require.NoError(t, err)
@@ -668,7 +695,7 @@ func TestFederatedJobTrains(t *testing.T) {
 	fj := &v1.FederatedJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "digits"}}
 	fj.Spec = v1.FederatedJobSpec{
 		ExperimentID:  "digits-1",
-		ModelRef:      "blob://" + modelDigest,
+		ModelRef:      reg.String() + ":v1",
 		TaskWasmImage: "blob://" + wasmDigest,
 		Participants:  []v1.Participant{{PropletID: "p1"}, {PropletID: "p2"}},
 		KOfN:          2,

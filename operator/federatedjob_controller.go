@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -33,30 +32,13 @@ import (
 const JobFinalizer = "propeller.absmach.io/stop-job"
 
 // flJobs starts jobs on the FL coordinator under the object's name. The
-// coordinator names a new job with its IDGen, called once per Create; the
-// operator's IDGen hands out the name set here, and creates are
-// serialised so each Create gets its own.
+// leader sets c before the controllers are ready.
 type flJobs struct {
-	mu   sync.Mutex
-	next string
-	gen  orchestration.IDGen
-	c    *fl.Coordinator
-}
-
-func (f *flJobs) newID() string {
-	if id := f.next; id != "" {
-		f.next = ""
-		return id
-	}
-	return f.gen()
+	c *fl.Coordinator
 }
 
 func (f *flJobs) create(ctx context.Context, name string, spec fl.JobSpec) (fl.Job, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.next = name
-	defer func() { f.next = "" }()
-	return f.c.Create(ctx, spec)
+	return f.c.CreateNamed(ctx, name, spec)
 }
 
 // FederatedJobReconciler hands FederatedJobs to the FL coordinator, which
@@ -173,6 +155,16 @@ func (r *FederatedJobReconciler) reconcileAdmit(ctx context.Context, obj *v1.Fed
 		})
 		r.Recorder.Eventf(obj, nil, "Warning", "InvalidSpec", "Admit", "%v", err)
 		return fl.Job{}, r.patchFinalizer(ctx, obj, false)
+	}
+	if errors.Is(err, fl.ErrModelUnavailable) {
+		// The registry may come back or the model be pushed: the error
+		// requeues with backoff, and the condition says what is awaited.
+		meta.SetStatusCondition(&obj.Status.Conditions, metav1.Condition{
+			Type: v1.ConditionReady, Status: metav1.ConditionFalse, Reason: "ModelUnavailable",
+			Message: err.Error(), ObservedGeneration: obj.Generation,
+		})
+		r.Recorder.Eventf(obj, nil, "Warning", "ModelUnavailable", "Admit", "%v", err)
+		return fl.Job{}, err
 	}
 	if err != nil {
 		return fl.Job{}, err

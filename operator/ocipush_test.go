@@ -39,7 +39,7 @@ func newFLEnvWithRegistry(t *testing.T, registry, authFile string) *flEnv {
 	t.Helper()
 	e := newFLData(t)
 	e.op = startOperatorIn(t, e.ns, "", e.dataDir, func(c *operator.Config) {
-		c.CheckpointRegistry, c.CheckpointRegistryAuth = registry, authFile
+		c.CheckpointRegistry, c.RegistryAuth = registry, authFile
 	})
 	for _, id := range []string{"p1", "p2", "p3"} {
 		e.proplets[id] = startProplet(t, e.op.mqttAddr, id)
@@ -291,7 +291,7 @@ func authRepo(t *testing.T, host string) *remote.Repository {
 }
 
 // TestFLOperatorPushesCheckpointsWithRegistryAuth: with
-// --checkpoint-registry-auth naming a mounted dockerconfigjson Secret, the
+// --registry-auth naming a mounted dockerconfigjson Secret, the
 // operator pushes to a registry that demands Basic auth; the artifact
 // pulls back (with the credentials) to the checkpoint's bytes.
 func TestFLOperatorPushesCheckpointsWithRegistryAuth(t *testing.T) {
@@ -339,10 +339,10 @@ func TestFLOperatorCheckpointPushPicksUpRotatedSecret(t *testing.T) {
 	requirePulled(t, authRepo(t, host), &mc, "rotated-round-1")
 }
 
-// TestOperatorRefusesBadCheckpointRegistryAuth: a missing or malformed
-// credentials file, one without credentials for the registry, or a file
-// without a registry stops the operator at start.
-func TestOperatorRefusesBadCheckpointRegistryAuth(t *testing.T) {
+// TestOperatorRefusesBadRegistryAuth: a missing or malformed credentials
+// file, or one without credentials for the checkpoint registry, stops the
+// operator at start.
+func TestOperatorRefusesBadRegistryAuth(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -356,12 +356,14 @@ func TestOperatorRefusesBadCheckpointRegistryAuth(t *testing.T) {
 		{reg, write("plain.txt", "user:password"), "not a Docker config.json"},
 		{reg, write("bad-auth.json", `{"auths":{"registry.example.com":{"auth":"%%"}}}`), "base64"},
 		{reg, write("other-host.json", dockerConfig("ghcr.io", "u", "p")), "no credential for registry.example.com"},
-		{"", write("good.json", dockerConfig("registry.example.com", "u", "p")), "without a checkpoint registry"},
+		// Without a checkpoint registry the file still serves model pulls.
+		{"", filepath.Join(dir, "missing.json"), "no such file"},
+		{"", write("plain2.txt", "user:password"), "not a Docker config.json"},
 	} {
 		err := operator.Run(t.Context(), operator.Config{
-			Rest: restCfg, Namespace: "default", CheckpointRegistry: tc.registry, CheckpointRegistryAuth: tc.auth,
+			Rest: restCfg, Namespace: "default", CheckpointRegistry: tc.registry, RegistryAuth: tc.auth,
 		})
-		require.ErrorContains(t, err, "checkpoint registry auth", tc.auth)
+		require.ErrorContains(t, err, "registry auth", tc.auth)
 		require.ErrorContains(t, err, tc.want, tc.auth)
 	}
 }

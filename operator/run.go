@@ -30,6 +30,7 @@ import (
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
+	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 )
@@ -68,13 +69,14 @@ type Config struct {
 	// The blob store stays what proplets fetch from. Plain HTTP is used
 	// for loopback registries only. Empty disables pushing.
 	CheckpointRegistry string
-	// CheckpointRegistryAuth is a Docker config.json with the registry's
-	// credentials (a kubernetes.io/dockerconfigjson Secret's
-	// .dockerconfigjson, mounted as a file). It must be readable and hold
-	// credentials for the registry's host at start, and is read again on
-	// every push attempt, so a rotated Secret needs no restart. Empty
-	// pushes anonymously.
-	CheckpointRegistryAuth string
+	// RegistryAuth is a Docker config.json with registry credentials (a
+	// kubernetes.io/dockerconfigjson Secret's .dockerconfigjson, mounted
+	// as a file), for checkpoint pushes and for pulling oci:// modelRefs.
+	// It must be readable at start, and hold credentials for the
+	// checkpoint registry's host if one is set; it is read again on every
+	// push and pull, so a rotated Secret needs no restart. Empty means
+	// anonymous access.
+	RegistryAuth string
 
 	// MetricsAddr and HealthAddr are the metrics and probe listeners; "0"
 	// disables one.
@@ -124,10 +126,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("operator: namespace is required")
 	}
 	var pusher *checkpointPusher
-	if cfg.CheckpointRegistry != "" || cfg.CheckpointRegistryAuth != "" {
+	if cfg.CheckpointRegistry != "" {
 		var err error
-		if pusher, err = newCheckpointPusher(cfg.CheckpointRegistry, cfg.CheckpointRegistryAuth); err != nil {
+		if pusher, err = newCheckpointPusher(cfg.CheckpointRegistry, cfg.RegistryAuth); err != nil {
 			return fmt.Errorf("operator: %w", err)
+		}
+	} else if cfg.RegistryAuth != "" {
+		if err := ocipush.CheckDockerConfig(cfg.RegistryAuth); err != nil {
+			return fmt.Errorf("operator: registry auth: %w", err)
 		}
 	}
 	restCfg := cfg.Rest
@@ -211,7 +217,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	jobs := NewFLStore(direct, cfg.Namespace)
-	o.flJobs = &flJobs{gen: orchestration.NewTimeIDGen(orchestration.SystemClock{})}
+	o.flJobs = &flJobs{}
 	o.flStore = jobs
 	if err := (&FederatedJobReconciler{
 		Client: mgr.GetClient(), Jobs: jobs, FL: o.flJobs, Recorder: rec, Ready: ready,
@@ -382,7 +388,8 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	// The gauges read this engine while it leads; a standby exports none.
 	defer engineMetrics.Attach(metrics.Source{Proplets: engine, Link: l, Tasks: o.tasks})()
 	coord, err := fl.New(fl.Config{}, fl.Deps{
-		Store: o.flStore, Engine: engine, Blobs: blobStore, NewID: o.flJobs.newID, Logger: o.log,
+		Store: o.flStore, Engine: engine, Blobs: blobStore, Logger: o.log,
+		Models: ocipush.Models{AuthFile: cfg.RegistryAuth},
 	})
 	if err != nil {
 		return err

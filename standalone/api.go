@@ -18,6 +18,7 @@ import (
 
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/orchestration/fl"
 )
 
 // Engine is what the REST API needs from the orchestration engine.
@@ -174,6 +175,8 @@ func errorHandler(err error, c echo.Context) {
 		}
 	case errors.Is(err, orchestration.ErrInvalid):
 		code, body = http.StatusBadRequest, Error{Message: "invalid request", Details: err.Error()}
+	case errors.Is(err, fl.ErrModelUnavailable):
+		code, body = http.StatusBadGateway, Error{Message: "model registry unavailable", Details: err.Error()}
 	case errors.Is(err, orchestration.ErrNotFound):
 		code, body = http.StatusNotFound, Error{Message: "not found", Details: err.Error()}
 	case errors.Is(err, orchestration.ErrTerminal), errors.Is(err, orchestration.ErrConflict), errors.Is(err, orchestration.ErrExists):

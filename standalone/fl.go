@@ -184,8 +184,8 @@ func (r *flRoutes) model(c echo.Context) error {
 // startFL builds the coordinator over the engine, the job store and the
 // blob store, recovers running jobs and runs it until ctx ends; done is
 // closed when it stopped.
-func startFL(ctx context.Context, h *flhook.Hook, engine fl.Engine, store fl.Store, b fl.Blobs, log *slog.Logger) (c *fl.Coordinator, done <-chan struct{}, err error) {
-	c, err = fl.New(fl.Config{}, fl.Deps{Store: store, Engine: engine, Blobs: b, Logger: log})
+func startFL(ctx context.Context, h *flhook.Hook, engine fl.Engine, store fl.Store, b fl.Blobs, models fl.Models, log *slog.Logger) (c *fl.Coordinator, done <-chan struct{}, err error) {
+	c, err = fl.New(fl.Config{}, fl.Deps{Store: store, Engine: engine, Blobs: b, Models: models, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,8 +1,11 @@
 package standalone_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -11,10 +14,12 @@ import (
 
 	"github.com/absmach/propeller/api/safetensors"
 	"github.com/absmach/propeller/manager/blobs"
+	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/storage/memory"
+	"github.com/absmach/propeller/test/ocitest"
 )
 
 func newFLRig(t *testing.T) (*apiRig, *fl.Coordinator, *orchestration.Engine) {
@@ -24,7 +29,8 @@ func newFLRig(t *testing.T) (*apiRig, *fl.Coordinator, *orchestration.Engine) {
 	require.NoError(t, err)
 	bs, err := blobs.Open(t.TempDir())
 	require.NoError(t, err)
-	c, err := fl.New(fl.Config{}, fl.Deps{Store: memory.NewFLStore(), Engine: eng, Blobs: bs, Logger: slog.New(slog.DiscardHandler)})
+	c, err := fl.New(fl.Config{}, fl.Deps{Store: memory.NewFLStore(), Engine: eng, Blobs: bs, Models: ocipush.Models{},
+		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	e, err := standalone.NewAPI(standalone.APIConfig{Engine: eng, Blobs: bs, Token: token, MaxUploadBytes: 1 << 20,
 		FL: &standalone.FLAPI{Jobs: c, Blobs: bs}})
@@ -136,4 +142,47 @@ func TestFederatedJobsAPIRefusals(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code)
 	code, _ = r.do(http.MethodGet, "/federated-jobs", "", nil, "")
 	require.Equal(t, http.StatusUnauthorized, code)
+}
+
+// TestFederatedJobModelFromRegistry: a modelRef naming an OCI artifact is
+// pulled from a real registry (on loopback) when the job is created; a
+// registry that does not answer is a 502, an artifact that is not a model
+// a 400.
+func TestFederatedJobModelFromRegistry(t *testing.T) {
+	r, _, _ := newFLRig(t)
+	model, err := safetensors.EncodeF32(map[string][]float32{"w": {1, 2}}, nil, nil)
+	require.NoError(t, err)
+	reg, err := ocipush.ParseRegistry("oci://" + ocitest.Serve(t, ocitest.Handler()) + "/models/digits")
+	require.NoError(t, err)
+	_, err = ocipush.Push(t.Context(), reg, "v1", model, ocipush.Options{})
+	require.NoError(t, err)
+	_, err = ocipush.Push(t.Context(), reg, "junk", []byte("not a model"), ocipush.Options{})
+	require.NoError(t, err)
+	create := func(modelRef string) (int, map[string]any) {
+		b, err := json.Marshal(map[string]any{
+			"modelRef": modelRef, "taskWasm": wasmHeader,
+			"participants": []map[string]any{{"propletId": "p1"}}, "rounds": map[string]any{"total": 1},
+		})
+		require.NoError(t, err)
+		return r.do(http.MethodPost, "/federated-jobs", "application/json", b, "Bearer "+token)
+	}
+
+	code, job := create(reg.String() + ":v1")
+	require.Equal(t, http.StatusCreated, code, job)
+	require.Equal(t, reg.String()+":v1", job["spec"].(map[string]any)["modelRef"])
+	sum := sha256.Sum256(model)
+	require.Equal(t, "sha256:"+hex.EncodeToString(sum[:]), job["status"].(map[string]any)["modelDigest"])
+
+	code, body := create(reg.String() + ":junk")
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, body["details"], "not a safetensors model")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "oci://" + ln.Addr().String() + "/models/digits:v1"
+	require.NoError(t, ln.Close())
+	code, body = create(closed)
+	require.Equal(t, http.StatusBadGateway, code, body)
+	require.Equal(t, "model registry unavailable", body["error"])
+	require.Contains(t, body["details"], closed)
 }

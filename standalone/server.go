@@ -22,6 +22,7 @@ import (
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
+	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/storage/bolt"
 )
@@ -49,6 +50,10 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof there (keep it on
 	// loopback: it is unauthenticated).
 	PprofAddr string
+	// RegistryAuth is a Docker config.json with the credentials of OCI
+	// registries that oci:// modelRefs name; read on every pull. Empty
+	// pulls anonymously.
+	RegistryAuth string
 	// RequirePropletCredentials refuses the join token on the embedded
 	// broker: only proplets with a secret issued over the API
 	// (POST /proplets/{id}/credentials) may log in.
@@ -79,6 +84,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if cfg.RegistryAuth != "" {
+		if err := ocipush.CheckDockerConfig(cfg.RegistryAuth); err != nil {
+			return err
+		}
 	}
 	if cfg.PprofAddr != "" {
 		go ServePprof(cfg.PprofAddr, log)
@@ -179,7 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	flc, flDone, err := startFL(ctx, flh, engine, store, blobStore, log)
+	flc, flDone, err := startFL(ctx, flh, engine, store, blobStore, ocipush.Models{AuthFile: cfg.RegistryAuth}, log)
 	if err != nil {
 		return err
 	}

@@ -56,10 +56,21 @@ func (o *brokerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.prefix, "prefix", wire.DefaultPrefix, "MQTT topic prefix")
 }
 
+// registryOptions say how a manager authenticates to OCI registries.
+type registryOptions struct {
+	// registryAuth is a Docker config.json, or empty.
+	registryAuth string
+}
+
+func (o *registryOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.registryAuth, "registry-auth", "", "credentials for OCI registries (pulling oci:// modelRefs, pushing checkpoints): a Docker config.json ({\"auths\":{\"host\":{\"auth\":\"base64(user:password)\"}}}), e.g. a kubernetes.io/dockerconfigjson Secret mounted as a file; read again on every pull and push, so a rotated Secret needs no restart; registries it does not name are accessed anonymously")
+}
+
 type standaloneOptions struct {
 	*globalOptions
 	engineOptions
 	brokerOptions
+	registryOptions
 	dataDir        string
 	httpAddr       string
 	tlsCert        string
@@ -80,6 +91,7 @@ func defaultDataDir() string {
 func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	o.engineOptions.AddFlags(fs)
 	o.brokerOptions.AddFlags(fs)
+	o.registryOptions.AddFlags(fs)
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "state directory: bbolt database, tokens, uploaded modules")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "listen address of the REST API")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate (PEM) for HTTPS and the embedded broker's TLS listener")
@@ -116,6 +128,7 @@ type operatorOptions struct {
 	*globalOptions
 	engineOptions
 	brokerOptions
+	registryOptions
 	embeddedBroker bool
 	metricsAddr    string
 	healthAddr     string
@@ -126,8 +139,6 @@ type operatorOptions struct {
 	dataDir        string
 	// checkpointRegistry is oci://host[:port]/repo, or empty.
 	checkpointRegistry string
-	// checkpointRegistryAuth is a Docker config.json, or empty.
-	checkpointRegistryAuth string
 }
 
 func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
@@ -142,7 +153,7 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
 	fs.StringVar(&o.checkpointRegistry, "checkpoint-registry", "", "also push every FL checkpoint to this OCI registry, oci://host[:port]/repo, tagged <job>-round-<n> (plain HTTP for loopback registries only); proplets still fetch models from the --data-dir store")
-	fs.StringVar(&o.checkpointRegistryAuth, "checkpoint-registry-auth", "", "credentials for --checkpoint-registry: a Docker config.json ({\"auths\":{\"host\":{\"auth\":\"base64(user:password)\"}}}), e.g. a kubernetes.io/dockerconfigjson Secret mounted as a file; read again on every push, so a rotated Secret needs no restart")
+	o.registryOptions.AddFlags(fs)
 }
 
 func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {

@@ -33,6 +33,7 @@ func runStandalone(cmd *cobra.Command, o *standaloneOptions) error {
 		Engine:         o.engineOptions.config(),
 		MaxUploadBytes: o.maxUploadBytes,
 		PprofAddr:      o.pprofAddr,
+		RegistryAuth:   o.registryAuth,
 		Logger:         log,
 
 		RequirePropletCredentials: o.requireCredentials,

@@ -40,19 +40,30 @@ func DockerConfigCredential(path string, reg Registry) (auth.CredentialFunc, err
 	}, nil
 }
 
-func loadDockerConfig(path, host string) (auth.Credential, error) {
+// CheckDockerConfig reports whether path is a readable Docker config.json
+// whose entries decode, whatever registries it names.
+func CheckDockerConfig(path string) error {
+	if _, _, err := readDockerConfig(path); err != nil {
+		return fmt.Errorf("registry credentials %s: %w", path, err)
+	}
+	return nil
+}
+
+// readDockerConfig returns the credentials of a Docker config.json and the
+// keys of its "auths".
+func readDockerConfig(path string) (credentials.Store, map[string]json.RawMessage, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return auth.EmptyCredential, err
+		return nil, nil, err
 	}
 	var cfg struct {
 		Auths map[string]json.RawMessage `json:"auths"`
 	}
 	if err := json.Unmarshal(data, &cfg); err != nil {
-		return auth.EmptyCredential, fmt.Errorf("not a Docker config.json: %w", err)
+		return nil, nil, fmt.Errorf("not a Docker config.json: %w", err)
 	}
 	if len(cfg.Auths) == 0 {
-		return auth.EmptyCredential, errors.New(`not a Docker config.json: no "auths"`)
+		return nil, nil, errors.New(`not a Docker config.json: no "auths"`)
 	}
 	// oras-go decodes the entries ("auth", "username"/"password",
 	// "identitytoken", "registrytoken") and keys them by host name.
@@ -60,7 +71,15 @@ func loadDockerConfig(path, host string) (auth.Credential, error) {
 	if err != nil {
 		// oras-go's message can quote the decoded secret: keep it out of
 		// logs and conditions.
-		return auth.EmptyCredential, errors.New(`an "auth" in "auths" is not base64 of user:password`)
+		return nil, nil, errors.New(`an "auth" in "auths" is not base64 of user:password`)
+	}
+	return store, cfg.Auths, nil
+}
+
+func loadDockerConfig(path, host string) (auth.Credential, error) {
+	store, auths, err := readDockerConfig(path)
+	if err != nil {
+		return auth.EmptyCredential, err
 	}
 	for _, h := range aliases(host) {
 		cred, err := store.Get(context.Background(), h)
@@ -75,16 +94,19 @@ func loadDockerConfig(path, host string) (auth.Credential, error) {
 		}
 		return cred, nil
 	}
-	hosts := make([]string, 0, len(cfg.Auths))
-	for k := range cfg.Auths {
+	hosts := make([]string, 0, len(auths))
+	for k := range auths {
 		if slices.Contains(aliases(host), hostname(k)) {
 			return auth.EmptyCredential, fmt.Errorf("the entry %q has neither username and password nor a token", k)
 		}
 		hosts = append(hosts, k)
 	}
 	slices.Sort(hosts)
-	return auth.EmptyCredential, fmt.Errorf("no credential for %s (auths has %s)", host, strings.Join(hosts, ", "))
+	return auth.EmptyCredential, fmt.Errorf("%w for %s (auths has %s)", ErrNoCredential, host, strings.Join(hosts, ", "))
 }
+
+// ErrNoCredential says a Docker config has no entry for a registry.
+var ErrNoCredential = errors.New("no credential")
 
 // dockerHub are the names of Docker Hub's registry, whose credentials the
 // Docker CLI keeps under "https://index.docker.io/v1/".

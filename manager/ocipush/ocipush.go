@@ -1,7 +1,8 @@
 // Package ocipush pushes a blob to an OCI registry as a single-layer
 // artifact and pulls it back, verifying digests both ways. The operator
-// pushes model checkpoints with it; tests seed registries with it (a wasm
-// module is a one-layer application/wasm artifact). It depends on the
+// pushes model checkpoints with it; both managers pull initial models
+// (oci:// modelRefs) with it; tests seed registries with it (a wasm module
+// is a one-layer application/wasm artifact). It depends on the
 // standard library and oras-go only.
 //
 // Registries are named "oci://host[:port]/repo". Plain HTTP is used only
@@ -90,6 +91,11 @@ type Options struct {
 	// through its token service); nil pushes anonymously. See
 	// DockerConfigCredential.
 	Credential auth.CredentialFunc
+	// AnyMediaType makes Pull accept a layer of any media type.
+	AnyMediaType bool
+	// MaxBytes, when positive, makes Pull refuse a larger layer before
+	// fetching it.
+	MaxBytes int64
 }
 
 // Result says where a blob was pushed.
@@ -204,8 +210,11 @@ func pull(ctx context.Context, ref string, opts Options) ([]byte, string, error)
 		return nil, "", fmt.Errorf("pull %s: %d layers, want 1", ref, len(m.Layers))
 	}
 	want := cmp(opts.MediaType, MediaTypeSafetensors)
-	if m.Layers[0].MediaType != want {
+	if !opts.AnyMediaType && m.Layers[0].MediaType != want {
 		return nil, "", fmt.Errorf("pull %s: layer media type %q, want %q", ref, m.Layers[0].MediaType, want)
+	}
+	if opts.MaxBytes > 0 && m.Layers[0].Size > opts.MaxBytes {
+		return nil, "", fmt.Errorf("pull %s: layer of %d bytes, more than %d", ref, m.Layers[0].Size, opts.MaxBytes)
 	}
 	data, err := content.FetchAll(ctx, repo, m.Layers[0])
 	if err != nil {

@@ -40,10 +40,17 @@ type Deps struct {
 	Store  Store
 	Engine Engine
 	Blobs  Blobs
+	// Models, when set, fetches oci:// modelRefs; without it only blob://
+	// refs are accepted.
+	Models Models
 	Clock  orchestration.Clock
 	NewID  orchestration.IDGen
 	Logger *slog.Logger
 }
+
+// ErrModelUnavailable wraps a failure to fetch an initial model from its
+// registry: unlike ErrInvalid, trying again later may succeed.
+var ErrModelUnavailable = errors.New("initial model unavailable")
 
 // Coordinator runs federated jobs. All methods are safe for concurrent use.
 //
@@ -57,6 +64,7 @@ type Coordinator struct {
 	store  Store
 	engine Engine
 	blobs  Blobs
+	fetch  Models
 	clock  orchestration.Clock
 	newID  orchestration.IDGen
 	log    *slog.Logger
@@ -107,7 +115,7 @@ func New(cfg Config, deps Deps) (*Coordinator, error) {
 		deps.Logger = slog.Default()
 	}
 	return &Coordinator{
-		cfg: cfg, store: deps.Store, engine: deps.Engine, blobs: deps.Blobs,
+		cfg: cfg, store: deps.Store, engine: deps.Engine, blobs: deps.Blobs, fetch: deps.Models,
 		clock: deps.Clock, newID: deps.NewID, log: deps.Logger,
 		active: make(map[string]struct{}),
 		models: make(map[string]*model),
@@ -125,8 +133,8 @@ func invalid(format string, args ...any) error {
 // Validate reports the first problem with a spec, wrapping ErrInvalid.
 func Validate(s JobSpec) error {
 	switch {
-	case !blobRef(s.ModelRef):
-		return invalid("modelRef %q: want blob://sha256:<hex>", s.ModelRef)
+	case !blobRef(s.ModelRef) && !ociRef(s.ModelRef):
+		return invalid("modelRef %q: want blob://sha256:<hex> or oci://host/repo[:tag][@sha256:<hex>]", s.ModelRef)
 	case s.TaskWasmImage == "":
 		return invalid("taskWasmImage is required")
 	case len(s.Participants) == 0 && len(s.Selector) == 0:
@@ -176,20 +184,41 @@ func blobRef(ref string) bool {
 	return ok && orchestration.ValidDigest(d)
 }
 
+// ociRef checks the shape only; the fetcher parses the reference.
+func ociRef(ref string) bool {
+	rest, ok := strings.CutPrefix(ref, "oci://")
+	host, repo, _ := strings.Cut(rest, "/")
+	return ok && host != "" && repo != "" && !strings.ContainsAny(rest, " \t\n")
+}
+
 // Create validates a job, checks its initial model and starts round 1.
 func (c *Coordinator) Create(ctx context.Context, spec JobSpec) (Job, error) {
+	return c.CreateNamed(ctx, c.newID(), spec)
+}
+
+// CreateNamed is Create with the job id chosen by the caller (the
+// operator names a job after its FederatedJob).
+//
+// An oci:// modelRef is pulled before anything is written, without
+// holding the coordinator's lock; the pulled model is stored as a kept
+// blob and the job's status names its digest, while its spec keeps the
+// reference as given.
+func (c *Coordinator) CreateNamed(ctx context.Context, id string, spec JobSpec) (Job, error) {
 	if err := Validate(spec); err != nil {
 		return Job{}, err
 	}
-	digest := strings.TrimPrefix(spec.ModelRef, "blob://")
+	digest, err := c.initialModel(ctx, spec.ModelRef)
+	if err != nil {
+		return Job{}, err
+	}
 	if _, err := c.loadModel(ctx, digest); err != nil {
-		return Job{}, invalid("modelRef: %v", err)
+		return Job{}, invalid("modelRef %s: %v", spec.ModelRef, err)
 	}
 	if err := c.keepModel(ctx, digest); err != nil {
 		return Job{}, err
 	}
 	now := c.clock.Now()
-	j := Job{ID: c.newID(), Spec: spec, Status: JobStatus{
+	j := Job{ID: id, Spec: spec, Status: JobStatus{
 		Phase: JobRunning, CurrentRound: 1, ModelDigest: digest, CreatedAt: now, UpdatedAt: now,
 	}}
 	c.mu.Lock()
@@ -201,6 +230,33 @@ func (c *Coordinator) Create(ctx context.Context, spec JobSpec) (Job, error) {
 	c.jobs[j.ID] = j
 	c.startRound(ctx, j.ID, 1, 0)
 	return c.store.GetJob(ctx, j.ID)
+}
+
+// initialModel returns the blob digest of the model ref names; a model in
+// a registry is fetched and stored first.
+func (c *Coordinator) initialModel(ctx context.Context, ref string) (string, error) {
+	if d, ok := strings.CutPrefix(ref, "blob://"); ok {
+		return d, nil
+	}
+	if c.fetch == nil {
+		return "", invalid("modelRef %s: this manager does not pull models from registries", ref)
+	}
+	b, err := c.fetch.FetchModel(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("modelRef %s: %w: %w", ref, ErrModelUnavailable, err)
+	}
+	// Checked before it is stored, so a wrong artifact leaves nothing.
+	if vals, _, err := safetensors.DecodeF32(b); err != nil || len(vals) == 0 {
+		if err == nil {
+			err = errors.New("no tensors")
+		}
+		return "", invalid("modelRef %s: not a safetensors model: %v", ref, err)
+	}
+	d, err := c.blobs.PutBytes(b)
+	if err != nil {
+		return "", fmt.Errorf("store initial model: %w", err)
+	}
+	return d, nil
 }
 
 // keepModel makes an initial model kept: a modelRef may name any blob,

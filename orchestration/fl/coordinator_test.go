@@ -674,6 +674,62 @@ func TestServerOptimizerStateCollected(t *testing.T) {
 	require.Empty(t, e.scratch())
 }
 
+// models is a registry of initial models by oci:// reference.
+type models map[string][]byte
+
+func (m models) FetchModel(_ context.Context, ref string) ([]byte, error) {
+	if b, ok := m[ref]; ok {
+		return b, nil
+	}
+	return nil, errors.New("manifest unknown")
+}
+
+// An oci:// modelRef is pulled once, at creation, and stored as a kept
+// blob; the job keeps the reference in its spec and trains from the digest.
+func TestModelRefFromRegistry(t *testing.T) {
+	e := newEnv(t)
+	pulled := tensor(t, 4, 8)
+	reg := models{"oci://registry.example/models/digits:v1": pulled, "oci://registry.example/models/junk:v1": []byte("not a model")}
+	c, err := fl.New(fl.Config{}, fl.Deps{Store: e.store, Engine: e.engine, Blobs: e.blobs, Models: reg, Clock: e.clock,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+
+	s := e.spec(1)
+	s.ModelRef = "oci://registry.example/models/digits:v1"
+	j, err := c.Create(e.ctx, s)
+	require.NoError(t, err)
+	require.Equal(t, s.ModelRef, j.Spec.ModelRef)
+	require.Equal(t, digestOf(pulled), j.Status.ModelDigest)
+	require.True(t, e.blobs.has(j.Status.ModelDigest))
+	require.Empty(t, e.scratch(), "an initial model is kept")
+	task := e.engine.round("1")["p1"]
+	require.Equal(t, "blob://"+digestOf(pulled), task.Spec.Env["MODEL_URI"])
+
+	before := e.blobs.len()
+	s.ModelRef = "oci://registry.example/models/missing:v1"
+	_, err = c.Create(e.ctx, s)
+	require.ErrorIs(t, err, fl.ErrModelUnavailable)
+	require.NotErrorIs(t, err, orchestration.ErrInvalid, "a registry outage is worth retrying")
+	require.ErrorContains(t, err, "manifest unknown")
+
+	s.ModelRef = "oci://registry.example/models/junk:v1"
+	_, err = c.Create(e.ctx, s)
+	require.ErrorIs(t, err, orchestration.ErrInvalid)
+	require.ErrorContains(t, err, "not a safetensors model")
+	require.Equal(t, before, e.blobs.len(), "nothing stored for a failed pull or a wrong artifact")
+
+	// A coordinator without registry access refuses the reference.
+	s.ModelRef = "oci://registry.example/models/digits:v1"
+	_, err = e.c.Create(e.ctx, s)
+	require.ErrorIs(t, err, orchestration.ErrInvalid)
+	require.ErrorContains(t, err, "does not pull models")
+
+	for _, bad := range []string{"oci://", "oci://host", "oci://host/", "oci://ho st/repo", "s3://b/k"} {
+		s.ModelRef = bad
+		require.ErrorIs(t, fl.Validate(s), orchestration.ErrInvalid, bad)
+	}
+}
+
 func TestTargetMetricEndsEarly(t *testing.T) {
 	e := newEnv(t)
 	s := e.spec(1)

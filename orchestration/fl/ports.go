@@ -48,3 +48,10 @@ type ScratchBlobs interface {
 	// DeleteScratch deletes a blob if it is still scratch.
 	DeleteScratch(digest string) error
 }
+
+// Models fetches an initial model that a modelRef names outside the blob
+// store: oci://host/repo[:tag][@sha256:<hex>]. FetchModel bounds the time
+// (with ctx) and the size it accepts.
+type Models interface {
+	FetchModel(ctx context.Context, ref string) ([]byte, error)
+}
