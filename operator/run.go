@@ -154,6 +154,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	mgr, err := ctrl.NewManager(restCfg, manager.Options{
+		// Its own logger, not only the process-wide one: each operator's
+		// controllers log where its Config says.
+		Logger:                  logrFromSlog(log),
 		Scheme:                  Scheme(),
 		Cache:                   cacheOptions(cfg),
 		Metrics:                 metricsserver.Options{BindAddress: cfg.MetricsAddr},
