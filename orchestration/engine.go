@@ -511,8 +511,21 @@ func (e *Engine) recordLocked(ctx context.Context, ev TaskEvent) (applied, retri
 
 // fail ends the current attempt: back to Pending with a backoff when
 // attempts remain, else Failed.
+//
+// A proplet that refused the start for want of a free slot ran nothing:
+// its slots were busy with work the engine no longer counts (an attempt
+// stopped or deleted but still winding down). That uses no attempt: the
+// same attempt number is placed again after the base backoff.
 func (e *Engine) fail(t *Task, reason, message string) {
 	st := &t.Status
+	if reason == ReasonNoCapacity {
+		st.Message = fmt.Sprintf("%s had no free slot (%s); placing attempt %d again", st.PropletID, message, st.Attempt)
+		st.Attempt--
+		st.Phase, st.Reason, st.PropletID = PhasePending, reason, ""
+		st.NotBefore = e.clock.Now().Add(e.cfg.backoff(1))
+		st.Deadline = time.Time{}
+		return
+	}
 	if st.Attempt < e.maxAttempts(t) {
 		now := e.clock.Now()
 		st.Message = fmt.Sprintf("attempt %d on %s failed: %s", st.Attempt, st.PropletID, reasonText(reason, message))

@@ -282,6 +282,32 @@ func TestEventFromOtherPropletIgnored(t *testing.T) {
 	require.False(t, ok, "events for unknown tasks are dropped")
 }
 
+// A proplet that refuses a start for want of a slot ran nothing: the task
+// waits the base backoff and the same attempt is placed again, so even a
+// task with one attempt survives refusals and then runs.
+func TestNoCapacityUsesNoAttempt(t *testing.T) {
+	h := newHarness(t, testCfg)
+	h.join("p1", 1, nil)
+	task := h.submit(orchestration.TaskSpec{MaxAttempts: 1})
+
+	for range 3 {
+		require.True(t, h.fail(task.ID, 1, orchestration.ReasonNoCapacity))
+		got := h.get(task.ID)
+		require.Equal(t, orchestration.PhasePending, got.Status.Phase)
+		require.Equal(t, orchestration.ReasonNoCapacity, got.Status.Reason)
+		require.Contains(t, got.Status.Message, "p1 had no free slot")
+		require.Empty(t, got.Status.LastFailure, "not a failure of the task")
+		require.Equal(t, h.clock.Now().Add(time.Second), got.Status.NotBefore)
+		h.clock.Advance(time.Second)
+		h.eng.Tick(h.ctx)
+		require.Equal(t, orchestration.PhaseScheduled, h.get(task.ID).Status.Phase)
+		require.Equal(t, 1, h.get(task.ID).Status.Attempt, "the same attempt, placed again")
+	}
+	require.Len(t, h.disp.starts(), 4)
+	require.True(t, h.event(task.ID, 1, orchestration.EventSucceeded))
+	require.Equal(t, orchestration.PhaseSucceeded, h.get(task.ID).Status.Phase)
+}
+
 func TestRetryWithBackoff(t *testing.T) {
 	h := newHarness(t, testCfg)
 	h.join("p1", 1, nil)

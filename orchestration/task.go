@@ -46,6 +46,9 @@ const (
 	ReasonDispatchFailed   = "DispatchFailed"
 	ReasonBackoff          = "BackoffRetry"
 	ReasonSucceeded        = "Succeeded"
+	// ReasonNoCapacity is a proplet refusing a start because its slots
+	// are busy (wire.ReasonNoCapacity). Nothing ran, so it uses no attempt.
+	ReasonNoCapacity = "NoCapacity"
 )
 
 // TaskSpec is what a user asks for. It does not change after creation,
