@@ -30,6 +30,10 @@ import (
 //   - A message added just as the flag was set may also have been copied,
 //     and is then delivered twice. QoS 1 is at-least-once; the manager and
 //     the proplet both treat a repeated message as a no-op.
+//   - Takeovers chain under rapid reconnects: a successor replaced before
+//     it was established leaves the messages to its own successor, and a
+//     message re-queued on a connection replaced meanwhile is re-routed
+//     by the same rule.
 //   - A successor that starts a clean session gets nothing: the client
 //     asked for its old session to be discarded.
 type handoverHook struct {
@@ -67,6 +71,12 @@ func (h *handoverHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 	if pk.FixedHeader.Type != packets.Publish || !h.takenOver(cl) {
 		return
 	}
+	h.reroute(cl, pk)
+}
+
+// reroute hands pk, left on the replaced connection cl, to the connection
+// that owns cl's session now, or keeps it until that one is established.
+func (h *handoverHook) reroute(cl *mqtt.Client, pk packets.Packet) {
 	h.mu.Lock()
 	next := h.live[cl.ID]
 	if next == nil || next == cl {
@@ -78,8 +88,15 @@ func (h *handoverHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64,
 	h.requeue(next, pk)
 }
 
+// OnSessionEstablished runs once a connection's CONNACK and in-flight
+// resend went out. A connection replaced before it got here leaves the
+// orphans to its successor.
 func (h *handoverHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	h.mu.Lock()
+	if h.takenOver(cl) {
+		h.mu.Unlock()
+		return
+	}
 	h.live[cl.ID] = cl
 	orphans := h.orphans[cl.ID]
 	delete(h.orphans, cl.ID)
@@ -118,6 +135,12 @@ func (h *handoverHook) requeue(cl *mqtt.Client, pk packets.Packet) {
 	pk.FixedHeader.Dup = false
 	pk.Properties.TopicAlias, pk.Properties.TopicAliasFlag = 0, false
 	cl.State.Inflight.Set(pk)
+	if h.takenOver(cl) {
+		// cl lost the session meanwhile, maybe after the copy: the same
+		// reasoning as OnQosPublish, for a message mochi did not route.
+		h.reroute(cl, pk)
+		return
+	}
 	if err := cl.WritePacket(pk); err != nil {
 		h.log.Debug("mqtt message re-queued after session takeover", "client", cl.ID, "error", err)
 	}

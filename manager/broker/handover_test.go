@@ -75,9 +75,25 @@ func TestHandoverHook(t *testing.T) {
 	require.Equal(t, 2, next.State.Inflight.Len(), "re-queued messages stay in flight until acknowledged")
 	require.Empty(t, oldGot)
 
-	// A clean successor asked for the old session to be dropped.
+	// A successor replaced before it was established leaves the orphans
+	// to its own successor; one replaced while they are re-queued on it
+	// passes them on.
 	replaced[next] = true
-	h.OnQosPublish(next, publish("dropped"), 0, 0)
+	h.OnQosPublish(next, publish("chained"), 0, 0)
+	early, earlyGot := conn(false)
+	replaced[early] = true
+	h.OnSessionEstablished(early, packets.Packet{})
+	require.Len(t, h.orphans["manager"], 1, "kept for the connection that owns the session")
+	last, lastGot := conn(false)
+	h.OnSessionEstablished(last, packets.Packet{})
+	require.Equal(t, "chained", recv(lastGot))
+	h.requeue(early, publish("late"))
+	require.Equal(t, "late", recv(lastGot), "re-routed from a replaced connection")
+	require.Empty(t, earlyGot)
+
+	// A clean successor asked for the old session to be dropped.
+	replaced[last] = true
+	h.OnQosPublish(last, publish("dropped"), 0, 0)
 	clean, cleanGot := conn(true)
 	h.OnSessionEstablished(clean, packets.Packet{})
 	require.Zero(t, clean.State.Inflight.Len())
