@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
@@ -104,8 +106,62 @@ func applySpec(obj *v1.WasmTask, s orchestration.TaskSpec) {
 	obj.Spec.PropletID = s.PropletID
 	obj.Spec.TimeoutSeconds = timeoutSeconds(s.Timeout)
 	obj.Spec.MaxAttempts = int32(s.MaxAttempts)
-	obj.Spec.MemoryPages = int64(s.MemoryPages)
+	// Written only when they differ from what the object already says,
+	// so a user's resources block round-trips without a spec write.
+	if memoryPages(obj.Spec) != s.MemoryPages {
+		obj.Spec.MemoryPages = int64(s.MemoryPages)
+	}
+	if memoryRequest(obj.Spec) != s.MemoryBytes {
+		setMemoryRequest(&obj.Spec, s.MemoryBytes)
+	}
 	setIndexLabels(obj, s.Labels)
+}
+
+// wasmPage is the WebAssembly page size; maxPages the 32-bit maximum.
+const (
+	wasmPage = 64 << 10
+	maxPages = 65536
+)
+
+// memoryRequest is resources.requests.memory in bytes: where the task may
+// be placed (orchestration.TaskSpec.MemoryBytes).
+func memoryRequest(sp v1.WasmTaskSpec) int64 {
+	if sp.Resources == nil {
+		return 0
+	}
+	if q, ok := sp.Resources.Requests[corev1.ResourceMemory]; ok {
+		return max(q.Value(), 0)
+	}
+	return 0
+}
+
+// memoryPages is the linear-memory cap: memoryPages, else
+// resources.limits.memory in whole pages, rounded up.
+func memoryPages(sp v1.WasmTaskSpec) uint32 {
+	if sp.MemoryPages > 0 || sp.Resources == nil {
+		return uint32(sp.MemoryPages)
+	}
+	q, ok := sp.Resources.Limits[corev1.ResourceMemory]
+	if !ok || q.Value() <= 0 {
+		return 0
+	}
+	return uint32(min((q.Value()+wasmPage-1)/wasmPage, maxPages))
+}
+
+func setMemoryRequest(sp *v1.WasmTaskSpec, b int64) {
+	if b == 0 {
+		if sp.Resources != nil {
+			delete(sp.Resources.Requests, corev1.ResourceMemory)
+		}
+		return
+	}
+	if sp.Resources == nil {
+		sp.Resources = &v1.WasmResources{}
+	}
+	if sp.Resources.Requests == nil {
+		sp.Resources.Requests = corev1.ResourceList{}
+	}
+	sp.Resources.Requests[corev1.ResourceMemory] = *resource.NewQuantity(b, resource.BinarySI)
 }
 
 func applyStatus(obj *v1.WasmTask, t orchestration.Task) {
@@ -220,7 +276,8 @@ func toTask(obj *v1.WasmTask) orchestration.Task {
 			PropletID:   sp.PropletID,
 			Timeout:     time.Duration(sp.TimeoutSeconds) * time.Second,
 			MaxAttempts: int(sp.MaxAttempts),
-			MemoryPages: uint32(sp.MemoryPages),
+			MemoryPages: memoryPages(sp),
+			MemoryBytes: memoryRequest(sp),
 		},
 	}
 	if !admitted(obj) {

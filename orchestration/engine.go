@@ -94,7 +94,9 @@ type waiting struct {
 	// empty means any.
 	candidates []string
 	selector   map[string]string
-	notBefore  time.Time
+	// memory is what the task needs from a proplet, in bytes; 0 is any.
+	memory    int64
+	notBefore time.Time
 	// reported is set once the task's Unschedulable reason was written,
 	// so a task that waits long is written once, not on every tick.
 	reported bool
@@ -622,12 +624,18 @@ func newWaiting(t *Task) *waiting {
 		propletID: t.Spec.PropletID,
 		selector:  t.Spec.Selector,
 		notBefore: t.Status.NotBefore,
+		memory:    max(t.Spec.MemoryBytes, int64(t.Spec.MemoryPages)<<16),
 	}
 	if len(t.Spec.PropletIDs) > 0 {
 		w.candidates = slices.Clone(t.Spec.PropletIDs)
 		slices.Sort(w.candidates)
 	}
 	return w
+}
+
+// fits reports whether p offers a task the memory w needs.
+func (w *waiting) fits(p *propletState) bool {
+	return w.memory == 0 || p.MemoryBytes == 0 || p.MemoryBytes >= w.memory
 }
 
 // allows reports whether w's candidate set admits proplet id.
@@ -711,7 +719,7 @@ func (e *Engine) place() []placement {
 // pick chooses a proplet for w by policy. Callers hold e.mu.
 func (e *Engine) pick(w *waiting) *propletState {
 	eligible := func(p *propletState) bool {
-		return p.alive && len(p.assigned) < p.Slots && w.allows(p.ID) && p.Matches(w.selector)
+		return p.alive && len(p.assigned) < p.Slots && w.allows(p.ID) && p.Matches(w.selector) && w.fits(p)
 	}
 	if w.propletID != "" {
 		if p := e.proplets[w.propletID]; p != nil && eligible(p) {
@@ -907,16 +915,26 @@ func (e *Engine) explainLocked(w *waiting) string {
 			return "proplet " + w.propletID + " is not alive"
 		case p.Slots == 0:
 			return "proplet " + w.propletID + " offers no slots"
+		case !w.fits(p):
+			return fmt.Sprintf("proplet %s offers a task %s, this one needs %s", w.propletID, sizeText(p.MemoryBytes), sizeText(w.memory))
 		}
 		return ""
 	}
 	if len(w.candidates) > 0 {
 		return e.explainCandidatesLocked(w)
 	}
+	var most int64
+	short := false
 	for _, p := range e.proplets {
 		if p.alive && p.Slots > 0 && p.Matches(w.selector) {
-			return ""
+			if w.fits(p) {
+				return ""
+			}
+			short, most = true, max(most, p.MemoryBytes)
 		}
+	}
+	if short {
+		return fmt.Sprintf("no live proplet offers a task %s (the most offered: %s)", sizeText(w.memory), sizeText(most))
 	}
 	if len(w.selector) > 0 {
 		return fmt.Sprintf("no live proplet matches selector %v", w.selector)
@@ -924,11 +942,20 @@ func (e *Engine) explainLocked(w *waiting) string {
 	return "no live proplet"
 }
 
+// sizeText writes a byte count in MiB when it is whole.
+func sizeText(b int64) string {
+	if b > 0 && b%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", b>>20)
+	}
+	return fmt.Sprintf("%d bytes", b)
+}
+
 // explainCandidatesLocked is explainLocked for a task with a candidate
 // set: it names the candidates and the first thing none of them has.
 // Callers hold e.mu.
 func (e *Engine) explainCandidatesLocked(w *waiting) string {
 	var alive, slots int
+	short := false
 	for _, id := range w.candidates {
 		p := e.proplets[id]
 		if p == nil || !p.alive {
@@ -940,8 +967,14 @@ func (e *Engine) explainCandidatesLocked(w *waiting) string {
 		}
 		slots++
 		if p.Matches(w.selector) {
-			return ""
+			if w.fits(p) {
+				return ""
+			}
+			short = true
 		}
+	}
+	if short {
+		return fmt.Sprintf("no candidate proplet %s that is alive and matches offers a task %s", listIDs(w.candidates), sizeText(w.memory))
 	}
 	if len(w.candidates) == 1 {
 		id := w.candidates[0]

@@ -308,6 +308,50 @@ func TestNoCapacityUsesNoAttempt(t *testing.T) {
 	require.Equal(t, orchestration.PhaseSucceeded, h.get(task.ID).Status.Phase)
 }
 
+// A task is placed only where a proplet offers the memory it asks for
+// (memory_bytes, or its memory_pages cap); where none does, it says so.
+func TestMemoryAwarePlacement(t *testing.T) {
+	h := newHarness(t, testCfg)
+	join := func(id string, memory int64) {
+		require.NoError(t, h.eng.PropletUp(h.ctx, orchestration.Proplet{ID: id, Slots: 8, MemoryBytes: memory}))
+	}
+	join("small", 64<<20)
+	join("big", 512<<20)
+
+	for _, spec := range []orchestration.TaskSpec{
+		{MemoryBytes: 256 << 20},
+		{MemoryPages: 4096}, // 256 MiB
+		{MemoryBytes: 1 << 20, MemoryPages: 4096},
+	} {
+		got := h.get(h.submit(spec).ID)
+		require.Equal(t, orchestration.PhaseScheduled, got.Status.Phase)
+		require.Equal(t, "big", got.Status.PropletID, "%+v", spec)
+	}
+	require.Equal(t, "small", h.get(h.submit(orchestration.TaskSpec{MemoryBytes: 64 << 20}).ID).Status.PropletID,
+		"round robin continues among those that fit")
+
+	huge := h.submit(orchestration.TaskSpec{MemoryBytes: 1 << 30})
+	h.eng.Tick(h.ctx)
+	got := h.get(huge.ID)
+	require.Equal(t, orchestration.PhasePending, got.Status.Phase)
+	require.Equal(t, orchestration.ReasonUnschedulable, got.Status.Reason)
+	require.Equal(t, "no live proplet offers a task 1024 MiB (the most offered: 512 MiB)", got.Status.Message)
+
+	pinned := h.submit(orchestration.TaskSpec{PropletID: "small", MemoryBytes: 128 << 20})
+	h.eng.Tick(h.ctx)
+	require.Equal(t, "proplet small offers a task 64 MiB, this one needs 128 MiB", h.get(pinned.ID).Status.Message)
+
+	// A proplet that does not say what it offers is assumed to fit.
+	join("silent", 0)
+	h.eng.Tick(h.ctx)
+	got = h.get(huge.ID)
+	require.Equal(t, orchestration.PhaseScheduled, got.Status.Phase)
+	require.Equal(t, "silent", got.Status.PropletID)
+
+	_, err := h.eng.Submit(h.ctx, orchestration.TaskSpec{Image: "oci://x/y", MemoryBytes: -1})
+	require.ErrorIs(t, err, orchestration.ErrInvalid)
+}
+
 func TestRetryWithBackoff(t *testing.T) {
 	h := newHarness(t, testCfg)
 	h.join("p1", 1, nil)

@@ -77,7 +77,13 @@ type TaskSpec struct {
 	Selector    map[string]string `json:"selector,omitempty"`
 	Timeout     time.Duration     `json:"timeout,omitempty"`
 	MaxAttempts int               `json:"max_attempts,omitempty"`
-	MemoryPages uint32            `json:"memory_pages,omitempty"`
+	// MemoryPages caps the module's linear memory (64 KiB pages); 0 takes
+	// the proplet's default.
+	MemoryPages uint32 `json:"memory_pages,omitempty"`
+	// MemoryBytes is memory the task asks for. A task is placed only on a
+	// proplet that offers a task at least max(MemoryBytes, MemoryPages x
+	// 64 KiB) (Proplet.MemoryBytes; one that does not say is assumed to).
+	MemoryBytes int64 `json:"memory_bytes,omitempty"`
 	// Preopen gives the module a writable, empty /data directory of its
 	// own for the attempt; without it the module sees no host files.
 	Preopen bool `json:"preopen,omitempty"`

@@ -29,6 +29,8 @@ func ValidateSpec(s TaskSpec) error {
 		return bad("timeout must not be negative")
 	case s.MaxAttempts < 0 || s.MaxAttempts > MaxAttemptsLimit:
 		return bad("max_attempts must be between 0 and %d", MaxAttemptsLimit)
+	case s.MemoryBytes < 0:
+		return bad("memory_bytes must not be negative")
 	case s.PropletID != "" && len(s.Selector) > 0:
 		return bad("set proplet_id or selector, not both")
 	case s.PropletID != "" && len(s.PropletIDs) > 0:

@@ -205,6 +205,7 @@ type TaskRequest struct {
 	TimeoutSeconds float64           `json:"timeout_seconds,omitempty"`
 	MaxAttempts    int               `json:"max_attempts,omitempty"`
 	MemoryPages    uint32            `json:"memory_pages,omitempty"`
+	MemoryBytes    int64             `json:"memory_bytes,omitempty"`
 	Preopen        bool              `json:"preopen,omitempty"`
 	PropletID      string            `json:"proplet_id,omitempty"`
 	PropletIDs     []string          `json:"proplet_ids,omitempty"`
@@ -226,6 +227,8 @@ type Task struct {
 	Labels         map[string]string `json:"labels,omitempty"`
 	TimeoutSeconds float64           `json:"timeout_seconds,omitempty"`
 	MaxAttempts    int               `json:"max_attempts,omitempty"`
+	MemoryPages    uint32            `json:"memory_pages,omitempty"`
+	MemoryBytes    int64             `json:"memory_bytes,omitempty"`
 	Selector       map[string]string `json:"selector,omitempty"`
 	Suspend        bool              `json:"suspend,omitempty"`
 	Preopen        bool              `json:"preopen,omitempty"`
@@ -261,6 +264,7 @@ func toResponse(t orchestration.Task) Task {
 		ImageURL: t.Spec.Image, Digest: t.Spec.Digest, Function: t.Spec.Function,
 		Inputs: t.Spec.Inputs, CLIArgs: t.Spec.CLIArgs, Env: t.Spec.Env, Labels: t.Spec.Labels,
 		TimeoutSeconds: t.Spec.Timeout.Seconds(), MaxAttempts: t.Spec.MaxAttempts,
+		MemoryPages: t.Spec.MemoryPages, MemoryBytes: t.Spec.MemoryBytes,
 		Selector: t.Spec.Selector, Suspend: t.Spec.Suspend, Preopen: t.Spec.Preopen,
 		PropletID: st.PropletID, PropletIDs: t.Spec.PropletIDs, Attempt: st.Attempt,
 		Results: st.Results, Stdout: st.Stdout, Stderr: st.Stderr, ExitCode: st.ExitCode,
@@ -320,7 +324,7 @@ func (a *API) createTask(c echo.Context) error {
 		Name: req.Name, Image: req.ImageURL, Digest: req.Digest, Function: req.Function,
 		Inputs: req.Inputs, CLIArgs: req.CLIArgs, Env: req.Env, Labels: req.Labels,
 		Timeout:     time.Duration(req.TimeoutSeconds * float64(time.Second)),
-		MaxAttempts: req.MaxAttempts, MemoryPages: req.MemoryPages, Preopen: req.Preopen,
+		MaxAttempts: req.MaxAttempts, MemoryPages: req.MemoryPages, MemoryBytes: req.MemoryBytes, Preopen: req.Preopen,
 		PropletID: req.PropletID, PropletIDs: req.PropletIDs, Selector: req.Selector, Suspend: req.Suspend,
 	}
 	switch {

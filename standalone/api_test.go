@@ -126,6 +126,27 @@ func TestCreateAndGetTask(t *testing.T) {
 
 // TestCreateWithCandidates: proplet_ids limits placement to those
 // proplets, comes back in the task, and bad sets are refused.
+// memory_bytes places a task only where a proplet offers that much; the
+// field comes back in the task, and a negative one is refused.
+func TestCreateWithMemoryRequest(t *testing.T) {
+	r := newAPIRig(t)
+	ctx := context.Background()
+	require.NoError(t, r.eng.PropletUp(ctx, orchestration.Proplet{ID: "small", Slots: 4, MemoryBytes: 64 << 20}))
+	require.NoError(t, r.eng.PropletUp(ctx, orchestration.Proplet{ID: "big", Slots: 4, MemoryBytes: 1 << 30}))
+	code, body := r.json(http.MethodPost, "/tasks", map[string]any{"image_url": "oci://registry.local/app:v1", "memory_bytes": 256 << 20})
+	require.Equal(t, http.StatusCreated, code, body)
+	require.Equal(t, "big", body["proplet_id"])
+	require.EqualValues(t, 256<<20, body["memory_bytes"])
+
+	code, body = r.json(http.MethodPost, "/tasks", map[string]any{"image_url": "oci://registry.local/app:v1", "memory_bytes": 2 << 30})
+	require.Equal(t, http.StatusCreated, code, body)
+	require.Equal(t, "Pending", body["state"])
+
+	code, body = r.json(http.MethodPost, "/tasks", map[string]any{"image_url": "oci://registry.local/app:v1", "memory_bytes": -1})
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, stringOf(body["details"]), "memory_bytes must not be negative")
+}
+
 func TestCreateWithCandidates(t *testing.T) {
 	r := newAPIRig(t)
 	ctx := context.Background()

@@ -19,9 +19,10 @@ const (
 	TaskCancelled TaskPhase = "Cancelled"
 )
 
-// WasmResources are the module's resource requests and limits. They are
-// advisory for placement; limits.memory also caps the module's linear
-// memory when memoryPages is unset.
+// WasmResources are the module's resource requests and limits.
+// requests.memory places the task only on a proplet that offers a task at
+// least that much memory; limits.memory caps the module's linear memory
+// (rounded up to 64 KiB pages) when memoryPages is unset. CPU is not used.
 type WasmResources struct {
 	Requests corev1.ResourceList `json:"requests,omitempty"`
 	Limits   corev1.ResourceList `json:"limits,omitempty"`
