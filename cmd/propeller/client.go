@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -108,6 +109,8 @@ type taskCreateOptions struct {
 	proplets    []string
 	timeout     time.Duration
 	maxAttempts int
+	memory      string
+	memoryPages uint32
 	suspend     bool
 	preopen     bool
 	wait        bool
@@ -126,6 +129,8 @@ func (o *taskCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.proplets, "proplets", nil, "run on one of these proplets (ids, comma-separated); not with --proplet")
 	fs.DurationVar(&o.timeout, "timeout", 0, "deadline of one attempt (default: the manager's)")
 	fs.IntVar(&o.maxAttempts, "max-attempts", 0, "attempts before the task fails (default: the manager's)")
+	fs.StringVar(&o.memory, "memory", "", "memory the task asks for, bytes or with Ki, Mi, Gi (e.g. 128Mi): it runs only on a proplet offering a task that much")
+	fs.Uint32Var(&o.memoryPages, "memory-pages", 0, "cap the module's linear memory at this many 64 KiB pages (default: the proplet's)")
 	fs.BoolVar(&o.suspend, "suspend", false, "create without scheduling; start it with the API later")
 	fs.BoolVar(&o.preopen, "preopen", false, "give the module a writable, empty /data directory for the attempt")
 	fs.BoolVar(&o.wait, "wait", false, "wait until the task finishes and print its result")
@@ -142,11 +147,16 @@ func newTaskCreateCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			memory, err := parseBytes(o.memory)
+			if err != nil {
+				return fmt.Errorf("--memory: %w", err)
+			}
 			req := standalone.TaskRequest{
 				Name: args[0], ImageURL: o.image, Function: o.function, Inputs: o.inputs,
 				CLIArgs: o.args, Env: o.env, Labels: o.labels, Selector: o.selector, PropletID: o.proplet,
 				PropletIDs:     o.proplets,
 				TimeoutSeconds: o.timeout.Seconds(), MaxAttempts: o.maxAttempts, Suspend: o.suspend, Preopen: o.preopen,
+				MemoryBytes: memory, MemoryPages: o.memoryPages,
 			}
 			if o.file != "" {
 				if req.File, err = os.ReadFile(o.file); err != nil {
@@ -360,4 +370,24 @@ func labelString(m map[string]string) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ",")
+}
+
+// parseBytes reads "", a byte count, or one with a binary suffix (Ki, Mi,
+// Gi, Ti), as Kubernetes writes memory.
+func parseBytes(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	digits, shift := v, 0
+	for i, suffix := range []string{"Ki", "Mi", "Gi", "Ti"} {
+		if n, ok := strings.CutSuffix(v, suffix); ok {
+			digits, shift = n, 10*(i+1)
+			break
+		}
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("%q: want bytes, or a whole number with Ki, Mi, Gi or Ti", v)
+	}
+	return n << shift, nil
 }
