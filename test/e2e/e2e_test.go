@@ -77,6 +77,38 @@ func TestCommandAndFunction(t *testing.T) {
 	}
 }
 
+// TestMemoryPlacement: real proplets offering a task 64 MiB and 256 MiB
+// (--memory-pages); tasks asking for more than the small one offers run on
+// the large one, and one asking for more than either waits, saying why.
+func TestMemoryPlacement(t *testing.T) {
+	add := exampletest.Build(t, "add")
+	s := harness.NewSystem(t)
+	s.StartManager()
+	s.StartProplet("small", "--memory-pages", "1024")
+	s.StartProplet("large", "--memory-pages", "4096")
+	s.WaitAlive("small", "large")
+
+	var ids []string
+	for _, req := range []standalone.TaskRequest{
+		{Name: "bytes", File: add, Function: "add", Inputs: []float64{1, 2}, MemoryBytes: 128 << 20},
+		{Name: "pages", File: add, Function: "add", Inputs: []float64{3, 4}, MemoryPages: 2048},
+	} {
+		ids = append(ids, s.Create(req).ID)
+	}
+	for _, id := range ids {
+		got := s.Wait(id)
+		require.Equal(t, "Succeeded", got.State, "%s %s", got.Reason, got.Error)
+		require.Equal(t, "large", got.PropletID)
+	}
+
+	huge := s.Create(standalone.TaskRequest{Name: "huge", File: add, Function: "add", Inputs: []float64{1, 1}, MemoryBytes: 1 << 30})
+	require.Eventually(t, func() bool {
+		got, err := s.Client.GetTask(context.Background(), huge.ID)
+		return err == nil && got.State == "Pending" && got.Reason == "Unschedulable" &&
+			got.Error == "no live proplet offers a task 1024 MiB (the most offered: 256 MiB)"
+	}, 30*time.Second, 20*time.Millisecond)
+}
+
 // TestTLS runs a task with TLS everywhere: the REST API over HTTPS, the
 // proplet on MQTT over TLS verifying the manager with a CA file.
 func TestTLS(t *testing.T) {
