@@ -41,6 +41,10 @@ type Config struct {
 	// TickInterval is how often Run checks deadlines, liveness and the
 	// queue. Default 500ms.
 	TickInterval time.Duration
+	// ReconcileGrace is how long an attempt may go unlisted in its
+	// proplet's heartbeats before the engine starts asking for it again
+	// (see Engine.Heartbeat). Default 10s.
+	ReconcileGrace time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -61,6 +65,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.BackoffBase, time.Second)
 	def(&c.BackoffMax, time.Minute)
 	def(&c.TickInterval, 500*time.Millisecond)
+	def(&c.ReconcileGrace, 10*time.Second)
 	if c.DefaultMaxAttempts <= 0 {
 		c.DefaultMaxAttempts = 3
 	}

@@ -78,6 +78,13 @@ type flight struct {
 	propletID string
 	attempt   int
 	deadline  time.Time
+	// placed is when the attempt's start went out (or, recovered, when
+	// the engine started); missed counts heartbeats in a row from the
+	// proplet that did not list it since ReconcileGrace passed, and asked
+	// the starts sent again because of that (see reconcileLocked).
+	placed time.Time
+	missed int
+	asked  int
 	// redispatch marks an attempt recovered after a restart. Its start
 	// command may never have left, or its result may have been lost with
 	// the broker (an embedded broker dies with the manager after it
@@ -223,7 +230,7 @@ func (e *Engine) placeNow(t *Task, now time.Time) bool {
 	}
 	e.markScheduled(t, p.ID, now)
 	p.assigned[t.ID] = struct{}{}
-	e.flights[t.ID] = &flight{propletID: p.ID, attempt: t.Status.Attempt, deadline: t.Status.Deadline}
+	e.flights[t.ID] = &flight{propletID: p.ID, attempt: t.Status.Attempt, deadline: t.Status.Deadline, placed: now}
 	return true
 }
 
@@ -781,6 +788,7 @@ func (e *Engine) dispatch(ctx context.Context, pl placement) {
 	if f := e.flights[pl.taskID]; f != nil {
 		f.attempt = t.Status.Attempt
 		f.deadline = t.Status.Deadline
+		f.placed = now
 	}
 	e.mu.Unlock()
 	e.send(ctx, t)
@@ -1010,7 +1018,8 @@ func listIDs(ids []string) string {
 	return fmt.Sprintf("[%s ... +%d more]", strings.Join(ids[:maxListedIDs], " "), len(ids)-maxListedIDs)
 }
 
-// resend repeats start commands for recovered in-flight attempts.
+// resend repeats the start commands of in-flight attempts: recovered ones
+// (flight.redispatch) and ones their proplet does not list (reconcileLocked).
 func (e *Engine) resend(ctx context.Context, pls []placement) {
 	for _, pl := range pls {
 		unlock := e.lock(pl.taskID)

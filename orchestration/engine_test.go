@@ -352,6 +352,47 @@ func TestMemoryAwarePlacement(t *testing.T) {
 	require.ErrorIs(t, err, orchestration.ErrInvalid)
 }
 
+// An attempt its proplet does not list in two heartbeats in a row, once
+// ReconcileGrace passed, is asked for again (same attempt), at most three
+// times; one the proplet lists is left alone.
+func TestHeartbeatReconcile(t *testing.T) {
+	h := newHarness(t, testCfg)
+	h.join("p1", 2, nil)
+	lost := h.submit(orchestration.TaskSpec{})
+	runs := h.submit(orchestration.TaskSpec{})
+	beat := func() {
+		t.Helper()
+		require.NoError(t, h.eng.Heartbeat(h.ctx, orchestration.Heartbeat{PropletID: "p1", Instance: "i-p1",
+			Running: []orchestration.AttemptRef{{TaskID: runs.ID, Attempt: 1}}}))
+	}
+	startsOf := func(id string) int {
+		n := 0
+		for _, c := range h.disp.starts() {
+			if c.task == id {
+				require.Equal(t, 1, c.attempt)
+				n++
+			}
+		}
+		return n
+	}
+	beat()
+	beat()
+	require.Equal(t, 1, startsOf(lost.ID), "within the grace: the start may still be on its way")
+
+	h.clock.Advance(10 * time.Second)
+	beat()
+	require.Equal(t, 1, startsOf(lost.ID), "one heartbeat may predate the start")
+	beat()
+	require.Equal(t, 2, startsOf(lost.ID), "asked for again")
+	for range 10 {
+		beat()
+	}
+	require.Equal(t, 4, startsOf(lost.ID), "at most three times")
+	require.Equal(t, 1, startsOf(runs.ID), "a listed attempt is not asked for")
+	require.Equal(t, orchestration.PhaseScheduled, h.get(lost.ID).Status.Phase)
+	require.Equal(t, 1, h.get(lost.ID).Status.Attempt)
+}
+
 func TestRetryWithBackoff(t *testing.T) {
 	h := newHarness(t, testCfg)
 	h.join("p1", 1, nil)
