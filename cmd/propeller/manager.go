@@ -19,6 +19,7 @@ type engineOptions struct {
 	heartbeatTimeout time.Duration
 	defaultTimeout   time.Duration
 	maxAttempts      int
+	reconcileGrace   time.Duration
 }
 
 func (o *engineOptions) AddFlags(fs *pflag.FlagSet) {
@@ -26,6 +27,7 @@ func (o *engineOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 15*time.Second, "a proplet silent for this long is lost and its tasks are retried elsewhere")
 	fs.DurationVar(&o.defaultTimeout, "default-timeout", 5*time.Minute, "deadline of a task attempt when the task sets none")
 	fs.IntVar(&o.maxAttempts, "max-attempts", 3, "attempts of a task when the task sets none")
+	fs.DurationVar(&o.reconcileGrace, "reconcile-grace", 10*time.Second, "an attempt its proplet's heartbeats have not listed for this long (and twice in a row) gets its start command again: a broker may have lost the start or the result")
 }
 
 func (o *engineOptions) config() orchestration.Config {
@@ -34,6 +36,7 @@ func (o *engineOptions) config() orchestration.Config {
 		HeartbeatTimeout:   o.heartbeatTimeout,
 		DefaultTimeout:     o.defaultTimeout,
 		DefaultMaxAttempts: o.maxAttempts,
+		ReconcileGrace:     o.reconcileGrace,
 	}
 }
 
