@@ -531,7 +531,7 @@ func (e *Engine) fail(t *Task, reason, message string) {
 		st.Message = fmt.Sprintf("%s had no free slot (%s); placing attempt %d again", st.PropletID, message, st.Attempt)
 		st.Attempt--
 		st.Phase, st.Reason, st.PropletID = PhasePending, reason, ""
-		st.NotBefore = e.clock.Now().Add(e.cfg.backoff(1))
+		st.NotBefore = e.clock.Now().Add(e.cfg.BackoffBase)
 		st.Deadline = time.Time{}
 		return
 	}

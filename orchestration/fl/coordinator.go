@@ -211,12 +211,6 @@ func (c *Coordinator) CreateNamed(ctx context.Context, id string, spec JobSpec) 
 	if err != nil {
 		return Job{}, err
 	}
-	if _, err := c.loadModel(ctx, digest); err != nil {
-		return Job{}, invalid("modelRef %s: %v", spec.ModelRef, err)
-	}
-	if err := c.keepModel(ctx, digest); err != nil {
-		return Job{}, err
-	}
 	now := c.clock.Now()
 	j := Job{ID: id, Spec: spec, Status: JobStatus{
 		Phase: JobRunning, CurrentRound: 1, ModelDigest: digest, CreatedAt: now, UpdatedAt: now,
@@ -232,11 +226,14 @@ func (c *Coordinator) CreateNamed(ctx context.Context, id string, spec JobSpec) 
 	return c.store.GetJob(ctx, j.ID)
 }
 
-// initialModel returns the blob digest of the model ref names; a model in
-// a registry is fetched and stored first.
+// initialModel checks the model ref names and makes it a kept blob,
+// fetching it first if it is in a registry; it returns its digest.
 func (c *Coordinator) initialModel(ctx context.Context, ref string) (string, error) {
 	if d, ok := strings.CutPrefix(ref, "blob://"); ok {
-		return d, nil
+		if _, err := c.loadModel(ctx, d); err != nil {
+			return "", invalid("modelRef %s: %v", ref, err)
+		}
+		return d, c.keepModel(ctx, d)
 	}
 	if c.fetch == nil {
 		return "", invalid("modelRef %s: this manager does not pull models from registries", ref)
@@ -245,7 +242,8 @@ func (c *Coordinator) initialModel(ctx context.Context, ref string) (string, err
 	if err != nil {
 		return "", fmt.Errorf("modelRef %s: %w: %w", ref, ErrModelUnavailable, err)
 	}
-	// Checked before it is stored, so a wrong artifact leaves nothing.
+	// Checked before it is stored (kept), so a wrong artifact leaves
+	// nothing.
 	if vals, _, err := safetensors.DecodeF32(b); err != nil || len(vals) == 0 {
 		if err == nil {
 			err = errors.New("no tensors")
