@@ -136,8 +136,9 @@ func (a *Agent) start(st wire.StartTask, ack func()) {
 		}
 		a.tasks.Add(1)
 		a.mu.Unlock()
-		// The manager asks again after a restart: the report may have
-		// been lost after the broker acknowledged it.
+		// The manager asks again when it missed the report (after its
+		// restart, or when heartbeats stopped listing the attempt): a
+		// broker may have lost it after acknowledging it.
 		log.Info("start of a finished attempt repeated: sending its result again")
 		go func() {
 			defer a.tasks.Done()
