@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/safetensors"
+	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
@@ -177,10 +177,7 @@ func TestFederatedJobModelFromRegistry(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code, body)
 	require.Contains(t, body["details"], "not a safetensors model")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closed := "oci://" + ln.Addr().String() + "/models/digits:v1"
-	require.NoError(t, ln.Close())
+	closed := "oci://" + mqtttest.FreeAddr(t) + "/models/digits:v1"
 	code, body = create(closed)
 	require.Equal(t, http.StatusBadGateway, code, body)
 	require.Equal(t, "model registry unavailable", body["error"])
