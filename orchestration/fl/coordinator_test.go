@@ -222,6 +222,8 @@ type env struct {
 	store  *memory.FLStore
 	c      *fl.Coordinator
 	model  string // blob://... of the initial model
+	// models, when set, is the registry restart gives the coordinator.
+	models fl.Models
 }
 
 func newEnv(t *testing.T) *env {
@@ -239,7 +241,7 @@ func newEnv(t *testing.T) *env {
 // restart builds a fresh coordinator over the same store, engine and
 // blobs, as a manager restart does, and recovers.
 func (e *env) restart() {
-	c, err := fl.New(fl.Config{}, fl.Deps{Store: e.store, Engine: e.engine, Blobs: e.blobs, Clock: e.clock,
+	c, err := fl.New(fl.Config{}, fl.Deps{Store: e.store, Engine: e.engine, Blobs: e.blobs, Models: e.models, Clock: e.clock,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(e.t, err)
 	require.NoError(e.t, c.Recover(e.ctx))
@@ -689,10 +691,9 @@ func (m models) FetchModel(_ context.Context, ref string) ([]byte, error) {
 func TestModelRefFromRegistry(t *testing.T) {
 	e := newEnv(t)
 	pulled := tensor(t, 4, 8)
-	reg := models{"oci://registry.example/models/digits:v1": pulled, "oci://registry.example/models/junk:v1": []byte("not a model")}
-	c, err := fl.New(fl.Config{}, fl.Deps{Store: e.store, Engine: e.engine, Blobs: e.blobs, Models: reg, Clock: e.clock,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
+	e.models = models{"oci://registry.example/models/digits:v1": pulled, "oci://registry.example/models/junk:v1": []byte("not a model")}
+	e.restart()
+	c := e.c
 
 	s := e.spec(1)
 	s.ModelRef = "oci://registry.example/models/digits:v1"
@@ -719,6 +720,8 @@ func TestModelRefFromRegistry(t *testing.T) {
 	require.Equal(t, before, e.blobs.len(), "nothing stored for a failed pull or a wrong artifact")
 
 	// A coordinator without registry access refuses the reference.
+	e.models = nil
+	e.restart()
 	s.ModelRef = "oci://registry.example/models/digits:v1"
 	_, err = e.c.Create(e.ctx, s)
 	require.ErrorIs(t, err, orchestration.ErrInvalid)
