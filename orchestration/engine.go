@@ -64,6 +64,8 @@ type Engine struct {
 	pending  map[string]*waiting
 	queue    []string // FIFO of pending ids; may hold stale ids
 	seq      uint64
+
+	idem idemState
 }
 
 type propletState struct {
@@ -822,7 +824,8 @@ func (e *Engine) failAttemptLocked(ctx context.Context, id string, attempt int, 
 }
 
 // Tick does the periodic work: proplets whose heartbeat deadline passed
-// are lost, attempts past their deadline fail, and the queue is served.
+// are lost, attempts past their deadline fail, the queue is served and,
+// hourly, expired idempotency keys are pruned.
 // Run calls it; tests call it with a fake clock.
 func (e *Engine) Tick(ctx context.Context) {
 	now := e.clock.Now()
@@ -875,6 +878,7 @@ func (e *Engine) Tick(ctx context.Context) {
 	e.resend(ctx, redispatch)
 	e.schedule(ctx)
 	e.reportUnschedulable(ctx)
+	e.pruneIdempotency(ctx, now)
 }
 
 // reportUnschedulable writes reason Unschedulable, with what is missing,
