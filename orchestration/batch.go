@@ -156,9 +156,7 @@ func (e *Engine) placeBatch(tasks []Task, now time.Time) []int {
 		if p == nil {
 			break
 		}
-		e.markScheduled(t, p.ID, now)
-		p.assigned[t.ID] = struct{}{}
-		e.flights[t.ID] = &flight{propletID: p.ID, attempt: t.Status.Attempt, deadline: t.Status.Deadline, placed: now}
+		e.reserveLocked(t, p, now)
 		placed = append(placed, i)
 	}
 	return placed
