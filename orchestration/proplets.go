@@ -185,7 +185,7 @@ func (e *Engine) Recover(ctx context.Context) error {
 	e.mu.Unlock()
 
 	n := 0
-	f := TaskFilter{Phases: []Phase{PhasePending, PhaseScheduled, PhaseRunning}, Limit: 1000}
+	f := TaskFilter{Phases: []Phase{PhasePending, PhaseScheduled, PhaseRunning}, Limit: MaxPageLimit}
 	for {
 		page, err := e.store.ListTasks(ctx, f)
 		if err != nil {
