@@ -99,7 +99,7 @@ func TestSubmitBatchRefusesBadInputWhole(t *testing.T) {
 		idem  orchestration.Idempotency
 		want  string
 	}{
-		{"invalid member", bad, orchestration.Idempotency{}, `tasks[2]: image "ftp://x/y.wasm"`},
+		{"invalid member", bad, orchestration.Idempotency{}, `tasks[2]: imageUrl "ftp://x/y.wasm"`},
 		{"empty", nil, orchestration.Idempotency{}, "at least one task"},
 		{"too many", many, orchestration.Idempotency{}, "a batch of 1001 tasks: at most 1000"},
 		{"long key", specs("a"), orchestration.Idempotency{Key: strings.Repeat("k", 256)}, "idempotency key of 256 characters: at most 255"},
