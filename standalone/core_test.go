@@ -11,12 +11,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/core"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
 )
 
 // TestBuiltByTheCore checks that the standalone manager is the shared core
@@ -53,7 +53,7 @@ func TestBuiltByTheCore(t *testing.T) {
 	require.NoError(t, err)
 	token, err := os.ReadFile(filepath.Join(dataDir, standalone.APITokenFile))
 	require.NoError(t, err)
-	api, err := client.New("http://"+a.HTTP, strings.TrimSpace(string(token)), client.Options{})
+	api, err := rest.NewClient("http://"+a.HTTP, strings.TrimSpace(string(token)))
 	require.NoError(t, err)
 	got, err := api.GetTask(t.Context(), task.ID)
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -38,10 +39,16 @@ func (r *recorder) task(t orchestration.Task) {
 	r.phases[t.ID] = append(r.phases[t.ID], t.Status.Phase)
 }
 
-func (r *recorder) proplet(id string) {
+// proplet records what the engine says of a proplet when the observer
+// hears of it (QoS 1 may repeat a status).
+func (r *recorder) proplet(id string, alive bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.members = append(r.members, id)
+	state := " left"
+	if alive {
+		state = " joined"
+	}
+	r.members = append(r.members, id+state)
 }
 
 func (r *recorder) seen(id string) []orchestration.Phase {
@@ -76,16 +83,18 @@ func start(t *testing.T) *fixture {
 	bs, err := blobs.Open(t.TempDir())
 	require.NoError(t, err)
 	rec := &recorder{}
+	f := &fixture{conn: conn, rec: rec, done: make(chan error, 1)}
+	// Observers run once Run started, after f.core is set.
 	c, err := core.New(core.Config{}, core.Deps{
 		Tasks: memory.New(), FLJobs: memory.NewFLStore(), Blobs: bs, MQTT: conn, Logger: mqtttest.Logger(),
 		TaskObservers:    []func(orchestration.Task){rec.task},
-		PropletObservers: []func(string){rec.proplet},
+		PropletObservers: []func(string){func(id string) { rec.proplet(id, f.alive(id)) }},
 	})
 	require.NoError(t, err)
 	require.Error(t, c.CheckReady(), "ready before Run")
+	f.core = c
 
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fixture{core: c, conn: conn, rec: rec, done: make(chan error, 1)}
 	go func() { f.done <- c.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -98,6 +107,16 @@ func start(t *testing.T) *fixture {
 	}
 	require.NoError(t, c.CheckReady())
 	return f
+}
+
+func (f *fixture) alive(id string) bool {
+	ps, err := f.core.Engine().Proplets(context.Background())
+	for _, p := range ps {
+		if p.ID == id {
+			return err == nil && p.Alive
+		}
+	}
+	return false
 }
 
 // proplet joins with one slot and returns its command stream.
@@ -133,7 +152,8 @@ func nextStart(t *testing.T, cmds <-chan paho.Message) *wire.StartTask {
 func TestTaskRunsThroughTheLinkAndEngine(t *testing.T) {
 	f := start(t)
 	p, cmds := f.proplet(t, "p1")
-	require.Equal(t, []string{"p1"}, f.rec.joined(), "the proplet observer hears the join")
+	require.Eventually(t, func() bool { return slices.Contains(f.rec.joined(), "p1 joined") }, wait, 5*time.Millisecond,
+		"the proplet observer hears the join")
 
 	task, err := f.core.Engine().Submit(t.Context(), orchestration.TaskSpec{Name: "hello", Image: "oci://reg/hello:1", PropletID: "p1"})
 	require.NoError(t, err)
@@ -149,7 +169,7 @@ func TestTaskRunsThroughTheLinkAndEngine(t *testing.T) {
 	require.Contains(t, f.rec.seen(task.ID), orchestration.PhaseSucceeded, "task observers see the engine's commits")
 
 	p.Publish(t, wire.KindStatus, &wire.Status{ID: "p1", State: wire.StateOffline, Instance: "i1"}, true)
-	require.Eventually(t, func() bool { return len(f.rec.joined()) == 2 }, wait, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return slices.Contains(f.rec.joined(), "p1 left") }, wait, 5*time.Millisecond)
 }
 
 func tensor(t *testing.T, w ...float32) []byte {
