@@ -57,7 +57,8 @@ type Config struct {
 	BrokerPassword string
 	BrokerCA       string
 	MQTTAddr       string
-	// JoinToken is the proplets' credential on the embedded broker.
+	// JoinToken is the proplets' credential on the embedded broker; empty
+	// means the one in the Secret JoinTokenSecret, created if absent.
 	JoinToken string
 	Prefix    string
 
@@ -193,6 +194,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// the latest version, which a cache may not have yet.
 	direct, err := client.New(restCfg, client.Options{Scheme: mgr.GetScheme()})
 	if err != nil {
+		return err
+	}
+	if err := resolveJoinToken(ctx, direct, &cfg, log); err != nil {
 		return err
 	}
 	store := NewStore(direct, cfg.Namespace)
