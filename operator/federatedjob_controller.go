@@ -229,7 +229,7 @@ func checkpointName(job string, round int) string { return fmt.Sprintf("%s-ckpt-
 
 // reconcileRounds ensures one TrainingRound per round attempt the
 // coordinator started (usually created already, with the round's first
-// task, by the store's setOwner) and mirrors the coordinator's facts about
+// task, by RoundOwners) and mirrors the coordinator's facts about
 // the round into the fields of its status this controller owns: phase,
 // tasks, updatesReceived, updatesRejected, metrics, metric, reason,
 // message, checkpoint, startedAt, completedAt. The TrainingRound

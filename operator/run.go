@@ -199,7 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := resolveJoinToken(ctx, direct, &cfg, log); err != nil {
 		return err
 	}
-	store := NewStore(direct, cfg.Namespace)
+	store := NewStore(direct, cfg.Namespace, NewRoundOwners(direct, cfg.Namespace))
 	if cfg.AllNamespaces {
 		store.AllNamespaces()
 	}

@@ -121,40 +121,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	var (
-		secret      string
-		creds       *Credentials
-		propletAuth broker.Credentials
-	)
-	if cfg.Broker == "" {
-		if secret, err = ensureToken(filepath.Join(cfg.DataDir, managerSecretFile), log); err != nil {
-			return err
-		}
-		join := joinToken
-		if cfg.RequirePropletCredentials {
-			join = "" // issued secrets only
-			log.Info("join token refused: proplets need their own credential")
-		}
-		auth := broker.NewTokenCredentials(join)
-		if creds, err = OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth); err != nil {
-			return err
-		}
-		propletAuth = auth
-	} else if cfg.RequirePropletCredentials {
-		return errors.New("--require-proplet-credentials needs the embedded broker; an external broker has its own credentials")
-	}
-	conn, err := mqttconn.Open(mqttconn.Config{
-		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
-		Addr: cfg.MQTTAddr, TLS: serverTLS, JoinToken: joinToken, ManagerSecret: secret,
-		Credentials: propletAuth, Prefix: cfg.Prefix, Logger: log,
-	})
+	conn, creds, err := openMQTT(cfg, log, joinToken, serverTLS)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if creds != nil {
-		creds.SetDisconnect(conn.DisconnectProplet)
-	}
 	engineMetrics := metrics.New()
 	metricsHTTP, err := metricsHandler(engineMetrics)
 	if err != nil {
@@ -185,6 +156,54 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	return serve(ctx, cfg, log, c, api, serverTLS, conn.Addr)
+}
+
+// openMQTT opens the broker connection: the embedded broker, which lets
+// proplets in with the join token (unless RequirePropletCredentials) or a
+// secret issued over the API, or an external broker, which has its own
+// credentials (creds is nil then).
+func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Config) (*mqttconn.Conn, *Credentials, error) {
+	var (
+		secret      string
+		creds       *Credentials
+		propletAuth broker.Credentials
+		err         error
+	)
+	if cfg.Broker == "" {
+		if secret, err = ensureToken(filepath.Join(cfg.DataDir, managerSecretFile), log); err != nil {
+			return nil, nil, err
+		}
+		join := joinToken
+		if cfg.RequirePropletCredentials {
+			join = "" // issued secrets only
+			log.Info("join token refused: proplets need their own credential")
+		}
+		auth := broker.NewTokenCredentials(join)
+		if creds, err = OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth); err != nil {
+			return nil, nil, err
+		}
+		propletAuth = auth
+	} else if cfg.RequirePropletCredentials {
+		return nil, nil, errors.New("--require-proplet-credentials needs the embedded broker; an external broker has its own credentials")
+	}
+	conn, err := mqttconn.Open(mqttconn.Config{
+		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
+		Addr: cfg.MQTTAddr, TLS: serverTLS, JoinToken: joinToken, ManagerSecret: secret,
+		Credentials: propletAuth, Prefix: cfg.Prefix, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if creds != nil {
+		creds.SetDisconnect(conn.DisconnectProplet)
+	}
+	return conn, creds, nil
+}
+
+// serve runs the core and, once it is ready, the REST API on it, until
+// ctx ends or either of them fails; then it shuts both down.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, c *core.Core, api http.Handler, serverTLS *tls.Config, mqttAddr string) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	coreDone := make(chan error, 1)
@@ -194,22 +213,19 @@ func Run(ctx context.Context, cfg Config) error {
 	case err := <-coreDone:
 		return err
 	}
-	addrs := Addrs{MQTT: conn.Addr}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("http: %w", err)
+		stop()
+		return errors.Join(fmt.Errorf("http: %w", err), <-coreDone)
 	}
+	scheme := "http"
 	if serverTLS != nil {
-		ln = tls.NewListener(ln, serverTLS)
+		ln, scheme = tls.NewListener(ln, serverTLS), "https"
 	}
-	addrs.HTTP = ln.Addr().String()
+	addrs := Addrs{HTTP: ln.Addr().String(), MQTT: mqttAddr}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	scheme := "http"
-	if serverTLS != nil {
-		scheme = "https"
-	}
 	log.Info("REST API listening", "url", scheme+"://"+addrs.HTTP, "token_file", filepath.Join(cfg.DataDir, APITokenFile), "join_token_file", filepath.Join(cfg.DataDir, JoinTokenFile))
 	if cfg.Ready != nil {
 		cfg.Ready(addrs)
