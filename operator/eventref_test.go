@@ -92,7 +92,7 @@ func TestTaskRefSources(t *testing.T) {
 	ns := newNamespace(t)
 	wt := newTask(ns, "ref", "http://example.invalid/m.wasm", nil)
 	require.NoError(t, k8s.Create(t.Context(), wt))
-	store := operator.NewStore(k8s, ns)
+	store := operator.NewStore(k8s, ns, nil)
 	informers, err := cache.New(restCfg, cache.Options{Scheme: operator.Scheme(), DefaultNamespaces: map[string]cache.Config{ns: {}}})
 	require.NoError(t, err)
 
