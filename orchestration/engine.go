@@ -61,6 +61,8 @@ type Engine struct {
 	pending  map[string]*waiting
 	queue    []string // FIFO of pending ids; may hold stale ids
 	seq      uint64
+
+	idem idemState
 }
 
 // propletState is a proplet as the engine tracks it. Proplet.Alive is its

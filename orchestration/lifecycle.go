@@ -7,24 +7,13 @@ import (
 )
 
 // Submit validates and stores a new task, then schedules it unless it is
-// suspended.
+// suspended. SubmitBatch (batch.go) is the same for many tasks at once.
 func (e *Engine) Submit(ctx context.Context, spec TaskSpec) (Task, error) {
 	if err := ValidateSpec(spec); err != nil {
 		return Task{}, err
 	}
 	now := e.clock.Now()
-	t := Task{
-		ID:   e.newID(),
-		Spec: spec,
-		Status: TaskStatus{
-			Phase:     PhasePending,
-			CreatedAt: now,
-			UpdatedAt: now,
-		},
-	}
-	if spec.Suspend {
-		t.Status.Reason = ReasonSuspended
-	}
+	t := e.newTask(spec, now)
 	unlock := e.lock(t.ID)
 	// With no backlog, place the task before storing it: one durable
 	// write instead of two on the path to the proplet.

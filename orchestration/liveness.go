@@ -6,8 +6,9 @@ import (
 )
 
 // Tick does the periodic work: proplets whose heartbeat deadline passed
-// are lost, attempts past their deadline fail, and the queue is served.
-// Run calls it; tests call it with a fake clock.
+// are lost, attempts past their deadline fail, the queue is served and,
+// hourly, expired idempotency keys are pruned. Run calls it; tests call
+// it with a fake clock.
 func (e *Engine) Tick(ctx context.Context) {
 	now := e.clock.Now()
 	type victim struct {
@@ -58,6 +59,7 @@ func (e *Engine) Tick(ctx context.Context) {
 	e.resend(ctx, redispatch)
 	e.schedule(ctx)
 	e.reportUnschedulable(ctx)
+	e.pruneIdempotency(ctx, now)
 }
 
 // resend repeats the start commands of in-flight attempts: recovered ones

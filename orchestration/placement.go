@@ -106,10 +106,16 @@ func (e *Engine) placeNow(t *Task, now time.Time) bool {
 	if p == nil {
 		return false
 	}
+	e.reserveLocked(t, p, now)
+	return true
+}
+
+// reserveLocked starts a new attempt of a task not yet stored on p and
+// holds p's slot for it. Callers hold t's lock and e.mu.
+func (e *Engine) reserveLocked(t *Task, p *propletState, now time.Time) {
 	e.markScheduled(t, p.ID, now)
 	p.assigned[t.ID] = struct{}{}
 	e.flights[t.ID] = &flight{propletID: p.ID, attempt: t.Status.Attempt, deadline: t.Status.Deadline, placed: now}
-	return true
 }
 
 // place picks proplets for queued tasks and reserves their slots.

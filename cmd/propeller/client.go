@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
 )
 
 // clientOptions say which manager the CLI talks to and how it prints.
@@ -39,7 +39,7 @@ func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
 }
 
-func (o *clientOptions) client(cmd *cobra.Command) (*client.Client, error) {
+func (o *clientOptions) client(cmd *cobra.Command) (*rest.Client, error) {
 	if err := resolveFlags(cmd, o.configFile, "client"); err != nil {
 		return nil, err
 	}
@@ -58,7 +58,7 @@ func (o *clientOptions) client(cmd *cobra.Command) (*client.Client, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	return client.New(o.server, tok, client.Options{})
+	return rest.NewClient(o.server, tok)
 }
 
 // print writes v as JSON or YAML, or calls table for the table format.
@@ -81,10 +81,10 @@ func (o *clientOptions) print(w io.Writer, v any, table func(*tabwriter.Writer))
 	return tw.Flush()
 }
 
-func taskRows(tw *tabwriter.Writer, tasks ...standalone.Task) {
+func taskRows(tw *tabwriter.Writer, tasks ...rest.Task) {
 	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tPROPLET\tATTEMPT\tREASON\tAGE")
 	for _, t := range tasks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Name, t.State, t.PropletID, t.Attempt, t.Reason, time.Since(t.CreatedAt).Round(time.Second))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.Name, t.Phase, t.PropletID, t.Attempt, t.Reason, time.Since(t.CreatedAt).Round(time.Second))
 	}
 }
 
@@ -151,7 +151,7 @@ func newTaskCreateCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--memory: %w", err)
 			}
-			req := standalone.TaskRequest{
+			req := rest.TaskRequest{
 				Name: args[0], ImageURL: o.image, Function: o.function, Inputs: o.inputs,
 				CLIArgs: o.args, Env: o.env, Labels: o.labels, Selector: o.selector, PropletID: o.proplet,
 				PropletIDs:     o.proplets,
@@ -184,7 +184,7 @@ func newTaskCreateCommand(co *clientOptions) *cobra.Command {
 	return cmd
 }
 
-func printResult(w io.Writer, t standalone.Task) {
+func printResult(w io.Writer, t rest.Task) {
 	if len(t.Results) > 0 {
 		parts := make([]string, len(t.Results))
 		for i, r := range t.Results {
@@ -195,8 +195,8 @@ func printResult(w io.Writer, t standalone.Task) {
 	if t.ExitCode != nil {
 		fmt.Fprintf(w, "exit code: %d\n", *t.ExitCode)
 	}
-	if t.Error != "" {
-		fmt.Fprintf(w, "error: %s\n", t.Error)
+	if t.Message != "" {
+		fmt.Fprintf(w, "error: %s\n", t.Message)
 	}
 	if t.Stdout != "" {
 		fmt.Fprintf(w, "stdout:\n%s", t.Stdout)
@@ -208,7 +208,7 @@ func printResult(w io.Writer, t standalone.Task) {
 
 func newTaskListCommand(co *clientOptions) *cobra.Command {
 	var (
-		f   client.ListFilter
+		f   rest.TaskFilter
 		all bool
 	)
 	cmd := &cobra.Command{
@@ -220,22 +220,22 @@ func newTaskListCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var tasks []standalone.Task
+			var tasks []rest.Task
 			for {
 				page, err := c.ListTasks(cmd.Context(), f)
 				if err != nil {
 					return err
 				}
-				tasks = append(tasks, page.Tasks...)
+				tasks = append(tasks, page.Items...)
 				if !all || page.Continue == "" {
 					break
 				}
 				f.Continue = page.Continue
 			}
-			return co.print(cmd.OutOrStdout(), standalone.TaskList{Tasks: tasks}, func(tw *tabwriter.Writer) { taskRows(tw, tasks...) })
+			return co.print(cmd.OutOrStdout(), rest.TaskList{Items: tasks}, func(tw *tabwriter.Writer) { taskRows(tw, tasks...) })
 		},
 	}
-	cmd.Flags().StringSliceVar(&f.States, "state", nil, "only these states (Pending, Scheduled, Running, Succeeded, Failed, Cancelled)")
+	cmd.Flags().StringSliceVar(&f.Phases, "state", nil, "only these phases (Pending, Scheduled, Running, Succeeded, Failed, Cancelled)")
 	cmd.Flags().StringVar(&f.PropletID, "proplet", "", "only tasks placed on this proplet")
 	cmd.Flags().StringToStringVar(&f.Labels, "label", nil, "only tasks with these labels, k=v")
 	cmd.Flags().IntVar(&f.Limit, "limit", 100, "page size")
@@ -314,7 +314,7 @@ func newTaskLogsCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var t standalone.Task
+			var t rest.Task
 			if follow {
 				t, err = c.WaitTask(cmd.Context(), args[0], 200*time.Millisecond)
 			} else {
@@ -343,11 +343,14 @@ func newPropletListCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ps, err := c.Proplets(cmd.Context())
-			if err != nil {
-				return err
+			var ps []rest.Proplet
+			for p, err := range c.Proplets(cmd.Context()) {
+				if err != nil {
+					return err
+				}
+				ps = append(ps, p)
 			}
-			return o.print(cmd.OutOrStdout(), standalone.PropletList{Proplets: ps}, func(tw *tabwriter.Writer) {
+			return o.print(cmd.OutOrStdout(), rest.PropletList{Items: ps}, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "ID\tALIVE\tSLOTS\tRUNNING\tLABELS\tLAST SEEN")
 				for _, p := range ps {
 					seen := "-"

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/api/rest"
 )
 
 func newPropletCredentialsCommand(g *globalOptions) *cobra.Command {
@@ -60,7 +60,7 @@ func newCredentialsGetCommand(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cred, err := c.Credential(cmd.Context(), args[0])
+			cred, err := c.GetCredential(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -71,7 +71,7 @@ func newCredentialsGetCommand(o *clientOptions) *cobra.Command {
 	}
 }
 
-func credentialRows(tw *tabwriter.Writer, cred standalone.PropletCredential) {
+func credentialRows(tw *tabwriter.Writer, cred rest.PropletCredential) {
 	fmt.Fprintln(tw, "PROPLET\tCREATED\tAGE")
 	fmt.Fprintf(tw, "%s\t%s\t%s\n", cred.PropletID, cred.CreatedAt.Format(time.RFC3339), time.Since(cred.CreatedAt).Round(time.Second))
 }

@@ -50,8 +50,11 @@ type brokerOptions struct {
 	prefix         string
 }
 
-func (o *brokerOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.broker, "broker", "", "external MQTT broker, mqtt://host:1883 or mqtts://host:8883; empty embeds one")
+// AddFlags adds the broker flags; brokerUsage says what --broker does in
+// this mode, which differs: the standalone manager embeds a broker when
+// --broker is empty, the operator only with --embedded-broker.
+func (o *brokerOptions) AddFlags(fs *pflag.FlagSet, brokerUsage string) {
+	fs.StringVar(&o.broker, "broker", "", brokerUsage)
 	fs.StringVar(&o.brokerUser, "broker-username", wire.ManagerClientID, "MQTT username of the manager on an external broker")
 	fs.StringVar(&o.brokerPassword, "broker-password", "", "MQTT password of the manager on an external broker")
 	fs.StringVar(&o.brokerCA, "broker-ca", "", "CA bundle (PEM) that signed an external mqtts:// broker's certificate")
@@ -93,7 +96,7 @@ func defaultDataDir() string {
 
 func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	o.engineOptions.AddFlags(fs)
-	o.brokerOptions.AddFlags(fs)
+	o.brokerOptions.AddFlags(fs, "external MQTT broker, mqtt://host:1883 or mqtts://host:8883; empty: embed one on --mqtt-addr")
 	o.registryOptions.AddFlags(fs)
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "state directory: bbolt database, tokens, uploaded modules")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "listen address of the REST API")
@@ -132,6 +135,7 @@ type operatorOptions struct {
 	engineOptions
 	brokerOptions
 	registryOptions
+	kubeconfig     string
 	embeddedBroker bool
 	metricsAddr    string
 	healthAddr     string
@@ -146,14 +150,15 @@ type operatorOptions struct {
 
 func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	o.engineOptions.AddFlags(fs)
-	o.brokerOptions.AddFlags(fs)
-	fs.BoolVar(&o.embeddedBroker, "embedded-broker", false, "embed an MQTT broker instead of connecting to --broker")
+	o.brokerOptions.AddFlags(fs, "external MQTT broker, mqtt://host:1883 or mqtts://host:8883; required unless --embedded-broker")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file to reach the API server with (its current context); empty: $KUBECONFIG, else the in-cluster service account, else ~/.kube/config")
+	fs.BoolVar(&o.embeddedBroker, "embedded-broker", false, "embed an MQTT broker on --mqtt-addr instead of connecting to --broker")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "listen address of the Prometheus metrics endpoint")
 	fs.StringVar(&o.healthAddr, "health-addr", ":8081", "listen address of the health probes")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet and federated-learning records, FederatedJobs and the leader lease")
 	fs.BoolVar(&o.allNamespaces, "all-namespaces", false, "also run the WasmTasks and PropletGroups of every other namespace (FederatedJobs stay in --namespace)")
-	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker)")
+	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker); empty: the token in the Secret propeller-join-token (key token) of --namespace, which the operator creates with a random token if it is absent")
 	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
 	fs.StringVar(&o.checkpointRegistry, "checkpoint-registry", "", "also push every FL checkpoint to this OCI registry, oci://host[:port]/repo, tagged <job>-round-<n> (plain HTTP for loopback registries only); proplets still fetch models from the --data-dir store")
 	o.registryOptions.AddFlags(fs)
@@ -164,7 +169,19 @@ func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "operator",
 		Short: "Run the manager as a Kubernetes operator (CRDs in propeller.absmach.io/v1alpha1)",
-		Args:  cobra.NoArgs,
+		Long: `Run the manager as a Kubernetes operator (CRDs in propeller.absmach.io/v1alpha1).
+
+It reaches the API server with --kubeconfig when set, else the file(s) in
+$KUBECONFIG, else the pod's service account, else ~/.kube/config. It runs
+the WasmTasks of --namespace (of every namespace with --all-namespaces) and
+reaches proplets through an external MQTT broker (--broker) or one it
+embeds (--embedded-broker, listening on --mqtt-addr). Proplets log in to the
+embedded broker with --join-token or, without it, with the token in the
+Secret propeller-join-token (key token) of --namespace, which the operator
+creates with a random token on first start:
+
+  kubectl -n NAMESPACE get secret propeller-join-token -o jsonpath='{.data.token}' | base64 -d`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := g.resolve(cmd, "manager"); err != nil {
 				return err
@@ -186,8 +203,6 @@ func runOperator(cmd *cobra.Command, o *operatorOptions) error {
 		return errors.New("--embedded-broker and --broker exclude each other")
 	case !o.embeddedBroker && o.broker == "":
 		return errors.New("the operator needs --broker URL or --embedded-broker")
-	case o.embeddedBroker && o.joinToken == "":
-		return errors.New("--embedded-broker needs --join-token, the proplets' credential")
 	}
 	return startOperator(cmd.Context(), o, log)
 }

@@ -236,6 +236,7 @@ func (s *Store) Check() error {
 		for k, n := range wantCounts {
 			errs = append(errs, fmt.Errorf("missing index count %q (want %d)", k, n))
 		}
+		errs = append(errs, checkIdempotency(tx)...)
 		if len(errs) > 0 {
 			return fmt.Errorf("bolt: check %s: %w", s.db.Path(), errors.Join(errs...))
 		}

@@ -26,6 +26,7 @@ type Store struct {
 	tasks    map[string]*orchestration.Task
 	ids      []string // sorted, so List pages by id without sorting per call
 	proplets map[string]*orchestration.Proplet
+	idem     map[string]orchestration.IdempotencyRecord
 }
 
 var _ orchestration.Store = (*Store)(nil)
@@ -35,6 +36,7 @@ func New() *Store {
 	return &Store{
 		tasks:    make(map[string]*orchestration.Task),
 		proplets: make(map[string]*orchestration.Proplet),
+		idem:     make(map[string]orchestration.IdempotencyRecord),
 	}
 }
 

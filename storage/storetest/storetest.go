@@ -18,8 +18,9 @@ import (
 	"github.com/absmach/propeller/orchestration"
 )
 
-// Run runs the whole suite. newStore must return an empty store that is
-// closed by t.Cleanup.
+// Run runs the whole suite: the TaskStore and PropletStore cases, then
+// the cases of the optional ports the store implements (runOptional).
+// newStore must return an empty store that is closed by t.Cleanup.
 func Run(t *testing.T, newStore func(t *testing.T) orchestration.Store) {
 	cases := []struct {
 		name string
@@ -53,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) orchestration.Store) {
 			c.fn(t, newStore(t))
 		})
 	}
+	runOptional(t, newStore)
 }
 
 // base is a fixed, monotonic-free UTC instant so stored times compare equal
