@@ -35,23 +35,26 @@ func buildVersion() string { return currentVersion().Version }
 
 func currentVersion() versionInfo {
 	v := versionInfo{Version: version, Revision: revision, BuildDate: buildDate, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return v
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = v.stamped(bi)
 	}
+	return v
+}
+
+// stamped fills what -ldflags left empty from the toolchain's build info:
+// the module version, vcs.revision and vcs.time (the commit's time). Go
+// stamps VCS data only in a plain clone, not in a git worktree nor with
+// -buildvcs=false, hence the Makefile's -X flags.
+func (v versionInfo) stamped(bi *debug.BuildInfo) versionInfo {
 	if v.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v.Version = bi.Main.Version
 	}
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
-			if v.Revision == "" {
-				v.Revision = s.Value
-			}
+			v.Revision = cmp.Or(v.Revision, s.Value)
 		case "vcs.time":
-			if v.BuildDate == "" {
-				v.BuildDate = s.Value
-			}
+			v.BuildDate = cmp.Or(v.BuildDate, s.Value)
 		case "vcs.modified":
 			v.Modified = s.Value == "true"
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"runtime/debug"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,4 +46,20 @@ func TestVersionDefaults(t *testing.T) {
 	code, out, _ := runCLI(t, "version", "--short")
 	require.Equal(t, exitOK, code)
 	require.Equal(t, "dev\n", out)
+}
+
+// TestVersionFromBuildInfo: without -ldflags, the module version and the
+// VCS stamp fill the fields; -ldflags values win over them.
+func TestVersionFromBuildInfo(t *testing.T) {
+	bi := &debug.BuildInfo{Main: debug.Module{Version: "v0.9.0"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.time", Value: "2025-06-07T08:09:10Z"}, {Key: "vcs.modified", Value: "true"},
+	}}
+	v := versionInfo{Version: "dev"}.stamped(bi)
+	require.Equal(t, versionInfo{Version: "v0.9.0", Revision: "abc123", BuildDate: "2025-06-07T08:09:10Z", Modified: true}, v)
+
+	v = versionInfo{Version: "v1.0.0", Revision: "set", BuildDate: "then"}.stamped(bi)
+	require.Equal(t, versionInfo{Version: "v1.0.0", Revision: "set", BuildDate: "then", Modified: true}, v)
+
+	v = versionInfo{Version: "dev"}.stamped(&debug.BuildInfo{Main: debug.Module{Version: "(devel)"}})
+	require.Equal(t, versionInfo{Version: "dev"}, v)
 }
