@@ -342,11 +342,34 @@ func TestFLOperatorKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 	require.Len(t, j.Status.Checkpoints, 2, "the late update changed nothing")
 	require.EqualValues(t, 2, fj.Status.CompletedRounds)
 	require.Equal(t, v1.FLSucceeded, fj.Status.Phase)
+	// Round 1 counts every rejection the job record keeps for it: the late
+	// update, and any redelivery of an update it had already counted (QoS 1
+	// is at least once, and a loaded broker redelivers), so the exact count
+	// is read from the record rather than assumed.
+	var lateOnes, round1 int32
 	require.Eventually(t, func() bool {
+		j, ok = e.record("kofn")
+		require.True(t, ok)
+		lateOnes, round1 = 0, 0
+		for _, r := range j.Status.Rejected {
+			if r.RoundID != "1" {
+				continue
+			}
+			round1++
+			if r.Reason == fl.RejectLate && r.TaskID == p3Task {
+				lateOnes++
+			}
+		}
 		tr := &v1.TrainingRound{}
 		require.NoError(t, k8s.Get(t.Context(), client.ObjectKey{Namespace: e.ns, Name: "kofn-r1-a0"}, tr))
-		return tr.Status.UpdatesRejected == 1
-	}, 30*time.Second, 100*time.Millisecond, "round 1 does not count the late update")
+		return tr.Status.UpdatesRejected == round1
+	}, 30*time.Second, 100*time.Millisecond, "round 1 does not count its rejections")
+	require.EqualValues(t, 1, lateOnes, "the late update is rejected once, as late")
+	for _, r := range j.Status.Rejected {
+		if r.RoundID == "1" && r.Reason != fl.RejectLate {
+			require.Equal(t, fl.RejectDuplicate, r.Reason, "round 1 rejects only redeliveries besides the late update: %+v", r)
+		}
+	}
 }
 
 // One poisoned client: fedmedian and trimmedmean keep the model accurate,

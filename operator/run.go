@@ -37,9 +37,11 @@ import (
 
 // Config configures the operator. It is passed by value.
 type Config struct {
-	// Rest reaches the API server; nil means the in-cluster or kubeconfig
-	// default.
-	Rest *rest.Config
+	// Rest reaches the API server; nil means the kubeconfig file at
+	// Kubeconfig, or when that is empty $KUBECONFIG, the in-cluster
+	// service account, ~/.kube/config, in that order.
+	Rest       *rest.Config
+	Kubeconfig string
 	// Namespace holds the WasmTasks the operator runs, its proplet and
 	// federated-learning records, FederatedJobs and the leader lease.
 	// Required.
@@ -139,7 +141,7 @@ func Run(ctx context.Context, cfg Config) error {
 	restCfg := cfg.Rest
 	if restCfg == nil {
 		var err error
-		if restCfg, err = ctrl.GetConfig(); err != nil {
+		if restCfg, err = restConfig(cfg.Kubeconfig); err != nil {
 			return fmt.Errorf("kubernetes config: %w", err)
 		}
 	}

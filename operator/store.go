@@ -1,7 +1,6 @@
 package operator
 
 import (
-	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -283,11 +282,6 @@ func (s *Store) task(obj *v1.WasmTask) orchestration.Task {
 
 // sortKey orders objects as the API server lists them across namespaces.
 func sortKey(obj *v1.WasmTask) string { return obj.Namespace + "/" + obj.Name }
-
-const (
-	defaultLimit = 100
-	maxLimit     = 1000
-)
 
 // mapErr translates API errors to the engine's, keeping the original.
 func mapErr(err error) error {
@@ -648,31 +642,15 @@ func fieldSelector(f orchestration.TaskFilter) fields.Selector {
 	return fields.AndSelectors(terms...)
 }
 
-func matches(f orchestration.TaskFilter, t *orchestration.Task) bool {
-	if len(f.Phases) > 0 && !slices.Contains(f.Phases, t.Status.Phase) {
-		return false
-	}
-	if f.PropletID != "" && t.Status.PropletID != f.PropletID {
-		return false
-	}
-	for k, v := range f.Labels {
-		if got, ok := t.Spec.Labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
 // ListTasks returns one page in id order.
 func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orchestration.TaskPage, error) {
 	if err := ctx.Err(); err != nil {
 		return orchestration.TaskPage{}, err
 	}
-	if f.Limit < 0 {
-		return orchestration.TaskPage{}, fmt.Errorf("negative limit: %w", orchestration.ErrInvalid)
+	limit, err := f.PageLimit()
+	if err != nil {
+		return orchestration.TaskPage{}, err
 	}
-	limit := cmp.Or(f.Limit, defaultLimit)
-	limit = min(limit, maxLimit)
 	var tk listToken
 	if f.Continue != "" {
 		var err error
@@ -726,7 +704,7 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 			}
 			_, item := s.heldOver(&list.Items[i])
 			t := s.task(item)
-			if matches(f, &t) {
+			if f.Match(&t) {
 				page.Tasks = append(page.Tasks, t)
 				lastKey = sortKey(item)
 			}

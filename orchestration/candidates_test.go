@@ -211,10 +211,10 @@ func TestCandidateValidation(t *testing.T) {
 		pin  string
 		msg  string
 	}{
-		{"empty id", []string{"a", ""}, "", "proplet_ids[1] is empty"},
-		{"repeated id", []string{"a", "b", "a"}, "", `proplet_ids lists "a" twice`},
-		{"too many", tooMany, "", "proplet_ids lists 1001 proplets, at most 1000 are allowed"},
-		{"with a pin", []string{"a"}, "a", "set proplet_id or proplet_ids, not both"},
+		{"empty id", []string{"a", ""}, "", "propletIds[1] is empty"},
+		{"repeated id", []string{"a", "b", "a"}, "", `propletIds lists "a" twice`},
+		{"too many", tooMany, "", "propletIds lists 1001 proplets, at most 1000 are allowed"},
+		{"with a pin", []string{"a"}, "a", "set propletId or propletIds, not both"},
 	}
 	h := newHarness(t, testCfg)
 	for _, tc := range tests {

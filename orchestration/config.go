@@ -45,6 +45,10 @@ type Config struct {
 	// proplet's heartbeats before the engine starts asking for it again
 	// (see Engine.Heartbeat). Default 10s.
 	ReconcileGrace time.Duration
+	// IdempotencyWindow is how long SubmitBatch remembers an idempotency
+	// key: a retry within it is answered with the first call's tasks, a
+	// later one creates new tasks. Tick prunes older keys. Default 24h.
+	IdempotencyWindow time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -66,6 +70,7 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.BackoffMax, time.Minute)
 	def(&c.TickInterval, 500*time.Millisecond)
 	def(&c.ReconcileGrace, 10*time.Second)
+	def(&c.IdempotencyWindow, 24*time.Hour)
 	if c.DefaultMaxAttempts <= 0 {
 		c.DefaultMaxAttempts = 3
 	}

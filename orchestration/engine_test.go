@@ -694,15 +694,15 @@ func TestValidation(t *testing.T) {
 		spec orchestration.TaskSpec
 		msg  string
 	}{
-		{"no image", orchestration.TaskSpec{}, "image is required"},
+		{"no image", orchestration.TaskSpec{}, "imageUrl is required"},
 		{"bad scheme", orchestration.TaskSpec{Image: "ftp://x"}, "want oci://"},
 		{"bad blob", orchestration.TaskSpec{Image: "blob://sha256:zz"}, "want oci://"},
 		{"bad digest", orchestration.TaskSpec{Image: "oci://x/y:z", Digest: "md5:1"}, "digest"},
 		{"negative timeout", orchestration.TaskSpec{Image: "oci://x/y", Timeout: -1}, "timeout"},
-		{"attempts", orchestration.TaskSpec{Image: "oci://x/y", MaxAttempts: 1000}, "max_attempts"},
+		{"attempts", orchestration.TaskSpec{Image: "oci://x/y", MaxAttempts: 1000}, "maxAttempts"},
 		{"both placements", orchestration.TaskSpec{Image: "oci://x/y", PropletID: "a", Selector: map[string]string{"a": "b"}}, "not both"},
 		{"env key", orchestration.TaskSpec{Image: "oci://x/y", Env: map[string]string{"A=B": "c"}}, "env key"},
-		{"pin and candidates", orchestration.TaskSpec{Image: "oci://x/y", PropletID: "a", PropletIDs: []string{"a"}}, "proplet_id or proplet_ids"},
+		{"pin and candidates", orchestration.TaskSpec{Image: "oci://x/y", PropletID: "a", PropletIDs: []string{"a"}}, "propletId or propletIds"},
 		{"repeated candidate", orchestration.TaskSpec{Image: "oci://x/y", PropletIDs: []string{"a", "a"}}, "twice"},
 	}
 	for _, tc := range tests {

@@ -16,27 +16,6 @@ var (
 	ErrInvalid = errors.New("invalid")
 )
 
-// TaskFilter selects tasks in List. Zero fields match everything. Results
-// are ordered by task id; ids are time-ordered, so this is creation order.
-type TaskFilter struct {
-	Phases    []Phase
-	PropletID string
-	// Labels matches tasks carrying all these labels (spec.labels).
-	Labels map[string]string
-	// Limit caps the page size; 0 means the store's default (100), and
-	// stores cap it at 1000.
-	Limit int
-	// Continue is the token from the previous page.
-	Continue string
-}
-
-// TaskPage is one page of List.
-type TaskPage struct {
-	Tasks []Task
-	// Continue is empty on the last page.
-	Continue string
-}
-
 // UpdateFunc mutates a task in place. It may be called more than once
 // for one Update (a store retries it after a conflict or inside a batch),
 // so it must be free of side effects other than on t. Returning an error

@@ -37,7 +37,6 @@ func (e *Engine) PropletUp(ctx context.Context, p Proplet) error {
 	cur.Proplet = p
 	cur.Proplet.Running = nil
 	cur.assigned = assigned
-	cur.alive = true
 	cur.Alive = true
 	cur.LastSeen = now
 	stored := cur.Proplet
@@ -63,75 +62,12 @@ func (e *Engine) PropletDown(ctx context.Context, id string) error {
 		e.mu.Unlock()
 		return nil
 	}
-	p.alive = false
 	p.Alive = false
 	lost := e.assignedLocked(p)
 	e.mu.Unlock()
 	e.failVictims(ctx, lost, ReasonPropletLost, "proplet "+id+" went offline")
 	e.schedule(ctx)
 	return nil
-}
-
-// Heartbeat extends a known proplet's liveness. Heartbeats from a proplet
-// whose status was never seen are ignored: without a status there is no
-// capacity to schedule on.
-func (e *Engine) Heartbeat(ctx context.Context, hb Heartbeat) error {
-	e.mu.Lock()
-	p := e.proplets[hb.PropletID]
-	if p == nil || (hb.Instance != "" && p.Instance != "" && hb.Instance != p.Instance) {
-		e.mu.Unlock()
-		return nil
-	}
-	revived := !p.alive
-	p.alive = true
-	p.Alive = true
-	now := e.clock.Now()
-	p.LastSeen = now
-	ask := e.reconcileLocked(p, hb.Running, now)
-	e.mu.Unlock()
-	if revived {
-		e.Tick(ctx)
-	}
-	e.resend(ctx, ask)
-	return nil
-}
-
-// maxAsks bounds how often one attempt is asked for again.
-const maxAsks = 3
-
-// reconcileLocked compares the attempts placed on p with those p says it
-// runs. One placed over ReconcileGrace ago and missing from two
-// heartbeats in a row is asked for again (its start, same attempt): the
-// start may have been lost (a broker restarted without persistence), or
-// the result (see flight.redispatch). Asking is safe: a proplet runs an
-// attempt it never saw, ignores one it runs, and re-sends the result of
-// one it finished. After maxAsks the deadline decides. Callers hold e.mu.
-func (e *Engine) reconcileLocked(p *propletState, running []AttemptRef, now time.Time) []placement {
-	if len(p.assigned) == 0 {
-		return nil
-	}
-	listed := make(map[AttemptRef]struct{}, len(running))
-	for _, r := range running {
-		listed[r] = struct{}{}
-	}
-	var ask []placement
-	for id := range p.assigned {
-		f := e.flights[id]
-		if f == nil || f.attempt == 0 || f.propletID != p.ID {
-			continue
-		}
-		if _, ok := listed[AttemptRef{TaskID: id, Attempt: f.attempt}]; ok || now.Sub(f.placed) < e.cfg.ReconcileGrace {
-			f.missed = 0
-			continue
-		}
-		f.missed++
-		if f.missed >= 2 && f.asked < maxAsks {
-			f.missed = 0
-			f.asked++
-			ask = append(ask, placement{taskID: id, propletID: p.ID})
-		}
-	}
-	return ask
 }
 
 // RemoveProplet forgets a proplet. Its in-flight attempts are treated as
@@ -249,7 +185,7 @@ func (e *Engine) Recover(ctx context.Context) error {
 	e.mu.Unlock()
 
 	n := 0
-	f := TaskFilter{Phases: []Phase{PhasePending, PhaseScheduled, PhaseRunning}, Limit: 1000}
+	f := TaskFilter{Phases: []Phase{PhasePending, PhaseScheduled, PhaseRunning}, Limit: MaxPageLimit}
 	for {
 		page, err := e.store.ListTasks(ctx, f)
 		if err != nil {

@@ -20,21 +20,21 @@ func ValidateSpec(s TaskSpec) error {
 	}
 	switch {
 	case s.Image == "" && !s.Suspend:
-		return bad("image is required (or create the task suspended and upload its module)")
+		return bad("imageUrl is required (or create the task suspended and upload its module)")
 	case s.Image != "" && !validImage(s.Image):
-		return bad("image %q: want oci://, http://, https:// or blob://sha256:<hex>", s.Image)
+		return bad("imageUrl %q: want oci://, http://, https:// or blob://sha256:<hex>", s.Image)
 	case s.Digest != "" && !ValidDigest(s.Digest):
 		return bad("digest %q: want sha256:<64 hex>", s.Digest)
 	case s.Timeout < 0:
-		return bad("timeout must not be negative")
+		return bad("timeoutSeconds must not be negative")
 	case s.MaxAttempts < 0 || s.MaxAttempts > MaxAttemptsLimit:
-		return bad("max_attempts must be between 0 and %d", MaxAttemptsLimit)
+		return bad("maxAttempts must be between 0 and %d", MaxAttemptsLimit)
 	case s.MemoryBytes < 0:
-		return bad("memory_bytes must not be negative")
+		return bad("memoryBytes must not be negative")
 	case s.PropletID != "" && len(s.Selector) > 0:
-		return bad("set proplet_id or selector, not both")
+		return bad("set propletId or selector, not both")
 	case s.PropletID != "" && len(s.PropletIDs) > 0:
-		return bad("set proplet_id or proplet_ids, not both")
+		return bad("set propletId or propletIds, not both")
 	case len(s.Name) > 253:
 		return bad("name longer than 253 characters")
 	}
@@ -78,15 +78,15 @@ func ValidDigest(d string) bool {
 // more than MaxPropletIDs ids. An empty set is valid: no constraint.
 func ValidatePropletIDs(ids []string) error {
 	if len(ids) > MaxPropletIDs {
-		return fmt.Errorf("proplet_ids lists %d proplets, at most %d are allowed: %w", len(ids), MaxPropletIDs, ErrInvalid)
+		return fmt.Errorf("propletIds lists %d proplets, at most %d are allowed: %w", len(ids), MaxPropletIDs, ErrInvalid)
 	}
 	seen := make(map[string]struct{}, len(ids))
 	for i, id := range ids {
 		if id == "" {
-			return fmt.Errorf("proplet_ids[%d] is empty: %w", i, ErrInvalid)
+			return fmt.Errorf("propletIds[%d] is empty: %w", i, ErrInvalid)
 		}
 		if _, dup := seen[id]; dup {
-			return fmt.Errorf("proplet_ids lists %q twice: %w", id, ErrInvalid)
+			return fmt.Errorf("propletIds lists %q twice: %w", id, ErrInvalid)
 		}
 		seen[id] = struct{}{}
 	}

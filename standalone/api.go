@@ -10,15 +10,16 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration"
-	"github.com/absmach/propeller/orchestration/fl"
 )
 
 // Engine is what the REST API needs from the orchestration engine.
@@ -38,24 +39,6 @@ type Engine interface {
 // BlobStore keeps uploaded modules.
 type BlobStore interface {
 	PutBytes(b []byte) (digest string, err error)
-}
-
-// Error is the body of every error response.
-type Error struct {
-	Message string `json:"error"`
-	Details string `json:"details,omitempty"`
-}
-
-func (e Error) Error() string {
-	if e.Details == "" {
-		return e.Message
-	}
-	return e.Message + ": " + e.Details
-}
-
-// httpError builds an echo error whose body is an Error.
-func httpError(code int, msg string, details ...string) *echo.HTTPError {
-	return echo.NewHTTPError(code, Error{Message: msg, Details: strings.Join(details, "; ")})
 }
 
 // API is the REST frontend over the engine.
@@ -109,12 +92,12 @@ func NewAPI(cfg APIConfig) (*echo.Echo, error) {
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", a.readyz)
-	e.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, a.openapi) })
+	e.GET("/v1/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, a.openapi) })
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
 
-	g := e.Group("", a.auth)
+	g := e.Group("/v1", a.auth)
 	g.POST("/tasks", a.createTask)
 	g.GET("/tasks", a.listTasks)
 	g.GET("/tasks/:id", a.getTask)
@@ -138,10 +121,10 @@ func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
 		tok, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok || tok == "" {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="propeller"`)
-			return httpError(http.StatusUnauthorized, "missing bearer token", "send Authorization: Bearer <token>; the token is in <data-dir>/api-token")
+			return rest.NewProblem(rest.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>; the token is in <data-dir>/api-token")
 		}
 		if subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) != 1 {
-			return httpError(http.StatusUnauthorized, "invalid bearer token")
+			return rest.NewProblem(rest.CodeUnauthorized, "invalid bearer token")
 		}
 		return next(c)
 	}
@@ -149,104 +132,9 @@ func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (a *API) readyz(c echo.Context) error {
 	if err := a.ready(); err != nil {
-		return httpError(http.StatusServiceUnavailable, "not ready", err.Error())
+		return rest.NewProblem(rest.CodeUnavailable, "not ready: "+err.Error())
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
-}
-
-// errorHandler answers every error as JSON. Engine errors map to status
-// codes here, once: a user's mistake is a 4xx, never a 500.
-func errorHandler(err error, c echo.Context) {
-	if c.Response().Committed {
-		return
-	}
-	code, body := http.StatusInternalServerError, Error{Message: "internal error"}
-	var he *echo.HTTPError
-	switch {
-	case errors.As(err, &he):
-		code = he.Code
-		switch m := he.Message.(type) {
-		case Error:
-			body = m
-		case string:
-			body = Error{Message: m}
-		default:
-			body = Error{Message: http.StatusText(code)}
-		}
-	case errors.Is(err, orchestration.ErrInvalid):
-		code, body = http.StatusBadRequest, Error{Message: "invalid request", Details: err.Error()}
-	case errors.Is(err, fl.ErrModelUnavailable):
-		code, body = http.StatusBadGateway, Error{Message: "model registry unavailable", Details: err.Error()}
-	case errors.Is(err, orchestration.ErrNotFound):
-		code, body = http.StatusNotFound, Error{Message: "not found", Details: err.Error()}
-	case errors.Is(err, orchestration.ErrTerminal), errors.Is(err, orchestration.ErrConflict), errors.Is(err, orchestration.ErrExists):
-		code, body = http.StatusConflict, Error{Message: "conflict", Details: err.Error()}
-	default:
-		c.Logger().Error(err)
-	}
-	if c.Request().Method == http.MethodHead {
-		_ = c.NoContent(code)
-		return
-	}
-	_ = c.JSON(code, body)
-}
-
-// TaskRequest is the body of POST /tasks; see docs/openapi.yaml.
-type TaskRequest struct {
-	Name           string            `json:"name"`
-	File           []byte            `json:"file,omitempty"`
-	ImageURL       string            `json:"image_url,omitempty"`
-	Digest         string            `json:"digest,omitempty"`
-	Function       string            `json:"function,omitempty"`
-	Inputs         []float64         `json:"inputs,omitempty"`
-	CLIArgs        []string          `json:"cli_args,omitempty"`
-	Env            map[string]string `json:"env,omitempty"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	TimeoutSeconds float64           `json:"timeout_seconds,omitempty"`
-	MaxAttempts    int               `json:"max_attempts,omitempty"`
-	MemoryPages    uint32            `json:"memory_pages,omitempty"`
-	MemoryBytes    int64             `json:"memory_bytes,omitempty"`
-	Preopen        bool              `json:"preopen,omitempty"`
-	PropletID      string            `json:"proplet_id,omitempty"`
-	PropletIDs     []string          `json:"proplet_ids,omitempty"`
-	Selector       map[string]string `json:"selector,omitempty"`
-	Suspend        bool              `json:"suspend,omitempty"`
-}
-
-// Task is how a task looks over REST.
-type Task struct {
-	ID             string            `json:"id"`
-	Name           string            `json:"name,omitempty"`
-	State          string            `json:"state"`
-	ImageURL       string            `json:"image_url,omitempty"`
-	Digest         string            `json:"digest,omitempty"`
-	Function       string            `json:"function,omitempty"`
-	Inputs         []float64         `json:"inputs,omitempty"`
-	CLIArgs        []string          `json:"cli_args,omitempty"`
-	Env            map[string]string `json:"env,omitempty"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	TimeoutSeconds float64           `json:"timeout_seconds,omitempty"`
-	MaxAttempts    int               `json:"max_attempts,omitempty"`
-	MemoryPages    uint32            `json:"memory_pages,omitempty"`
-	MemoryBytes    int64             `json:"memory_bytes,omitempty"`
-	Selector       map[string]string `json:"selector,omitempty"`
-	Suspend        bool              `json:"suspend,omitempty"`
-	Preopen        bool              `json:"preopen,omitempty"`
-	PropletID      string            `json:"proplet_id,omitempty"`
-	PropletIDs     []string          `json:"proplet_ids,omitempty"`
-	Attempt        int               `json:"attempt"`
-	Results        []float64         `json:"results,omitempty"`
-	Stdout         string            `json:"stdout,omitempty"`
-	Stderr         string            `json:"stderr,omitempty"`
-	ExitCode       *int              `json:"exit_code,omitempty"`
-	Reason         string            `json:"reason,omitempty"`
-	Error          string            `json:"error,omitempty"`
-	LastFailure    string            `json:"last_failure,omitempty"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
-	ScheduledAt    *time.Time        `json:"scheduled_at,omitempty"`
-	StartedAt      *time.Time        `json:"started_at,omitempty"`
-	FinishedAt     *time.Time        `json:"finished_at,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -256,11 +144,11 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func toResponse(t orchestration.Task) Task {
+func toResponse(t orchestration.Task) rest.Task {
 	pinned := t.Spec.PropletID
 	st := t.Status
-	r := Task{
-		ID: t.ID, Name: t.Spec.Name, State: string(st.Phase),
+	r := rest.Task{
+		ID: t.ID, Name: t.Spec.Name, Phase: string(st.Phase),
 		ImageURL: t.Spec.Image, Digest: t.Spec.Digest, Function: t.Spec.Function,
 		Inputs: t.Spec.Inputs, CLIArgs: t.Spec.CLIArgs, Env: t.Spec.Env, Labels: t.Spec.Labels,
 		TimeoutSeconds: t.Spec.Timeout.Seconds(), MaxAttempts: t.Spec.MaxAttempts,
@@ -268,7 +156,7 @@ func toResponse(t orchestration.Task) Task {
 		Selector: t.Spec.Selector, Suspend: t.Spec.Suspend, Preopen: t.Spec.Preopen,
 		PropletID: st.PropletID, PropletIDs: t.Spec.PropletIDs, Attempt: st.Attempt,
 		Results: st.Results, Stdout: st.Stdout, Stderr: st.Stderr, ExitCode: st.ExitCode,
-		Reason: st.Reason, Error: st.Message, LastFailure: st.LastFailure,
+		Reason: st.Reason, Message: st.Message, LastFailure: st.LastFailure,
 		CreatedAt: st.CreatedAt, UpdatedAt: st.UpdatedAt,
 		ScheduledAt: timePtr(st.ScheduledAt), StartedAt: timePtr(st.StartedAt), FinishedAt: timePtr(st.FinishedAt),
 	}
@@ -281,9 +169,9 @@ func toResponse(t orchestration.Task) Task {
 // wasmMagic opens every WebAssembly binary (magic + version 1).
 var wasmMagic = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
 
-func checkWasm(b []byte) error {
+func checkWasm(field string, b []byte) error {
 	if !bytes.HasPrefix(b, wasmMagic) {
-		return httpError(http.StatusBadRequest, "not a WebAssembly module", "a module starts with \\0asm and version 1")
+		return rest.Problemf(rest.CodeInvalidRequest, "%s is not a WebAssembly module: a module starts with \\0asm and version 1", field)
 	}
 	return nil
 }
@@ -293,7 +181,7 @@ func checkWasm(b []byte) error {
 func decodeJSON(c echo.Context, limit int64, v any) error {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != echo.MIMEApplicationJSON {
-		return httpError(http.StatusUnsupportedMediaType, "content type must be application/json", "got "+strconv.Quote(ct))
+		return rest.Problemf(rest.CodeUnsupportedMediaType, "Content-Type %q: want application/json", ct)
 	}
 	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
 	dec := json.NewDecoder(body)
@@ -301,24 +189,24 @@ func decodeJSON(c echo.Context, limit int64, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return httpError(http.StatusRequestEntityTooLarge, "request body too large", fmt.Sprintf("limit is %d bytes", limit))
+			return rest.Problemf(rest.CodePayloadTooLarge, "request body too large: the limit is %d bytes", limit)
 		}
-		return httpError(http.StatusBadRequest, "malformed JSON body", err.Error())
+		return rest.Problemf(rest.CodeMalformedBody, "malformed JSON body: %v", err)
 	}
 	if dec.More() {
-		return httpError(http.StatusBadRequest, "malformed JSON body", "trailing data after the JSON object")
+		return rest.NewProblem(rest.CodeMalformedBody, "malformed JSON body: trailing data after the JSON object")
 	}
 	return nil
 }
 
 func (a *API) createTask(c echo.Context) error {
-	var req TaskRequest
+	var req rest.TaskRequest
 	// Base64 inflates the module by a third.
 	if err := decodeJSON(c, a.maxUploadBytes*4/3+64<<10, &req); err != nil {
 		return err
 	}
 	if req.TimeoutSeconds < 0 {
-		return httpError(http.StatusBadRequest, "invalid request", "timeout_seconds must not be negative")
+		return rest.NewProblem(rest.CodeInvalidRequest, "timeoutSeconds must not be negative")
 	}
 	spec := orchestration.TaskSpec{
 		Name: req.Name, Image: req.ImageURL, Digest: req.Digest, Function: req.Function,
@@ -329,12 +217,12 @@ func (a *API) createTask(c echo.Context) error {
 	}
 	switch {
 	case len(req.File) > 0 && req.ImageURL != "":
-		return httpError(http.StatusBadRequest, "invalid request", "give file or image_url, not both")
+		return rest.NewProblem(rest.CodeInvalidRequest, "give file or imageUrl, not both")
 	case len(req.File) > 0:
 		if int64(len(req.File)) > a.maxUploadBytes {
-			return httpError(http.StatusRequestEntityTooLarge, "module too large", fmt.Sprintf("limit is %d bytes", a.maxUploadBytes))
+			return rest.Problemf(rest.CodePayloadTooLarge, "module too large: the limit is %d bytes", a.maxUploadBytes)
 		}
-		if err := checkWasm(req.File); err != nil {
+		if err := checkWasm("file", req.File); err != nil {
 			return err
 		}
 		d, err := a.blobs.PutBytes(req.File)
@@ -342,14 +230,14 @@ func (a *API) createTask(c echo.Context) error {
 			return fmt.Errorf("store module: %w", err)
 		}
 		spec.Image, spec.Digest = "blob://"+d, d
-	case req.ImageURL == "":
-		// No module yet: it comes with PUT /tasks/{id}/wasm, then start.
-		spec.Suspend = true
+	case req.ImageURL == "" && !req.Suspend:
+		return rest.NewProblem(rest.CodeInvalidRequest, "give file or imageUrl, or suspend: true to upload the module later with PUT /v1/tasks/{id}/wasm")
 	}
 	t, err := a.engine.Submit(c.Request().Context(), spec)
 	if err != nil {
 		return err
 	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/tasks/"+url.PathEscape(t.ID))
 	return c.JSON(http.StatusCreated, toResponse(t))
 }
 
@@ -361,20 +249,14 @@ func (a *API) getTask(c echo.Context) error {
 	return c.JSON(http.StatusOK, toResponse(t))
 }
 
-// TaskList is one page of GET /tasks.
-type TaskList struct {
-	Tasks    []Task `json:"tasks"`
-	Continue string `json:"continue,omitempty"`
-}
-
 func (a *API) listTasks(c echo.Context) error {
 	q := c.QueryParams()
-	f := orchestration.TaskFilter{PropletID: q.Get("proplet_id"), Continue: q.Get("continue")}
-	for _, s := range q["state"] {
+	f := orchestration.TaskFilter{PropletID: q.Get("propletId"), Continue: q.Get("continue")}
+	for _, s := range q["phase"] {
 		for _, p := range strings.Split(s, ",") {
 			ph := orchestration.Phase(p)
 			if !ph.Valid() {
-				return httpError(http.StatusBadRequest, "invalid state filter", fmt.Sprintf("%q is not a task state", p))
+				return rest.Problemf(rest.CodeInvalidRequest, "phase %q is not a task phase (Pending, Scheduled, Running, Succeeded, Failed, Cancelled)", p)
 			}
 			f.Phases = append(f.Phases, ph)
 		}
@@ -382,7 +264,7 @@ func (a *API) listTasks(c echo.Context) error {
 	for _, l := range q["label"] {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			return httpError(http.StatusBadRequest, "invalid label filter", "want label=key=value")
+			return rest.Problemf(rest.CodeInvalidRequest, "label %q: want label=key=value", l)
 		}
 		if f.Labels == nil {
 			f.Labels = map[string]string{}
@@ -391,8 +273,8 @@ func (a *API) listTasks(c echo.Context) error {
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return httpError(http.StatusBadRequest, "invalid limit", "want a non-negative integer")
+		if err != nil || n < 0 || n > 1000 {
+			return rest.Problemf(rest.CodeInvalidRequest, "limit %q: want an integer from 0 to 1000", s)
 		}
 		f.Limit = n
 	}
@@ -400,9 +282,9 @@ func (a *API) listTasks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := TaskList{Tasks: make([]Task, 0, len(page.Tasks)), Continue: page.Continue}
+	out := rest.TaskList{Items: make([]rest.Task, 0, len(page.Tasks)), Continue: page.Continue}
 	for _, t := range page.Tasks {
-		out.Tasks = append(out.Tasks, toResponse(t))
+		out.Items = append(out.Items, toResponse(t))
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -410,7 +292,7 @@ func (a *API) listTasks(c echo.Context) error {
 func (a *API) startTask(c echo.Context) error {
 	t, err := a.engine.Start(c.Request().Context(), c.Param("id"))
 	if errors.Is(err, orchestration.ErrNoChange) {
-		return httpError(http.StatusConflict, "task is not suspended", "it was started already; state "+string(t.Status.Phase))
+		return rest.Problemf(rest.CodeConflict, "task %q is not suspended: it was started already and is %s", t.ID, t.Status.Phase)
 	}
 	if err != nil {
 		return err
@@ -421,7 +303,7 @@ func (a *API) startTask(c echo.Context) error {
 func (a *API) stopTask(c echo.Context) error {
 	t, err := a.engine.Stop(c.Request().Context(), c.Param("id"), "stopped over the REST API")
 	if errors.Is(err, orchestration.ErrTerminal) {
-		return httpError(http.StatusConflict, "task already finished", "state "+string(t.Status.Phase))
+		return rest.Problemf(rest.CodeConflict, "task %q already finished: it is %s", t.ID, t.Status.Phase)
 	}
 	if err != nil {
 		return err
@@ -439,7 +321,7 @@ func (a *API) deleteTask(c echo.Context) error {
 func (a *API) uploadWasm(c echo.Context) error {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if mt, _, _ := mime.ParseMediaType(ct); mt != "application/wasm" && mt != echo.MIMEOctetStream {
-		return httpError(http.StatusUnsupportedMediaType, "content type must be application/wasm or application/octet-stream", "got "+strconv.Quote(ct))
+		return rest.Problemf(rest.CodeUnsupportedMediaType, "Content-Type %q: want application/wasm or application/octet-stream", ct)
 	}
 	ctx := c.Request().Context()
 	id := c.Param("id")
@@ -451,11 +333,11 @@ func (a *API) uploadWasm(c echo.Context) error {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return httpError(http.StatusRequestEntityTooLarge, "module too large", fmt.Sprintf("limit is %d bytes", a.maxUploadBytes))
+			return rest.Problemf(rest.CodePayloadTooLarge, "module too large: the limit is %d bytes", a.maxUploadBytes)
 		}
-		return httpError(http.StatusBadRequest, "cannot read body", err.Error())
+		return rest.Problemf(rest.CodeMalformedBody, "cannot read the body: %v", err)
 	}
-	if err := checkWasm(b); err != nil {
+	if err := checkWasm("body", b); err != nil {
 		return err
 	}
 	d, err := a.blobs.PutBytes(b)
@@ -472,26 +354,8 @@ func (a *API) uploadWasm(c echo.Context) error {
 	return c.JSON(http.StatusOK, toResponse(t))
 }
 
-// Proplet is how a proplet looks over REST.
-type Proplet struct {
-	ID          string            `json:"id"`
-	Alive       bool              `json:"alive"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Slots       int               `json:"slots"`
-	MemoryBytes int64             `json:"memory_bytes,omitempty"`
-	Runtime     string            `json:"runtime,omitempty"`
-	Version     string            `json:"version,omitempty"`
-	LastSeen    *time.Time        `json:"last_seen,omitempty"`
-	Running     []string          `json:"running"`
-}
-
-// PropletList is the body of GET /proplets.
-type PropletList struct {
-	Proplets []Proplet `json:"proplets"`
-}
-
-func toProplet(p orchestration.Proplet) Proplet {
-	r := Proplet{
+func toProplet(p orchestration.Proplet) rest.Proplet {
+	r := rest.Proplet{
 		ID: p.ID, Alive: p.Alive, Labels: p.Labels, Slots: p.Slots, MemoryBytes: p.MemoryBytes,
 		Runtime: p.Runtime, Version: p.Version, LastSeen: timePtr(p.LastSeen), Running: p.Running,
 	}
@@ -506,9 +370,9 @@ func (a *API) listProplets(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := PropletList{Proplets: make([]Proplet, 0, len(ps))}
+	out := rest.PropletList{Items: make([]rest.Proplet, 0, len(ps))}
 	for _, p := range ps {
-		out.Proplets = append(out.Proplets, toProplet(p))
+		out.Items = append(out.Items, toProplet(p))
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/internal/durable"
 	"github.com/absmach/propeller/manager/broker"
@@ -22,21 +23,6 @@ import (
 // CredentialsFile, under DataDir, holds the SHA-256 digests of the issued
 // per-proplet secrets (never the secrets).
 const CredentialsFile = "proplet-credentials.json"
-
-// PropletCredential says that a proplet has its own secret, and since when.
-// The secret itself is shown once, by IssuedCredential.
-type PropletCredential struct {
-	PropletID string    `json:"proplet_id"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// IssuedCredential is the body of POST /proplets/{id}/credentials: the only
-// time the secret is ever shown.
-type IssuedCredential struct {
-	PropletID string    `json:"proplet_id"`
-	Secret    string    `json:"secret"`
-	CreatedAt time.Time `json:"created_at"`
-}
 
 // ErrNoCredential is returned for a proplet without an issued secret.
 var ErrNoCredential = errors.New("proplet has no credential")
@@ -104,10 +90,10 @@ func (c *Credentials) SetDisconnect(fn func(id string) int) {
 // Issue creates a fresh secret for id, replacing any previous one, and
 // closes the proplet's connections: whoever logged in with the old secret
 // must log in again with the new one.
-func (c *Credentials) Issue(id string) (IssuedCredential, error) {
+func (c *Credentials) Issue(id string) (rest.IssuedCredential, error) {
 	secret, err := broker.NewSecret()
 	if err != nil {
-		return IssuedCredential{}, fmt.Errorf("generate secret: %w", err)
+		return rest.IssuedCredential{}, fmt.Errorf("generate secret: %w", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -115,23 +101,23 @@ func (c *Credentials) Issue(id string) (IssuedCredential, error) {
 	next := cloneRecords(c.recs)
 	next[id] = rec
 	if err := c.save(next); err != nil {
-		return IssuedCredential{}, err
+		return rest.IssuedCredential{}, err
 	}
 	c.recs = next
 	c.auth.Issue(id, secret)
 	c.disconnectLocked(id)
-	return IssuedCredential{PropletID: id, Secret: secret, CreatedAt: rec.CreatedAt}, nil
+	return rest.IssuedCredential{PropletID: id, Secret: secret, CreatedAt: rec.CreatedAt}, nil
 }
 
 // Get reports when id's secret was issued, or ErrNoCredential.
-func (c *Credentials) Get(id string) (PropletCredential, error) {
+func (c *Credentials) Get(id string) (rest.PropletCredential, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r, ok := c.recs[id]
 	if !ok {
-		return PropletCredential{}, ErrNoCredential
+		return rest.PropletCredential{}, ErrNoCredential
 	}
-	return PropletCredential{PropletID: id, CreatedAt: r.CreatedAt}, nil
+	return rest.PropletCredential{PropletID: id, CreatedAt: r.CreatedAt}, nil
 }
 
 // Revoke forgets id's secret and closes its connections, or returns
@@ -198,22 +184,22 @@ func validCredentialID(id string) bool {
 func credentialID(c echo.Context) (string, error) {
 	id := c.Param("id")
 	if !validCredentialID(id) {
-		return "", httpError(http.StatusBadRequest, "invalid proplet id",
-			"an id is 1 to 128 letters, digits, '-', '_' or '.', and does not start with "+wire.ManagerClientID)
+		return "", rest.Problemf(rest.CodeInvalidRequest,
+			"proplet id %q: an id is 1 to 128 letters, digits, '-', '_' or '.', and does not start with %s", id, wire.ManagerClientID)
 	}
 	return id, nil
 }
 
 func (a *API) credentialsEnabled() error {
 	if a.creds == nil {
-		return httpError(http.StatusNotImplemented, "per-proplet credentials are not available",
-			"the manager uses an external MQTT broker: manage proplet credentials there")
+		return rest.NewProblem(rest.CodeNotImplemented,
+			"per-proplet credentials are not available: the manager uses an external MQTT broker, manage proplet credentials there")
 	}
 	return nil
 }
 
 func noCredential(id string) error {
-	return httpError(http.StatusNotFound, "not found", fmt.Sprintf("proplet %q has no credential", id))
+	return rest.Problemf(rest.CodeNotFound, "proplet %q has no credential", id)
 }
 
 func (a *API) issueCredential(c echo.Context) error {

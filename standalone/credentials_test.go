@@ -68,14 +68,14 @@ func (r *credRig) disconnects() []string {
 
 func (r *credRig) issue(id string) (secret string, created time.Time) {
 	r.t.Helper()
-	code, body := r.json(http.MethodPost, "/proplets/"+id+"/credentials", nil)
+	code, body := r.json(http.MethodPost, "/v1/proplets/"+id+"/credentials", nil)
 	require.Equal(r.t, http.StatusCreated, code, body)
-	require.Equal(r.t, id, body["proplet_id"])
+	require.Equal(r.t, id, body["propletId"])
 	secret, _ = body["secret"].(string)
 	raw, err := hex.DecodeString(secret)
 	require.NoError(r.t, err)
 	require.Len(r.t, raw, 32, "a 256-bit secret")
-	created, err = time.Parse(time.RFC3339, body["created_at"].(string))
+	created, err = time.Parse(time.RFC3339, body["createdAt"].(string))
 	require.NoError(r.t, err)
 	return secret, created
 }
@@ -86,10 +86,10 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	r := newCredRig(t)
 
 	// No credential yet: 404, and the join token works for the id.
-	code, body := r.json(http.MethodGet, "/proplets/edge-1/credentials", nil)
+	code, body := r.json(http.MethodGet, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusNotFound, code)
-	require.Equal(t, "not found", body["error"])
-	require.Contains(t, body["details"], "edge-1")
+	require.Equal(t, "not-found", body["code"])
+	require.Equal(t, `proplet "edge-1" has no credential`, body["detail"])
 	require.True(t, r.auth.Check("edge-1", joinToken))
 
 	// Issue: effective at once, for this id only, replacing the join token.
@@ -102,9 +102,9 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	require.Equal(t, []string{"edge-1"}, r.disconnects())
 
 	// GET says it exists and since when, never the secret.
-	code, body = r.json(http.MethodGet, "/proplets/edge-1/credentials", nil)
+	code, body = r.json(http.MethodGet, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, map[string]any{"proplet_id": "edge-1", "created_at": created.Format(time.RFC3339)}, body)
+	require.Equal(t, map[string]any{"propletId": "edge-1", "createdAt": created.Format(time.RFC3339)}, body)
 
 	// Only a digest is on disk.
 	onDisk, err := os.ReadFile(filepath.Join(r.dir, standalone.CredentialsFile))
@@ -132,16 +132,16 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 
 	// Revoke: the secret stops working, the proplet is disconnected, the
 	// join token applies to the id again.
-	code, body = r.json(http.MethodDelete, "/proplets/edge-1/credentials", nil)
+	code, body = r.json(http.MethodDelete, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusNoContent, code, body)
 	require.False(t, r.auth.Check("edge-1", s2))
 	require.True(t, r.auth.Check("edge-1", joinToken))
 	require.Equal(t, []string{"edge-1", "edge-1", "edge-1"}, r.disconnects())
-	code, _ = r.json(http.MethodGet, "/proplets/edge-1/credentials", nil)
+	code, _ = r.json(http.MethodGet, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusNotFound, code)
-	code, body = r.json(http.MethodDelete, "/proplets/edge-1/credentials", nil)
+	code, body = r.json(http.MethodDelete, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusNotFound, code)
-	require.Equal(t, "not found", body["error"])
+	require.Equal(t, "not-found", body["code"])
 	require.Len(t, r.disconnects(), 3, "revoking nothing disconnects nobody")
 
 	reloaded = broker.NewTokenCredentials(joinToken)
@@ -157,34 +157,36 @@ func TestPropletCredentialsErrors(t *testing.T) {
 	long := strings.Repeat("a", 129)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
 		// 401 without or with a wrong API token, before anything else.
-		code, body := r.do(m, "/proplets/edge-1/credentials", "", nil, "")
+		code, body := r.do(m, "/v1/proplets/edge-1/credentials", "", nil, "")
 		require.Equal(t, http.StatusUnauthorized, code, m)
-		require.Equal(t, "missing bearer token", body["error"])
-		code, body = r.do(m, "/proplets/edge-1/credentials", "", nil, "Bearer "+joinToken)
+		require.Equal(t, "unauthorized", body["code"])
+		require.Contains(t, body["detail"], "missing bearer token")
+		code, body = r.do(m, "/v1/proplets/edge-1/credentials", "", nil, "Bearer "+joinToken)
 		require.Equal(t, http.StatusUnauthorized, code, m)
-		require.Equal(t, "invalid bearer token", body["error"])
+		require.Equal(t, "unauthorized", body["code"])
+		require.Equal(t, "invalid bearer token", body["detail"])
 
 		// 400 for ids the broker would never accept as a proplet.
 		for _, id := range []string{"bad%20id", "a+b", "a%2Fb", long, "propeller-manager", "propeller-manager-x"} {
-			code, body = r.do(m, "/proplets/"+id+"/credentials", "", nil, "Bearer "+token)
+			code, body = r.do(m, "/v1/proplets/"+id+"/credentials", "", nil, "Bearer "+token)
 			require.Equal(t, http.StatusBadRequest, code, "%s %s: %v", m, id, body)
-			require.Equal(t, "invalid proplet id", body["error"])
-			require.NotEmpty(t, body["details"])
+			require.Equal(t, "invalid-request", body["code"])
+			require.Contains(t, body["detail"], "proplet id ")
 		}
 	}
 	require.Empty(t, r.disconnects())
 
 	// Unknown routes and methods: JSON like everywhere else.
-	code, body := r.json(http.MethodGet, "/proplets/edge-1/credentials/secret", nil)
+	code, body := r.json(http.MethodGet, "/v1/proplets/edge-1/credentials/secret", nil)
 	require.Equal(t, http.StatusNotFound, code)
-	require.NotEmpty(t, body["error"])
-	code, body = r.json(http.MethodPut, "/proplets/edge-1/credentials", nil)
+	require.Equal(t, "not-found", body["code"])
+	code, body = r.json(http.MethodPut, "/v1/proplets/edge-1/credentials", nil)
 	require.Contains(t, []int{http.StatusNotFound, http.StatusMethodNotAllowed}, code)
-	require.NotEmpty(t, body["error"])
+	require.Contains(t, []any{"not-found", "method-not-allowed"}, body["code"])
 
 	// The secret is never retrievable: not from GET, not from the list.
 	secret, _ := r.issue("edge-1")
-	for _, path := range []string{"/proplets/edge-1/credentials", "/proplets", "/openapi.json"} {
+	for _, path := range []string{"/v1/proplets/edge-1/credentials", "/v1/proplets", "/v1/openapi.json"} {
 		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, r.srv.URL+path, nil)
 		require.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -202,8 +204,9 @@ func TestPropletCredentialsErrors(t *testing.T) {
 func TestPropletCredentialsExternalBroker(t *testing.T) {
 	r := newAPIRig(t)
 	for _, m := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
-		code, body := r.json(m, "/proplets/edge-1/credentials", nil)
+		code, body := r.json(m, "/v1/proplets/edge-1/credentials", nil)
 		require.Equal(t, http.StatusNotImplemented, code, m)
-		require.Equal(t, "per-proplet credentials are not available", body["error"])
+		require.Equal(t, "not-implemented", body["code"])
+		require.Contains(t, body["detail"], "per-proplet credentials are not available")
 	}
 }

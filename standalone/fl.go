@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/safetensors"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/flhook"
@@ -38,27 +40,6 @@ type FLAPI struct {
 	Blobs FLBlobs
 }
 
-// FederatedJobRequest is the body of POST /federated-jobs: the FederatedJob
-// spec, plus optional inline bytes for the initial model and the training
-// module, stored in the manager's blob store and referenced from the spec.
-type FederatedJobRequest struct {
-	fl.JobSpec
-	// InitialModel is a safetensors file (base64); it sets modelRef.
-	InitialModel []byte `json:"initialModel,omitempty"`
-	// TaskWasm is the training module (base64); it sets taskWasmImage.
-	TaskWasm []byte `json:"taskWasm,omitempty"`
-}
-
-// FederatedJobList is the body of GET /federated-jobs.
-type FederatedJobList struct {
-	Jobs []fl.Job `json:"jobs"`
-}
-
-// CheckpointList is the body of GET /federated-jobs/{id}/checkpoints.
-type CheckpointList struct {
-	Checkpoints []fl.Checkpoint `json:"checkpoints"`
-}
-
 type flRoutes struct {
 	FLAPI
 	maxUpload int64
@@ -79,18 +60,18 @@ func registerFL(g *echo.Group, cfg APIConfig) {
 }
 
 func (r *flRoutes) create(c echo.Context) error {
-	var req FederatedJobRequest
+	var req rest.FederatedJobRequest
 	// Two inline payloads, base64: each a third larger.
 	if err := decodeJSON(c, r.maxUpload*8/3+64<<10, &req); err != nil {
 		return err
 	}
-	spec := req.JobSpec
+	spec := fromJobSpec(req.FederatedJobSpec)
 	if len(req.InitialModel) > 0 {
 		if spec.ModelRef != "" {
-			return httpError(http.StatusBadRequest, "invalid request", "give initialModel or modelRef, not both")
+			return rest.NewProblem(rest.CodeInvalidRequest, "give initialModel or modelRef, not both")
 		}
 		if _, err := safetensors.Decode(req.InitialModel); err != nil {
-			return httpError(http.StatusBadRequest, "invalid initialModel", err.Error())
+			return rest.Problemf(rest.CodeInvalidRequest, "initialModel is not a safetensors model: %v", err)
 		}
 		d, err := r.Blobs.PutBytes(req.InitialModel)
 		if err != nil {
@@ -100,12 +81,12 @@ func (r *flRoutes) create(c echo.Context) error {
 	}
 	if len(req.TaskWasm) > 0 {
 		if spec.TaskWasmImage != "" {
-			return httpError(http.StatusBadRequest, "invalid request", "give taskWasm or taskWasmImage, not both")
+			return rest.NewProblem(rest.CodeInvalidRequest, "give taskWasm or taskWasmImage, not both")
 		}
 		if int64(len(req.TaskWasm)) > r.maxUpload {
-			return httpError(http.StatusRequestEntityTooLarge, "module too large", fmt.Sprintf("limit is %d bytes", r.maxUpload))
+			return rest.Problemf(rest.CodePayloadTooLarge, "taskWasm too large: the limit is %d bytes", r.maxUpload)
 		}
-		if err := checkWasm(req.TaskWasm); err != nil {
+		if err := checkWasm("taskWasm", req.TaskWasm); err != nil {
 			return err
 		}
 		d, err := r.Blobs.PutBytes(req.TaskWasm)
@@ -118,7 +99,8 @@ func (r *flRoutes) create(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, j)
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/federated-jobs/"+url.PathEscape(j.ID))
+	return c.JSON(http.StatusCreated, toJob(j))
 }
 
 func (r *flRoutes) list(c echo.Context) error {
@@ -126,10 +108,11 @@ func (r *flRoutes) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if jobs == nil {
-		jobs = []fl.Job{}
+	out := rest.FederatedJobList{Items: make([]rest.FederatedJob, 0, len(jobs))}
+	for _, j := range jobs {
+		out.Items = append(out.Items, toJob(j))
 	}
-	return c.JSON(http.StatusOK, FederatedJobList{Jobs: jobs})
+	return c.JSON(http.StatusOK, out)
 }
 
 func (r *flRoutes) get(c echo.Context) error {
@@ -137,18 +120,18 @@ func (r *flRoutes) get(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, j)
+	return c.JSON(http.StatusOK, toJob(j))
 }
 
 func (r *flRoutes) stop(c echo.Context) error {
 	j, err := r.Jobs.Stop(c.Request().Context(), c.Param("id"), "stopped over the REST API")
 	if errors.Is(err, orchestration.ErrTerminal) {
-		return httpError(http.StatusConflict, "federated job already finished", err.Error())
+		return rest.Problemf(rest.CodeConflict, "federated job %q already finished", c.Param("id"))
 	}
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, j)
+	return c.JSON(http.StatusOK, toJob(j))
 }
 
 func (r *flRoutes) checkpoints(c echo.Context) error {
@@ -156,10 +139,7 @@ func (r *flRoutes) checkpoints(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if cps == nil {
-		cps = []fl.Checkpoint{}
-	}
-	return c.JSON(http.StatusOK, CheckpointList{Checkpoints: cps})
+	return c.JSON(http.StatusOK, rest.CheckpointList{Items: toCheckpoints(cps)})
 }
 
 func (r *flRoutes) model(c echo.Context) error {
@@ -168,11 +148,11 @@ func (r *flRoutes) model(c echo.Context) error {
 		d = "sha256:" + d
 	}
 	if !orchestration.ValidDigest(d) {
-		return httpError(http.StatusBadRequest, "invalid digest", "want sha256:<64 lowercase hex>")
+		return rest.Problemf(rest.CodeInvalidRequest, "digest %q: want sha256:<64 lowercase hex>", c.Param("digest"))
 	}
 	b, err := r.Blobs.Blob(c.Request().Context(), d)
 	if errors.Is(err, blobs.ErrNotFound) || errors.Is(err, orchestration.ErrNotFound) {
-		return httpError(http.StatusNotFound, "model not found", d)
+		return rest.Problemf(rest.CodeNotFound, "model %q not found", d)
 	}
 	if err != nil {
 		return err

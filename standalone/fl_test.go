@@ -58,7 +58,7 @@ func TestFederatedJobsAPI(t *testing.T) {
 		"rounds":       map[string]any{"total": 1},
 		"aggregator":   map[string]any{"algorithm": "fedmedian"},
 	}
-	code, job := r.do(http.MethodPost, "/federated-jobs", "application/json", body(spec), "Bearer "+token)
+	code, job := r.do(http.MethodPost, "/v1/federated-jobs", "application/json", body(spec), "Bearer "+token)
 	require.Equal(t, http.StatusCreated, code, job)
 	id := job["id"].(string)
 	status := job["status"].(map[string]any)
@@ -67,19 +67,19 @@ func TestFederatedJobsAPI(t *testing.T) {
 	rounds := status["rounds"].([]any)
 	require.Len(t, rounds[0].(map[string]any)["participants"], 2)
 
-	code, got := r.do(http.MethodGet, "/federated-jobs/"+id, "", nil, "Bearer "+token)
+	code, got := r.do(http.MethodGet, "/v1/federated-jobs/"+id, "", nil, "Bearer "+token)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, id, got["id"])
-	code, list := r.do(http.MethodGet, "/federated-jobs", "", nil, "Bearer "+token)
+	code, list := r.do(http.MethodGet, "/v1/federated-jobs", "", nil, "Bearer "+token)
 	require.Equal(t, http.StatusOK, code)
-	require.Len(t, list["jobs"], 1)
-	code, cps := r.do(http.MethodGet, "/federated-jobs/"+id+"/checkpoints", "", nil, "Bearer "+token)
+	require.Len(t, list["items"], 1)
+	code, cps := r.do(http.MethodGet, "/v1/federated-jobs/"+id+"/checkpoints", "", nil, "Bearer "+token)
 	require.Equal(t, http.StatusOK, code)
-	require.Empty(t, cps["checkpoints"])
+	require.Empty(t, cps["items"])
 
 	// The initial model is served by digest.
 	modelDigest := status["modelDigest"].(string)
-	req, err := http.NewRequest(http.MethodGet, r.srv.URL+"/models/"+modelDigest, nil)
+	req, err := http.NewRequest(http.MethodGet, r.srv.URL+"/v1/models/"+modelDigest, nil)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
@@ -87,10 +87,10 @@ func TestFederatedJobsAPI(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	_ = resp.Body.Close()
 
-	code, stopped := r.do(http.MethodPost, "/federated-jobs/"+id+"/stop", "", nil, "Bearer "+token)
+	code, stopped := r.do(http.MethodPost, "/v1/federated-jobs/"+id+"/stop", "", nil, "Bearer "+token)
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, "Stopped", stopped["status"].(map[string]any)["phase"])
-	code, _ = r.do(http.MethodPost, "/federated-jobs/"+id+"/stop", "", nil, "Bearer "+token)
+	code, _ = r.do(http.MethodPost, "/v1/federated-jobs/"+id+"/stop", "", nil, "Bearer "+token)
 	require.Equal(t, http.StatusConflict, code)
 
 	j, err := c.Get(t.Context(), id)
@@ -130,17 +130,17 @@ func TestFederatedJobsAPIRefusals(t *testing.T) {
 			tc.mod(m)
 			b, err := json.Marshal(m)
 			require.NoError(t, err)
-			code, body := r.do(http.MethodPost, "/federated-jobs", "application/json", b, "Bearer "+token)
+			code, body := r.do(http.MethodPost, "/v1/federated-jobs", "application/json", b, "Bearer "+token)
 			require.Equal(t, tc.code, code, body)
 		})
 	}
-	for _, path := range []string{"/federated-jobs/nope", "/federated-jobs/nope/checkpoints", "/models/sha256:" + "1111111111111111111111111111111111111111111111111111111111111111"} {
+	for _, path := range []string{"/v1/federated-jobs/nope", "/v1/federated-jobs/nope/checkpoints", "/v1/models/sha256:" + "1111111111111111111111111111111111111111111111111111111111111111"} {
 		code, _ := r.do(http.MethodGet, path, "", nil, "Bearer "+token)
 		require.Equal(t, http.StatusNotFound, code, path)
 	}
-	code, _ := r.do(http.MethodGet, "/models/xyz", "", nil, "Bearer "+token)
+	code, _ := r.do(http.MethodGet, "/v1/models/xyz", "", nil, "Bearer "+token)
 	require.Equal(t, http.StatusBadRequest, code)
-	code, _ = r.do(http.MethodGet, "/federated-jobs", "", nil, "")
+	code, _ = r.do(http.MethodGet, "/v1/federated-jobs", "", nil, "")
 	require.Equal(t, http.StatusUnauthorized, code)
 }
 
@@ -164,7 +164,7 @@ func TestFederatedJobModelFromRegistry(t *testing.T) {
 			"participants": []map[string]any{{"propletId": "p1"}}, "rounds": map[string]any{"total": 1},
 		})
 		require.NoError(t, err)
-		return r.do(http.MethodPost, "/federated-jobs", "application/json", b, "Bearer "+token)
+		return r.do(http.MethodPost, "/v1/federated-jobs", "application/json", b, "Bearer "+token)
 	}
 
 	code, job := create(reg.String() + ":v1")
@@ -175,11 +175,11 @@ func TestFederatedJobModelFromRegistry(t *testing.T) {
 
 	code, body := create(reg.String() + ":junk")
 	require.Equal(t, http.StatusBadRequest, code, body)
-	require.Contains(t, body["details"], "not a safetensors model")
+	require.Contains(t, body["detail"], "not a safetensors model")
 
 	closed := "oci://" + mqtttest.FreeAddr(t) + "/models/digits:v1"
 	code, body = create(closed)
 	require.Equal(t, http.StatusBadGateway, code, body)
-	require.Equal(t, "model registry unavailable", body["error"])
-	require.Contains(t, body["details"], closed)
+	require.Equal(t, "bad-gateway", body["code"])
+	require.Contains(t, body["detail"], closed)
 }

@@ -1,20 +1,15 @@
 package standalone
 
 import (
-	_ "embed"
 	"fmt"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/absmach/propeller/api/rest"
 )
 
-// openAPIYAML is the API contract; docs/openapi.yaml is a copy that a test
-// keeps identical.
-//
-//go:embed openapi.yaml
-var openAPIYAML []byte
-
 func openAPIJSON() ([]byte, error) {
-	b, err := yaml.YAMLToJSON(openAPIYAML)
+	b, err := yaml.YAMLToJSON(rest.OpenAPIYAML)
 	if err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
-)
+	)
 
 // clientOptions say which manager the CLI talks to and how it prints.
 type clientOptions struct {
@@ -43,7 +42,7 @@ func (o *clientOptions) AddFlags(fs *pflag.FlagSet) {
 
 // client resolves the settings (flags, environment, context, config file)
 // and checks them before anything is sent.
-func (o *clientOptions) client(cmd *cobra.Command) (*client.Client, error) {
+func (o *clientOptions) client(cmd *cobra.Command) (*rest.Client, error) {
 	if err := o.resolveFlags(cmd); err != nil {
 		return nil, err
 	}
@@ -75,7 +74,7 @@ func (o *clientOptions) client(cmd *cobra.Command) (*client.Client, error) {
 		}
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
-	c, err := client.New(o.server, tok, client.Options{TLS: tlsCfg})
+	c, err := rest.NewClient(o.server, tok, rest.WithTLSConfig(tlsCfg), rest.WithUserAgent("propeller-cli/"+buildVersion()))
 	if err != nil {
 		return nil, usageErrorf("--server: %v", err)
 	}
@@ -86,5 +85,3 @@ func (o *clientOptions) client(cmd *cobra.Command) (*client.Client, error) {
 func (o *clientOptions) print(cmd *cobra.Command, v view) error {
 	return o.out.print(cmd.OutOrStdout(), v)
 }
-
-var _ = fmt.Sprint

@@ -55,7 +55,7 @@ func newCredentialsGetCommand(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cred, err := c.Credential(cmd.Context(), args[0])
+			cred, err := c.GetCredential(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/manager/broker"
 	"github.com/absmach/propeller/standalone"
 )
@@ -37,7 +38,7 @@ func TestPropletCredentialsCommand(t *testing.T) {
 
 	out, err := run("create", "edge-1", "-o", "json")
 	require.NoError(t, err, out)
-	var issued standalone.IssuedCredential
+	var issued rest.IssuedCredential
 	require.NoError(t, json.Unmarshal([]byte(out), &issued))
 	require.Equal(t, "edge-1", issued.PropletID)
 	require.Len(t, issued.Secret, 64)
@@ -58,5 +59,5 @@ func TestPropletCredentialsCommand(t *testing.T) {
 	_, err = run("get", "edge-1")
 	require.ErrorContains(t, err, "404")
 	_, err = run("create", "bad id")
-	require.ErrorContains(t, err, "invalid proplet id")
+	require.ErrorContains(t, err, `proplet id "bad id"`)
 }

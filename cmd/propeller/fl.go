@@ -14,8 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
-	"github.com/absmach/propeller/orchestration/fl"
-	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/api/rest"
 )
 
 func newFLCommand(g *globalOptions) *cobra.Command {
@@ -29,10 +28,10 @@ func newFLCommand(g *globalOptions) *cobra.Command {
 // readJobSpec reads a FederatedJob spec from YAML or JSON: either the bare
 // spec or a whole FederatedJob object (apiVersion/kind/metadata/spec), so
 // the operator's manifests work here too.
-func readJobSpec(path string) (fl.JobSpec, error) {
+func readJobSpec(path string) (rest.FederatedJobSpec, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return fl.JobSpec{}, err
+		return rest.FederatedJobSpec{}, err
 	}
 	var obj struct {
 		Kind string          `json:"kind"`
@@ -40,17 +39,17 @@ func readJobSpec(path string) (fl.JobSpec, error) {
 	}
 	js, err := yaml.YAMLToJSON(raw)
 	if err != nil {
-		return fl.JobSpec{}, fmt.Errorf("%s: %w", path, err)
+		return rest.FederatedJobSpec{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := json.Unmarshal(js, &obj); err == nil && obj.Kind != "" {
 		if obj.Kind != "FederatedJob" {
-			return fl.JobSpec{}, fmt.Errorf("%s: kind %q, want FederatedJob", path, obj.Kind)
+			return rest.FederatedJobSpec{}, fmt.Errorf("%s: kind %q, want FederatedJob", path, obj.Kind)
 		}
 		js = obj.Spec
 	}
-	var spec fl.JobSpec
+	var spec rest.FederatedJobSpec
 	if err := yaml.UnmarshalStrict(js, &spec); err != nil {
-		return fl.JobSpec{}, fmt.Errorf("%s: %w", path, err)
+		return rest.FederatedJobSpec{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return spec, nil
 }
@@ -74,7 +73,7 @@ func newFLCreateCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := standalone.FederatedJobRequest{JobSpec: spec}
+			req := rest.FederatedJobRequest{FederatedJobSpec: spec}
 			if modelFile != "" {
 				if req.InitialModel, err = os.ReadFile(modelFile); err != nil {
 					return err
@@ -106,7 +105,7 @@ func newFLCreateCommand(co *clientOptions) *cobra.Command {
 
 // latestMetric returns the newest round metric worth showing: accuracy if
 // clients report it, else loss, else any.
-func latestMetric(j fl.Job) (string, float64, bool) {
+func latestMetric(j rest.FederatedJob) (string, float64, bool) {
 	for i := len(j.Status.Rounds) - 1; i >= 0; i-- {
 		m := j.Status.Rounds[i].Metrics
 		if len(m) == 0 {
@@ -128,7 +127,7 @@ func latestMetric(j fl.Job) (string, float64, bool) {
 }
 
 // jobView shows FL jobs; rounds adds each one's rounds under the table.
-func jobView(obj any, rounds bool, jobs ...fl.Job) view {
+func jobView(obj any, rounds bool, jobs ...rest.FederatedJob) view {
 	v := view{
 		obj:     obj,
 		columns: []string{"ID", "EXPERIMENT", "PHASE", "ROUND", "ALGORITHM", "METRIC", "AGE"},
@@ -155,7 +154,7 @@ func jobView(obj any, rounds bool, jobs ...fl.Job) view {
 	return v
 }
 
-func completedRounds(j fl.Job) int {
+func completedRounds(j rest.FederatedJob) int {
 	n := 0
 	for _, r := range j.Status.Rounds {
 		if r.Checkpoint != "" {
@@ -175,12 +174,12 @@ func newFLListCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			jobs, err := c.FederatedJobs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if jobs == nil {
-				jobs = []fl.Job{}
+			jobs := []rest.FederatedJob{}
+			for j, err := range c.FederatedJobs(cmd.Context()) {
+				if err != nil {
+					return err
+				}
+				jobs = append(jobs, j)
 			}
 			return co.print(cmd, jobView(map[string]any{"items": jobs}, false, jobs...))
 		},
@@ -197,7 +196,7 @@ func newFLGetCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			j, err := c.FederatedJob(cmd.Context(), args[0])
+			j, err := c.GetFederatedJob(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -225,7 +224,7 @@ func newFLStopCommand(co *clientOptions) *cobra.Command {
 	}
 }
 
-func roundRows(tw *tabwriter.Writer, j fl.Job) {
+func roundRows(tw *tabwriter.Writer, j rest.FederatedJob) {
 	fmt.Fprintln(tw, "ROUND\tPHASE\tUPDATES\tSAMPLES\tMETRICS\tCHECKPOINT")
 	for _, r := range j.Status.Rounds {
 		keys := make([]string, 0, len(r.Metrics))
@@ -270,12 +269,12 @@ func watchJob(cmd *cobra.Command, co *clientOptions, id string) error {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		j, err := c.FederatedJob(cmd.Context(), id)
+		j, err := c.GetFederatedJob(cmd.Context(), id)
 		if err != nil {
 			return err
 		}
 		for _, r := range j.Status.Rounds {
-			if printed[r.ID] || (r.Checkpoint == "" && r.Phase != fl.RoundFailed) {
+			if printed[r.ID] || (r.Checkpoint == "" && r.Phase != rest.RoundFailed) {
 				continue
 			}
 			printed[r.ID] = true
@@ -293,9 +292,9 @@ func watchJob(cmd *cobra.Command, co *clientOptions, id string) error {
 			}
 			fmt.Fprintf(out, "round %-5s %-8s updates %d/%d samples %-6d %s=%.4f  %s\n", r.ID, r.Phase, len(r.Updates), r.KOfN, r.TotalSamples, metricName, v, sparkline(curve))
 		}
-		if j.Status.Phase != fl.JobRunning {
+		if j.Status.Phase != rest.JobRunning {
 			fmt.Fprintf(out, "job %s %s after %d/%d rounds%s\n", j.ID, j.Status.Phase, completedRounds(j), j.Spec.Rounds.Total, reasonSuffix(j.Status.Reason, j.Status.Message))
-			if j.Status.Phase != fl.JobSucceeded {
+			if j.Status.Phase != rest.JobSucceeded {
 				return &exitError{code: exitTaskFailed, err: fmt.Errorf("job %s %s%s", j.ID, j.Status.Phase, reasonSuffix(j.Status.Reason, j.Status.Message))}
 			}
 			return nil

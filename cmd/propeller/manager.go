@@ -50,8 +50,11 @@ type brokerOptions struct {
 	prefix         string
 }
 
-func (o *brokerOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.broker, "broker", "", "external MQTT broker, mqtt://host:1883 or mqtts://host:8883; empty embeds one")
+// AddFlags adds the broker flags; brokerUsage says what --broker does in
+// this mode, which differs: the standalone manager embeds a broker when
+// --broker is empty, the operator only with --embedded-broker.
+func (o *brokerOptions) AddFlags(fs *pflag.FlagSet, brokerUsage string) {
+	fs.StringVar(&o.broker, "broker", "", brokerUsage)
 	fs.StringVar(&o.brokerUser, "broker-username", wire.ManagerClientID, "MQTT username of the manager on an external broker")
 	fs.StringVar(&o.brokerPassword, "broker-password", "", "MQTT password of the manager on an external broker")
 	fs.StringVar(&o.brokerCA, "broker-ca", "", "CA bundle (PEM) that signed an external mqtts:// broker's certificate")
@@ -93,7 +96,7 @@ func defaultDataDir() string {
 
 func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	o.engineOptions.AddFlags(fs)
-	o.brokerOptions.AddFlags(fs)
+	o.brokerOptions.AddFlags(fs, "external MQTT broker, mqtt://host:1883 or mqtts://host:8883; empty: embed one on --mqtt-addr")
 	o.registryOptions.AddFlags(fs)
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "state directory: bbolt database, tokens, uploaded modules")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "listen address of the REST API")
@@ -132,6 +135,7 @@ type operatorOptions struct {
 	engineOptions
 	brokerOptions
 	registryOptions
+	kubeconfig     string
 	embeddedBroker bool
 	metricsAddr    string
 	healthAddr     string
@@ -146,8 +150,9 @@ type operatorOptions struct {
 
 func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	o.engineOptions.AddFlags(fs)
-	o.brokerOptions.AddFlags(fs)
-	fs.BoolVar(&o.embeddedBroker, "embedded-broker", false, "embed an MQTT broker instead of connecting to --broker")
+	o.brokerOptions.AddFlags(fs, "external MQTT broker, mqtt://host:1883 or mqtts://host:8883; required unless --embedded-broker")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file to reach the API server with (its current context); empty: $KUBECONFIG, else the in-cluster service account, else ~/.kube/config")
+	fs.BoolVar(&o.embeddedBroker, "embedded-broker", false, "embed an MQTT broker on --mqtt-addr instead of connecting to --broker")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "listen address of the Prometheus metrics endpoint")
 	fs.StringVar(&o.healthAddr, "health-addr", ":8081", "listen address of the health probes")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
@@ -164,7 +169,15 @@ func newOperatorCommand(g *globalOptions, r runners) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "operator",
 		Short: "Run the manager as a Kubernetes operator (CRDs in propeller.absmach.io/v1alpha1)",
-		Args:  cobra.NoArgs,
+		Long: `Run the manager as a Kubernetes operator (CRDs in propeller.absmach.io/v1alpha1).
+
+It reaches the API server with --kubeconfig when set, else the file(s) in
+$KUBECONFIG, else the pod's service account, else ~/.kube/config. It runs
+the WasmTasks of --namespace (of every namespace with --all-namespaces) and
+reaches proplets through an external MQTT broker (--broker) or one it
+embeds (--embedded-broker, listening on --mqtt-addr), which proplets log in
+to with --join-token.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := g.resolveFlags(cmd); err != nil {
 				return err

@@ -14,6 +14,7 @@ import (
 // only runs proplets saves half the binary and its start-up memory.
 func startOperator(ctx context.Context, o *operatorOptions, log *slog.Logger) error {
 	return operator.Run(ctx, operator.Config{
+		Kubeconfig:         o.kubeconfig,
 		Namespace:          o.namespace,
 		AllNamespaces:      o.allNamespaces,
 		Broker:             o.broker,

@@ -7,11 +7,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/api/rest"
 )
 
 // propletView shows proplets.
-func propletView(obj any, ps ...standalone.Proplet) view {
+func propletView(obj any, ps ...rest.Proplet) view {
 	v := view{
 		obj:     obj,
 		columns: []string{"ID", "ALIVE", "SLOTS", "RUNNING", "LABELS", "LAST SEEN"},
@@ -43,12 +43,12 @@ func newPropletListCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ps, err := c.Proplets(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if ps == nil {
-				ps = []standalone.Proplet{}
+			ps := []rest.Proplet{}
+			for p, err := range c.Proplets(cmd.Context()) {
+				if err != nil {
+					return err
+				}
+				ps = append(ps, p)
 			}
 			return o.print(cmd, propletView(map[string]any{"items": ps}, ps...))
 		},

@@ -11,9 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
-)
+	"github.com/absmach/propeller/api/rest"
+	)
 
 const taskRefHelp = `TASK is a task's id, its name (when no other task has it) or a prefix of its id
 that no other id starts with.`
@@ -32,7 +31,7 @@ func newTaskCommand(g *globalOptions) *cobra.Command {
 }
 
 // taskView shows tasks; detail adds each one's result under the table.
-func taskView(obj any, detail bool, tasks ...standalone.Task) view {
+func taskView(obj any, detail bool, tasks ...rest.Task) view {
 	v := view{
 		obj:     obj,
 		columns: []string{"ID", "NAME", "PHASE", "PROPLET", "ATTEMPT", "REASON", "AGE"},
@@ -44,14 +43,14 @@ func taskView(obj any, detail bool, tasks ...standalone.Task) view {
 		if t.ExitCode != nil {
 			exit = strconv.Itoa(*t.ExitCode)
 		}
-		if image == "" && t.Digest != "" {
-			image = "(uploaded " + shortDigest(t.Digest) + ")"
+		if d, ok := strings.CutPrefix(image, "blob://"); ok {
+			image = "blob://" + shortDigest(d)
 		}
 		if t.MemoryBytes > 0 {
 			memory = strconv.FormatInt(t.MemoryBytes, 10)
 		}
-		v.rows = append(v.rows, []string{t.ID, dash(t.Name), t.State, dash(t.PropletID), strconv.Itoa(t.Attempt),
-			dash(t.Reason), age(t.CreatedAt), dash(image), memory, dash(labelString(t.Selector)), exit, dash(t.Error)})
+		v.rows = append(v.rows, []string{t.ID, dash(t.Name), t.Phase, dash(t.PropletID), strconv.Itoa(t.Attempt),
+			dash(t.Reason), age(t.CreatedAt), dash(image), memory, dash(labelString(t.Selector)), exit, dash(t.Message)})
 	}
 	if detail && len(tasks) == 1 {
 		t := tasks[0]
@@ -68,7 +67,7 @@ func shortDigest(d string) string {
 	return "sha256:" + d
 }
 
-func printResult(w io.Writer, t standalone.Task) {
+func printResult(w io.Writer, t rest.Task) {
 	if len(t.Results) > 0 {
 		parts := make([]string, len(t.Results))
 		for i, r := range t.Results {
@@ -79,8 +78,8 @@ func printResult(w io.Writer, t standalone.Task) {
 	if t.ExitCode != nil {
 		fmt.Fprintf(w, "exit code: %d\n", *t.ExitCode)
 	}
-	if t.Error != "" {
-		fmt.Fprintf(w, "message: %s\n", t.Error)
+	if t.Message != "" {
+		fmt.Fprintf(w, "message: %s\n", t.Message)
 	}
 	if t.Stdout != "" {
 		fmt.Fprintf(w, "stdout:\n%s", t.Stdout)
@@ -162,7 +161,7 @@ printed).`,
 			if err != nil {
 				return err
 			}
-			req := standalone.TaskRequest{
+			req := rest.TaskRequest{
 				Name: args[0], ImageURL: o.image, Function: o.function, Inputs: o.inputs,
 				CLIArgs: o.args, Env: o.env, Labels: o.labels, Selector: o.selector, PropletID: o.proplet,
 				PropletIDs:     o.proplets,
@@ -190,7 +189,7 @@ printed).`,
 
 // waitAndPrint waits for t to end, prints it with its result, and turns
 // its phase into the exit code.
-func waitAndPrint(cmd *cobra.Command, co *clientOptions, c *client.Client, t standalone.Task, timeout time.Duration) error {
+func waitAndPrint(cmd *cobra.Command, co *clientOptions, c *rest.Client, t rest.Task, timeout time.Duration) error {
 	final, werr := waitTask(cmd.Context(), c, t, timeout, cmd.ErrOrStderr())
 	if werr != nil && !isWaitOutcome(werr) {
 		return werr
@@ -203,7 +202,7 @@ func waitAndPrint(cmd *cobra.Command, co *clientOptions, c *client.Client, t sta
 
 func newTaskListCommand(co *clientOptions) *cobra.Command {
 	var (
-		f   client.ListFilter
+		f   rest.TaskFilter
 		all bool
 	)
 	cmd := &cobra.Command{
@@ -215,31 +214,30 @@ func newTaskListCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var tasks []standalone.Task
+			list := rest.TaskList{Items: []rest.Task{}}
 			for {
 				page, err := c.ListTasks(cmd.Context(), f)
 				if err != nil {
 					return err
 				}
-				tasks = append(tasks, page.Tasks...)
+				list.Items, list.Continue = append(list.Items, page.Items...), page.Continue
 				if !all || page.Continue == "" {
 					break
 				}
 				f.Continue = page.Continue
 			}
-			if tasks == nil {
-				tasks = []standalone.Task{}
-			}
-			return co.print(cmd, taskView(map[string]any{"items": tasks}, false, tasks...))
+			return co.print(cmd, taskView(list, false, list.Items...))
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringSliceVar(&f.States, "phase", nil, "only these phases (Pending, Scheduled, Running, Succeeded, Failed, Cancelled)")
-	fs.StringSliceVar(&f.States, "state", nil, "only these phases")
+	fs.StringSliceVar(&f.Phases, "phase", nil, "only these phases (Pending, Scheduled, Running, Succeeded, Failed, Cancelled)")
+	fs.StringSliceVar(&f.Phases, "state", nil, "only these phases")
 	_ = fs.MarkDeprecated("state", "use --phase")
 	fs.StringVar(&f.PropletID, "proplet", "", "only tasks placed on this proplet")
 	fs.StringToStringVar(&f.Labels, "label", nil, "only tasks with these labels, k=v")
+	fs.StringVar(&f.Name, "name", "", "only tasks with exactly this name")
 	fs.IntVar(&f.Limit, "limit", 100, "page size")
+	fs.StringVar(&f.Continue, "continue", "", "start at this page: the continue token of -o json")
 	fs.BoolVar(&all, "all", false, "follow every page")
 	return cmd
 }

@@ -9,9 +9,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
-)
+	"github.com/absmach/propeller/api/rest"
+	)
 
 // defaultWaitTimeout bounds a wait unless --wait-timeout says otherwise:
 // a task that can never be placed must not hang a script for ever.
@@ -33,7 +32,7 @@ func (o *waitOptions) AddFlags(fs *pflag.FlagSet, withWait bool) {
 // the last state seen and: nil for Succeeded; an exitFailed error for
 // Failed or Cancelled; an exitWaitTimeout error at the timeout. Why a
 // task cannot be placed (Unschedulable) is written to notes when seen.
-func waitTask(ctx context.Context, c *client.Client, t standalone.Task, timeout time.Duration, notes io.Writer) (standalone.Task, error) {
+func waitTask(ctx context.Context, c *rest.Client, t rest.Task, timeout time.Duration, notes io.Writer) (rest.Task, error) {
 	wctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
 		wctx, cancel = context.WithTimeout(ctx, timeout)
@@ -41,11 +40,11 @@ func waitTask(ctx context.Context, c *client.Client, t standalone.Task, timeout 
 	defer cancel()
 	every, noted := 20*time.Millisecond, ""
 	for {
-		if t.Reason == "Unschedulable" && t.Error != noted {
-			noted = t.Error
-			fmt.Fprintf(notes, "task %s is %s: %s: %s\n", t.ID, t.State, t.Reason, t.Error)
+		if t.Reason == "Unschedulable" && t.Message != noted {
+			noted = t.Message
+			fmt.Fprintf(notes, "task %s is %s: %s: %s\n", t.ID, t.Phase, t.Reason, t.Message)
 		}
-		if client.Terminal(t.State) {
+		if rest.Terminal(t.Phase) {
 			return t, taskOutcome(t)
 		}
 		select {
@@ -65,20 +64,20 @@ func waitTask(ctx context.Context, c *client.Client, t standalone.Task, timeout 
 	}
 }
 
-func waitEnded(ctx context.Context, t standalone.Task, timeout time.Duration) error {
+func waitEnded(ctx context.Context, t rest.Task, timeout time.Duration) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return &exitError{code: exitWaitTimeout, err: fmt.Errorf("task %s is still %s after --wait-timeout %s%s", t.ID, t.State, timeout, reasonSuffix(t.Reason, t.Error))}
+	return &exitError{code: exitWaitTimeout, err: fmt.Errorf("task %s is still %s after --wait-timeout %s%s", t.ID, t.Phase, timeout, reasonSuffix(t.Reason, t.Message))}
 }
 
 // taskOutcome is nil for a Succeeded task and the exit-3 error saying
 // why for a Failed or Cancelled one.
-func taskOutcome(t standalone.Task) error {
-	if t.State == "Succeeded" {
+func taskOutcome(t rest.Task) error {
+	if t.Phase == "Succeeded" {
 		return nil
 	}
-	return &exitError{code: exitTaskFailed, err: fmt.Errorf("task %s %s%s", t.ID, t.State, reasonSuffix(t.Reason, t.Error))}
+	return &exitError{code: exitTaskFailed, err: fmt.Errorf("task %s %s%s", t.ID, t.Phase, reasonSuffix(t.Reason, t.Message))}
 }
 
 // isWaitOutcome reports whether err is how the wait ended (the task failed

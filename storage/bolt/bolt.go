@@ -13,6 +13,7 @@
 //	idx       kind|parts|id      -> empty   (phase, proplet, label k/v)
 //	idxcount  kind|parts         -> uint64  (entries under that prefix)
 //	proplets  id                 -> JSON
+//	idem, idemtime               -> idempotency records (idempotency.go)
 //	meta      "schema"           -> version
 //
 // Index entries and counts change in the same transaction as the record, so
@@ -120,7 +121,9 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 func initSchema(tx *bbolt.Tx) error {
-	for _, name := range [][]byte{bucketTasks, bucketIdx, bucketIdxCount, bucketProplets, bucketMeta} {
+	// Buckets added later are created here too: schema 1 files gain them
+	// on open, empty, so no migration is needed.
+	for _, name := range [][]byte{bucketTasks, bucketIdx, bucketIdxCount, bucketProplets, bucketIdem, bucketIdemTime, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -565,11 +568,14 @@ func count(b *bbolt.Bucket, prefix []byte) uint64 {
 type Stats struct {
 	Tasks    int
 	FileSize int64
+	// Commits counts the write transactions (one fsync each) since Open:
+	// how well concurrent writes share commits.
+	Commits uint64
 }
 
-// Stats reports the number of tasks and the file size.
+// Stats reports the number of tasks, the file size and the commits.
 func (s *Store) Stats() (Stats, error) {
-	var st Stats
+	st := Stats{Commits: s.gc.commits.Load()}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		st.Tasks = tx.Bucket(bucketTasks).Stats().KeyN
 		st.FileSize = tx.Size()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	bbolt "go.etcd.io/bbolt"
 )
@@ -26,6 +27,8 @@ type groupCommit struct {
 	db  *bbolt.DB
 	max int
 	ops chan *commitOp
+	// commits counts committed write transactions (Stats).
+	commits atomic.Uint64
 
 	// mu lets stop wait for every submitted write: writers hold it shared
 	// from submission until their result arrives.
@@ -59,7 +62,10 @@ func (g *groupCommit) do(fn func(*bbolt.Tx) error) error {
 	err := <-op.res
 	if errors.Is(err, errSolo) {
 		// In the caller's goroutine, so a panicking fn panics its caller.
-		return g.db.Update(fn)
+		err = g.db.Update(fn)
+		if err == nil {
+			g.commits.Add(1)
+		}
 	}
 	return err
 }
@@ -112,6 +118,9 @@ func (g *groupCommit) commit(batch []*commitOp) {
 			batch[failed].res <- errSolo
 			batch = append(batch[:failed], batch[failed+1:]...)
 			continue
+		}
+		if err == nil {
+			g.commits.Add(1)
 		}
 		for _, op := range batch {
 			op.res <- err

@@ -17,8 +17,10 @@ import (
 // ListTasks implements orchestration.TaskStore.
 //
 // It walks one source in id order: the index with the fewest entries among
-// the filters given (phases count as the union of their entries), or the
-// task bucket itself when there is no filter. Every candidate is decoded
+// the indexed filters given (phases, proplet, labels; phases count as the
+// union of their entries), or the task bucket itself when there is none
+// (a name filter is not indexed); an id prefix bounds
+// either walk, since both are keyed by id. Every candidate is decoded
 // and checked against the whole filter, so the other filters cost one
 // record read per candidate rather than a second index walk. One match past
 // the page is read to tell whether a continue token is needed.
@@ -26,7 +28,7 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 	if err := ctx.Err(); err != nil {
 		return orchestration.TaskPage{}, err
 	}
-	limit, err := query.PageLimit(f.Limit)
+	limit, err := f.PageLimit()
 	if err != nil {
 		return orchestration.TaskPage{}, fmt.Errorf("bolt: list tasks: %w", err)
 	}
@@ -52,7 +54,7 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 			if err := decodeTask(v, &t); err != nil {
 				return fmt.Errorf("task %q: %w", id, err)
 			}
-			if !query.Matches(&t, f) {
+			if !f.Match(&t) {
 				continue
 			}
 			if len(page.Tasks) == limit {
@@ -98,36 +100,47 @@ func plan(tx *bbolt.Tx, f orchestration.TaskFilter, after []byte) *merged {
 	for k, v := range f.Labels {
 		consider([][]byte{labelPrefix(k, v)})
 	}
+	// Every source is keyed by id under its prefix, so an id prefix
+	// bounds each walk.
+	idPrefix := []byte(f.IDPrefix)
 	m := &merged{}
 	switch {
 	case best == nil:
-		m.srcs = []*source{newSource(tx.Bucket(bucketTasks), nil, after, true)}
+		m.srcs = []*source{newSource(tx.Bucket(bucketTasks), nil, idPrefix, after, true)}
 	case bestCost == 0:
 		// Nothing carries the rarest filter value: empty result.
 	default:
 		idx := tx.Bucket(bucketIdx)
 		for _, p := range best {
-			m.srcs = append(m.srcs, newSource(idx, p, after, false))
+			m.srcs = append(m.srcs, newSource(idx, p, idPrefix, after, false))
 		}
 	}
 	return m
 }
 
-// source walks the keys under one prefix in order; the id is the rest of
-// the key. Slices point into the read transaction's mmap, valid until it
-// ends.
+// source walks, in id order, the keys under one prefix whose ids start
+// with idPrefix; the id is the rest of the key (for the task bucket, whose
+// prefix is empty, the whole key). Slices point into the read
+// transaction's mmap, valid until it ends.
 type source struct {
 	c          *bbolt.Cursor
 	prefix     []byte
+	idPrefix   []byte
 	withValues bool
 	key, val   []byte
 }
 
-func newSource(b *bbolt.Bucket, prefix, after []byte, withValues bool) *source {
-	s := &source{c: b.Cursor(), prefix: prefix, withValues: withValues}
-	seek := append(slices.Clip(prefix), after...)
+// newSource starts s after the id after, or at the first id with idPrefix
+// if that comes later.
+func newSource(b *bbolt.Bucket, prefix, idPrefix, after []byte, withValues bool) *source {
+	s := &source{c: b.Cursor(), prefix: prefix, idPrefix: idPrefix, withValues: withValues}
+	from, skip := idPrefix, false
+	if bytes.Compare(after, idPrefix) > 0 {
+		from, skip = after, true
+	}
+	seek := append(slices.Clip(prefix), from...)
 	k, v := s.c.Seek(seek)
-	if len(after) > 0 && bytes.Equal(k, seek) {
+	if skip && bytes.Equal(k, seek) {
 		k, v = s.c.Next()
 	}
 	s.set(k, v)
@@ -135,7 +148,7 @@ func newSource(b *bbolt.Bucket, prefix, after []byte, withValues bool) *source {
 }
 
 func (s *source) set(k, v []byte) {
-	if k == nil || !bytes.HasPrefix(k, s.prefix) {
+	if k == nil || !bytes.HasPrefix(k, s.prefix) || !bytes.HasPrefix(k[len(s.prefix):], s.idPrefix) {
 		s.key, s.val = nil, nil
 		return
 	}
@@ -223,6 +236,7 @@ func (s *Store) Check() error {
 		for k, n := range wantCounts {
 			errs = append(errs, fmt.Errorf("missing index count %q (want %d)", k, n))
 		}
+		errs = append(errs, checkIdempotency(tx)...)
 		if len(errs) > 0 {
 			return fmt.Errorf("bolt: check %s: %w", s.db.Path(), errors.Join(errs...))
 		}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/absmach/propeller/orchestration"
@@ -25,6 +26,7 @@ type Store struct {
 	tasks    map[string]*orchestration.Task
 	ids      []string // sorted, so List pages by id without sorting per call
 	proplets map[string]*orchestration.Proplet
+	idem     map[string]orchestration.IdempotencyRecord
 }
 
 var _ orchestration.Store = (*Store)(nil)
@@ -34,6 +36,7 @@ func New() *Store {
 	return &Store{
 		tasks:    make(map[string]*orchestration.Task),
 		proplets: make(map[string]*orchestration.Proplet),
+		idem:     make(map[string]orchestration.IdempotencyRecord),
 	}
 }
 
@@ -122,7 +125,7 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 	if err := ctx.Err(); err != nil {
 		return orchestration.TaskPage{}, err
 	}
-	limit, err := query.PageLimit(f.Limit)
+	limit, err := f.PageLimit()
 	if err != nil {
 		return orchestration.TaskPage{}, err
 	}
@@ -132,8 +135,8 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	start := 0
-	if after != "" {
+	start := sort.SearchStrings(s.ids, f.IDPrefix)
+	if after > f.IDPrefix {
 		start = sort.SearchStrings(s.ids, after)
 		if start < len(s.ids) && s.ids[start] == after {
 			start++
@@ -141,8 +144,11 @@ func (s *Store) ListTasks(ctx context.Context, f orchestration.TaskFilter) (orch
 	}
 	var page orchestration.TaskPage
 	for _, id := range s.ids[start:] {
+		if !strings.HasPrefix(id, f.IDPrefix) {
+			break // ids are sorted: none further has the prefix
+		}
 		t := s.tasks[id]
-		if !query.Matches(t, f) {
+		if !f.Match(t) {
 			continue
 		}
 		if len(page.Tasks) == limit {

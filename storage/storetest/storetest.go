@@ -18,8 +18,9 @@ import (
 	"github.com/absmach/propeller/orchestration"
 )
 
-// Run runs the whole suite. newStore must return an empty store that is
-// closed by t.Cleanup.
+// Run runs the whole suite: the TaskStore and PropletStore cases, then
+// the cases of the optional ports the store implements (runOptional).
+// newStore must return an empty store that is closed by t.Cleanup.
 func Run(t *testing.T, newStore func(t *testing.T) orchestration.Store) {
 	cases := []struct {
 		name string
@@ -37,6 +38,8 @@ func Run(t *testing.T, newStore func(t *testing.T) orchestration.Store) {
 		{"Delete", testDelete},
 		{"ListFilters", testListFilters},
 		{"ListPagination", testListPagination},
+		{"ListByName", testListByName},
+		{"ListByIDPrefix", testListByIDPrefix},
 		{"ListLimits", testListLimits},
 		{"ListBadInput", testListBadInput},
 		{"IndexFollowsUpdates", testIndexFollowsUpdates},
@@ -51,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) orchestration.Store) {
 			c.fn(t, newStore(t))
 		})
 	}
+	runOptional(t, newStore)
 }
 
 // base is a fixed, monotonic-free UTC instant so stored times compare equal
@@ -486,7 +490,7 @@ func everyOther(in []string) []string {
 
 func testListLimits(t *testing.T, s orchestration.Store) {
 	var tasks []orchestration.Task
-	for i := range 1005 {
+	for i := range orchestration.MaxPageLimit + 5 {
 		tasks = append(tasks, NewTask(fmt.Sprintf("t-%05d", i), orchestration.PhasePending))
 	}
 	seed(t, s, tasks)
@@ -495,10 +499,10 @@ func testListLimits(t *testing.T, s orchestration.Store) {
 		limit int
 		want  int
 	}{
-		{"default", 0, 100},
+		{"default", 0, orchestration.DefaultPageLimit},
 		{"explicit", 3, 3},
-		{"max", 1000, 1000},
-		{"capped", 5000, 1000},
+		{"max", orchestration.MaxPageLimit, orchestration.MaxPageLimit},
+		{"capped", 5 * orchestration.MaxPageLimit, orchestration.MaxPageLimit},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

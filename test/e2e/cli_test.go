@@ -156,7 +156,7 @@ func TestCLI(t *testing.T) {
 		return e.run("task", "get", "stuck", "-o", "jsonpath={.reason}").stdout == "Unschedulable\n"
 	}, 60*time.Second, 50*time.Millisecond)
 	e.expect(4, []string{"task", "wait", "stuck", "--wait-timeout", "500ms"}, []string{"Pending"},
-		[]string{"is Pending: Unschedulable: proplet ghost is not known\n", "still Pending after --wait-timeout 500ms: Unschedulable: proplet ghost is not known"})
+		[]string{"is Pending: Unschedulable: proplet ghost is not known\n", "still Pending after --wait-timeout 500ms (Unschedulable: proplet ghost is not known)"})
 	// Stopped, it is Cancelled: waiting on it exits 3.
 	e.expect(0, []string{"task", "stop", "stuck", "-o", "jsonpath={.phase}"}, []string{"Cancelled\n"}, nil)
 	e.expect(3, []string{"task", "wait", "stuck"}, nil, []string{" Cancelled"})

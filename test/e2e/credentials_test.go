@@ -10,9 +10,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/examples/exampletest"
-	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
 	"github.com/absmach/propeller/test/harness"
 )
 
@@ -46,7 +45,7 @@ func waitNotAlive(t *testing.T, s *harness.System, id string) {
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		ps, err := s.Client.Proplets(ctx)
+		ps, err := s.ListProplets(ctx)
 		if err != nil {
 			return false
 		}
@@ -74,9 +73,9 @@ func TestPropletCredentials(t *testing.T) {
 	require.NoError(t, err)
 	credB, err := s.Client.IssueCredential(ctx, "edge-b")
 	require.NoError(t, err)
-	got, err := s.Client.Credential(ctx, "edge-a")
+	got, err := s.Client.GetCredential(ctx, "edge-a")
 	require.NoError(t, err)
-	require.Equal(t, standalone.PropletCredential{PropletID: "edge-a", CreatedAt: credA.CreatedAt}, got)
+	require.Equal(t, rest.PropletCredential{PropletID: "edge-a", CreatedAt: credA.CreatedAt}, got)
 
 	// edge-a joins with its own secret (the harness passes the join token
 	// first; the later --token wins).
@@ -111,16 +110,16 @@ func TestPropletCredentials(t *testing.T) {
 	// Restarted with the new secret, edge-a joins and runs a task.
 	s.StartProplet("edge-a", "--token", rotated.Secret)
 	s.WaitAlive("edge-a")
-	task := s.Create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{40, 2}, PropletID: "edge-a"})
+	task := s.Create(rest.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{40, 2}, PropletID: "edge-a"})
 	done := s.Wait(task.ID)
-	require.Equal(t, "Succeeded", done.State, done.Error)
+	require.Equal(t, "Succeeded", done.Phase, done.Message)
 	require.Equal(t, []float64{42}, done.Results)
 
 	// Revoke edge-b's secret: it no longer logs in.
 	require.NoError(t, s.Client.RevokeCredential(ctx, "edge-b"))
 	require.Error(t, tryLogin(s, "edge-b", credB.Secret), "a revoked secret")
-	_, err = s.Client.Credential(ctx, "edge-b")
-	require.True(t, client.IsNotFound(err), "%v", err)
+	_, err = s.Client.GetCredential(ctx, "edge-b")
+	require.True(t, rest.IsNotFound(err), "%v", err)
 }
 
 // TestRequirePropletCredentials: with --require-proplet-credentials the

@@ -13,10 +13,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
-	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
 	"github.com/absmach/propeller/test/harness"
 )
 
@@ -43,12 +42,12 @@ func TestCommandAndFunction(t *testing.T) {
 			s.StartProplet("edge-b", "--labels", "zone=b")
 			s.WaitAlive("edge-a", "edge-b")
 
-			cmd := s.Create(standalone.TaskRequest{Name: "hello", File: hello, CLIArgs: []string{"edge"}, Env: map[string]string{"GREETING": "hi"}, Selector: map[string]string{"zone": "b"}})
-			fn := s.Create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{40, 2}})
-			fib := s.Create(standalone.TaskRequest{Name: "fib", File: arith, Function: "fib", Inputs: []float64{30}, PropletID: "edge-a"})
+			cmd := s.Create(rest.TaskRequest{Name: "hello", File: hello, CLIArgs: []string{"edge"}, Env: map[string]string{"GREETING": "hi"}, Selector: map[string]string{"zone": "b"}})
+			fn := s.Create(rest.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{40, 2}})
+			fib := s.Create(rest.TaskRequest{Name: "fib", File: arith, Function: "fib", Inputs: []float64{30}, PropletID: "edge-a"})
 
 			got := s.Wait(cmd.ID)
-			require.Equal(t, "Succeeded", got.State, got.Error)
+			require.Equal(t, "Succeeded", got.Phase, got.Message)
 			require.Equal(t, "edge-b", got.PropletID)
 			require.Contains(t, got.Stdout, "hi from wasm")
 			require.Contains(t, got.Stdout, "arg[0]=edge")
@@ -56,11 +55,11 @@ func TestCommandAndFunction(t *testing.T) {
 			require.Equal(t, 0, *got.ExitCode)
 
 			got = s.Wait(fn.ID)
-			require.Equal(t, "Succeeded", got.State, got.Error)
+			require.Equal(t, "Succeeded", got.Phase, got.Message)
 			require.Equal(t, []float64{42}, got.Results)
 
 			got = s.Wait(fib.ID)
-			require.Equal(t, "Succeeded", got.State, got.Error)
+			require.Equal(t, "Succeeded", got.Phase, got.Message)
 			require.Equal(t, "edge-a", got.PropletID)
 			require.Equal(t, []float64{832040}, got.Results)
 
@@ -89,7 +88,7 @@ func TestMemoryPlacement(t *testing.T) {
 	s.WaitAlive("small", "large")
 
 	var ids []string
-	for _, req := range []standalone.TaskRequest{
+	for _, req := range []rest.TaskRequest{
 		{Name: "bytes", File: add, Function: "add", Inputs: []float64{1, 2}, MemoryBytes: 128 << 20},
 		{Name: "pages", File: add, Function: "add", Inputs: []float64{3, 4}, MemoryPages: 2048},
 	} {
@@ -97,15 +96,15 @@ func TestMemoryPlacement(t *testing.T) {
 	}
 	for _, id := range ids {
 		got := s.Wait(id)
-		require.Equal(t, "Succeeded", got.State, "%s %s", got.Reason, got.Error)
+		require.Equal(t, "Succeeded", got.Phase, "%s %s", got.Reason, got.Message)
 		require.Equal(t, "large", got.PropletID)
 	}
 
-	huge := s.Create(standalone.TaskRequest{Name: "huge", File: add, Function: "add", Inputs: []float64{1, 1}, MemoryBytes: 1 << 30})
+	huge := s.Create(rest.TaskRequest{Name: "huge", File: add, Function: "add", Inputs: []float64{1, 1}, MemoryBytes: 1 << 30})
 	require.Eventually(t, func() bool {
 		got, err := s.Client.GetTask(context.Background(), huge.ID)
-		return err == nil && got.State == "Pending" && got.Reason == "Unschedulable" &&
-			got.Error == "no live proplet offers a task 1024 MiB (the most offered: 256 MiB)"
+		return err == nil && got.Phase == "Pending" && got.Reason == "Unschedulable" &&
+			got.Message == "no live proplet offers a task 1024 MiB (the most offered: 256 MiB)"
 	}, 30*time.Second, 20*time.Millisecond)
 }
 
@@ -117,8 +116,8 @@ func TestTLS(t *testing.T) {
 	s.StartManager()
 	s.StartProplet("edge-tls")
 	s.WaitAlive("edge-tls")
-	got := s.Wait(s.Create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{20, 22}}).ID)
-	require.Equal(t, "Succeeded", got.State, got.Error)
+	got := s.Wait(s.Create(rest.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{20, 22}}).ID)
+	require.Equal(t, "Succeeded", got.Phase, got.Message)
 	require.Equal(t, []float64{42}, got.Results)
 }
 
@@ -136,11 +135,11 @@ func TestManagerKilledMidRun(t *testing.T) {
 	const n = 12
 	ids := make([]string, 0, n)
 	for range n {
-		ids = append(ids, s.Create(standalone.TaskRequest{Name: "cpu", File: cpu, CLIArgs: []string{cpuArg}}).ID)
+		ids = append(ids, s.Create(rest.TaskRequest{Name: "cpu", File: cpu, CLIArgs: []string{cpuArg}}).ID)
 	}
 	require.Eventually(t, func() bool {
-		l, err := s.Client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}})
-		return err == nil && len(l.Tasks) > 0
+		l, err := s.Client.ListTasks(context.Background(), rest.TaskFilter{Phases: []string{"Running"}})
+		return err == nil && len(l.Items) > 0
 	}, 60*time.Second, 10*time.Millisecond, "nothing started running")
 
 	s.Manager.Kill()
@@ -148,15 +147,15 @@ func TestManagerKilledMidRun(t *testing.T) {
 
 	for _, id := range ids {
 		got := s.Wait(id)
-		require.Equal(t, "Succeeded", got.State, "%s: %s %s", id, got.Reason, got.Error)
+		require.Equal(t, "Succeeded", got.Phase, "%s: %s %s", id, got.Reason, got.Message)
 		require.Equal(t, cpuPrimes, got.Stdout, "result of %s", id)
 		if got.Attempt > 1 {
 			require.NotEmpty(t, got.LastFailure, "a re-run of %s must say why", id)
 		}
 	}
-	l, err := s.Client.ListTasks(context.Background(), client.ListFilter{Limit: 100})
+	l, err := s.Client.ListTasks(context.Background(), rest.TaskFilter{Page: rest.Page{Limit: 100}})
 	require.NoError(t, err)
-	require.Len(t, l.Tasks, n, "no task lost or duplicated")
+	require.Len(t, l.Items, n, "no task lost or duplicated")
 }
 
 // TestResultLostByBrokerIsAskedForAgain: the broker acknowledged a task's
@@ -174,10 +173,10 @@ func TestResultLostByBrokerIsAskedForAgain(t *testing.T) {
 	edge := s.StartProplet("edge-a")
 	s.WaitAlive("edge-a")
 
-	task := s.Create(standalone.TaskRequest{Name: "cpu", File: cpu, CLIArgs: []string{cpuArg}})
+	task := s.Create(rest.TaskRequest{Name: "cpu", File: cpu, CLIArgs: []string{cpuArg}})
 	require.Eventually(t, func() bool {
 		got, err := s.Client.GetTask(context.Background(), task.ID)
-		return err == nil && got.State == "Running"
+		return err == nil && got.Phase == "Running"
 	}, 60*time.Second, 10*time.Millisecond, "task did not start")
 	s.Manager.Kill()
 	require.Eventually(t, func() bool { return edge.LogContains(task.ID + "/1/final") }, 60*time.Second, 10*time.Millisecond,
@@ -186,7 +185,7 @@ func TestResultLostByBrokerIsAskedForAgain(t *testing.T) {
 	s.StartManager()
 
 	got := s.Wait(task.ID)
-	require.Equal(t, "Succeeded", got.State, "%s %s", got.Reason, got.Error)
+	require.Equal(t, "Succeeded", got.Phase, "%s %s", got.Reason, got.Message)
 	require.Equal(t, 1, got.Attempt, "answered, not run again")
 	require.Equal(t, cpuPrimes, got.Stdout)
 	require.True(t, edge.LogContains("sending its result again"))
@@ -203,11 +202,11 @@ func TestPropletKilledTasksRetried(t *testing.T) {
 
 	var ids []string
 	for range 3 {
-		ids = append(ids, s.Create(standalone.TaskRequest{Name: "long", File: cpu, CLIArgs: []string{"15000000"}, MaxAttempts: 2}).ID)
+		ids = append(ids, s.Create(rest.TaskRequest{Name: "long", File: cpu, CLIArgs: []string{"15000000"}, MaxAttempts: 2}).ID)
 	}
 	require.Eventually(t, func() bool {
-		l, err := s.Client.ListTasks(context.Background(), client.ListFilter{States: []string{"Running"}, PropletID: "edge-a"})
-		return err == nil && len(l.Tasks) == 3
+		l, err := s.Client.ListTasks(context.Background(), rest.TaskFilter{Phases: []string{"Running"}, PropletID: "edge-a"})
+		return err == nil && len(l.Items) == 3
 	}, 60*time.Second, 10*time.Millisecond, "tasks did not start on edge-a")
 	s.StartProplet("edge-b", "--slots", "3")
 	s.WaitAlive("edge-b")
@@ -215,7 +214,7 @@ func TestPropletKilledTasksRetried(t *testing.T) {
 	victim.Kill()
 	for _, id := range ids {
 		got := s.Wait(id)
-		require.Equal(t, "Succeeded", got.State, "%s %s", got.Reason, got.Error)
+		require.Equal(t, "Succeeded", got.Phase, "%s %s", got.Reason, got.Message)
 		require.Equal(t, "edge-b", got.PropletID)
 		require.Equal(t, 2, got.Attempt)
 		require.Contains(t, got.LastFailure, "PropletLost", "the retry says why")
@@ -234,24 +233,24 @@ func TestRefusals(t *testing.T) {
 
 	// REST without and with a wrong token.
 	for _, tok := range []string{"", "wrong"} {
-		c, err := client.New("http://"+s.HTTPAddr, tok, client.Options{})
+		c, err := rest.NewClient("http://"+s.HTTPAddr, tok)
 		require.NoError(t, err)
-		_, err = c.ListTasks(context.Background(), client.ListFilter{})
-		var se *client.StatusError
+		_, err = c.ListTasks(context.Background(), rest.TaskFilter{})
+		var se *rest.Problem
 		require.True(t, errors.As(err, &se), "%v", err)
-		require.Equal(t, http.StatusUnauthorized, se.Code)
+		require.Equal(t, http.StatusUnauthorized, se.Status)
 	}
 	// Not a module.
-	_, err := s.Client.CreateTask(context.Background(), standalone.TaskRequest{Name: "junk", File: []byte("MZ\x90\x00 not wasm")})
-	var se *client.StatusError
+	_, err := s.Client.CreateTask(context.Background(), rest.TaskRequest{Name: "junk", File: []byte("MZ\x90\x00 not wasm")})
+	var se *rest.Problem
 	require.True(t, errors.As(err, &se))
-	require.Equal(t, http.StatusBadRequest, se.Code)
+	require.Equal(t, http.StatusBadRequest, se.Status)
 
 	// A proplet with a wrong credential never joins.
 	bad := harness.Start(t, "proplet-bad", "proplet", "--broker", s.BrokerURL, "--id", "edge-bad", "--token", "wrong",
 		"--cache-dir", filepath.Join(t.TempDir(), "bad"), "--log-level", "debug")
 	require.Eventually(t, func() bool { return bad.LogContains("connect failed") }, 30*time.Second, 20*time.Millisecond)
-	ps, err := s.Client.Proplets(context.Background())
+	ps, err := s.ListProplets(context.Background())
 	require.NoError(t, err)
 	for _, p := range ps {
 		require.NotEqual(t, "edge-bad", p.ID)
@@ -259,7 +258,7 @@ func TestRefusals(t *testing.T) {
 
 	// A task for edge-a, and an impostor with the join token trying to
 	// finish it by publishing on edge-a's event topic.
-	task := s.Create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{1, 2}, PropletID: "edge-a", Suspend: true})
+	task := s.Create(rest.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{1, 2}, PropletID: "edge-a", Suspend: true})
 	imp := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + s.MQTTAddr).SetClientID("edge-evil").
 		SetUsername("edge-evil").SetPassword(s.Token("edge-evil")).SetAutoReconnect(false))
 	tok := imp.Connect()
@@ -273,16 +272,16 @@ func TestRefusals(t *testing.T) {
 	_, err = s.Client.StartTask(context.Background(), task.ID)
 	require.NoError(t, err)
 	got := s.Wait(task.ID)
-	require.Equal(t, "Succeeded", got.State)
+	require.Equal(t, "Succeeded", got.Phase)
 	require.Equal(t, []float64{3}, got.Results, "the forged result was refused")
 	require.True(t, s.Manager.LogContains("edge-evil"), "the broker logged the refusal")
 
 	// Oversized upload.
 	big := append([]byte{0, 'a', 's', 'm', 1, 0, 0, 0}, make([]byte, 40<<20)...)
-	up := s.Create(standalone.TaskRequest{Name: "big"})
+	up := s.Create(rest.TaskRequest{Name: "big", Suspend: true})
 	_, err = s.Client.UploadWasm(context.Background(), up.ID, big)
 	require.True(t, errors.As(err, &se), "%v", err)
-	require.Equal(t, http.StatusRequestEntityTooLarge, se.Code)
+	require.Equal(t, http.StatusRequestEntityTooLarge, se.Status)
 	select {
 	case <-s.Manager.Done:
 		t.Fatal("the manager exited")

@@ -11,9 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/examples/exampletest"
-	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
 	"github.com/absmach/propeller/test/harness"
 )
 
@@ -38,7 +37,7 @@ func BenchmarkLoad(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					for next.Add(1) <= int64(b.N) {
-						if _, err := s.Client.CreateTask(ctx, standalone.TaskRequest{Name: "load", File: add, Function: "add", Inputs: []float64{1, 2}, Labels: map[string]string{"run": b.Name()}}); err != nil {
+						if _, err := s.Client.CreateTask(ctx, rest.TaskRequest{Name: "load", File: add, Function: "add", Inputs: []float64{1, 2}, Labels: map[string]string{"run": b.Name()}}); err != nil {
 							b.Error(err)
 							return
 						}
@@ -64,11 +63,11 @@ func BenchmarkLoad(b *testing.B) {
 		var lat []time.Duration
 		b.ResetTimer()
 		for range b.N {
-			t, err := s.Client.CreateTask(ctx, standalone.TaskRequest{Name: "lone", File: add, Function: "add", Inputs: []float64{1, 2}})
+			t, err := s.Client.CreateTask(ctx, rest.TaskRequest{Name: "lone", File: add, Function: "add", Inputs: []float64{1, 2}})
 			require.NoError(b, err)
 			t, err = s.Client.WaitTask(ctx, t.ID, 200*time.Microsecond)
 			require.NoError(b, err)
-			require.Equal(b, "Succeeded", t.State)
+			require.Equal(b, "Succeeded", t.Phase)
 			lat = append(lat, t.FinishedAt.Sub(t.CreatedAt))
 		}
 		b.StopTimer()
@@ -94,18 +93,18 @@ func benchSystem(b *testing.B, proplets int) *harness.System {
 }
 
 // waitAll waits until n tasks labelled run are terminal and returns them.
-func waitAll(b *testing.B, c *client.Client, run string, n int) []standalone.Task {
+func waitAll(b *testing.B, c *rest.Client, run string, n int) []rest.Task {
 	ctx := context.Background()
 	require.Eventually(b, func() bool {
-		l, err := c.ListTasks(ctx, client.ListFilter{States: []string{"Pending", "Scheduled", "Running"}, Labels: map[string]string{"run": run}, Limit: 1})
-		return err == nil && len(l.Tasks) == 0
+		l, err := c.ListTasks(ctx, rest.TaskFilter{Phases: []string{"Pending", "Scheduled", "Running"}, Labels: map[string]string{"run": run}, Page: rest.Page{Limit: 1}})
+		return err == nil && len(l.Items) == 0
 	}, 10*time.Minute, 5*time.Millisecond)
-	var out []standalone.Task
-	f := client.ListFilter{Labels: map[string]string{"run": run}, Limit: 1000}
+	var out []rest.Task
+	f := rest.TaskFilter{Labels: map[string]string{"run": run}, Page: rest.Page{Limit: 1000}}
 	for {
 		l, err := c.ListTasks(ctx, f)
 		require.NoError(b, err)
-		out = append(out, l.Tasks...)
+		out = append(out, l.Items...)
 		if l.Continue == "" {
 			break
 		}
@@ -115,10 +114,10 @@ func waitAll(b *testing.B, c *client.Client, run string, n int) []standalone.Tas
 	return out
 }
 
-func latencies(b *testing.B, tasks []standalone.Task) []time.Duration {
+func latencies(b *testing.B, tasks []rest.Task) []time.Duration {
 	lat := make([]time.Duration, 0, len(tasks))
 	for _, t := range tasks {
-		require.Equal(b, "Succeeded", t.State, "%s: %s", t.Reason, t.Error)
+		require.Equal(b, "Succeeded", t.Phase, "%s: %s", t.Reason, t.Message)
 		lat = append(lat, t.FinishedAt.Sub(t.CreatedAt))
 	}
 	slices.Sort(lat)

@@ -7,10 +7,10 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/internal/mqtttest"
-	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/test/harness"
 )
 
@@ -47,7 +47,7 @@ func TestLostStartIsSentAgain(t *testing.T) {
 		}
 	}()
 
-	task := s.Create(standalone.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{1, 2}, PropletID: id})
+	task := s.Create(rest.TaskRequest{Name: "add", File: add, Function: "add", Inputs: []float64{1, 2}, PropletID: id})
 	start := func() *wire.StartTask {
 		t.Helper()
 		var m paho.Message
@@ -71,7 +71,7 @@ func TestLostStartIsSentAgain(t *testing.T) {
 	p.Publish(t, wire.KindEvents, &wire.Event{TaskID: task.ID, Attempt: 1, Type: wire.EventSucceeded,
 		Result: &wire.Result{Results: []float64{3}}}, false)
 	got := s.Wait(task.ID)
-	require.Equal(t, "Succeeded", got.State, "%s %s", got.Reason, got.Error)
+	require.Equal(t, "Succeeded", got.Phase, "%s %s", got.Reason, got.Message)
 	require.Equal(t, 1, got.Attempt)
 	require.Equal(t, []float64{3}, got.Results)
 }

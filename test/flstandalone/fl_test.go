@@ -12,6 +12,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/orchestration/fl"
@@ -24,7 +25,7 @@ const trainSamples = 1438
 
 // requireRoundsSound checks every closed round counts each participant at
 // most once and that checkpoints match closed rounds one to one.
-func requireRoundsSound(t *testing.T, j fl.Job) {
+func requireRoundsSound(t *testing.T, j rest.FederatedJob) {
 	t.Helper()
 	closed := 0
 	for _, r := range j.Status.Rounds {
@@ -36,7 +37,7 @@ func requireRoundsSound(t *testing.T, j fl.Job) {
 			seen[u.TaskID], seen[u.PropletID] = true, true
 			total += u.NumSamples
 		}
-		if r.Phase == fl.RoundClosed {
+		if r.Phase == rest.RoundClosed {
 			if r.Updates != nil { // older rounds keep only their summary
 				require.Equal(t, total, j.Status.Checkpoints[closed].TotalSamples)
 			}
@@ -52,7 +53,7 @@ func requireRoundsSound(t *testing.T, j fl.Job) {
 // directory holds just its initial model, its module and its checkpoints:
 // every client update was collected. It logs the bytes on disk against
 // what they would be with every update kept.
-func requireOnlyKeptBlobs(t *testing.T, dataDir string, j fl.Job) {
+func requireOnlyKeptBlobs(t *testing.T, dataDir string, j rest.FederatedJob) {
 	t.Helper()
 	dir := filepath.Join(dataDir, "blobs")
 	ents, err := os.ReadDir(filepath.Join(dir, "sha256"))
@@ -84,7 +85,7 @@ func requireOnlyKeptBlobs(t *testing.T, dataDir string, j fl.Job) {
 	// compacted, so extrapolate from one that kept it.
 	var updateBytes, updates int64
 	for _, r := range j.Status.Rounds {
-		if r.Phase == fl.RoundClosed && len(r.Updates) > 0 {
+		if r.Phase == rest.RoundClosed && len(r.Updates) > 0 {
 			updateBytes = r.Updates[0].Size
 		}
 	}
@@ -102,7 +103,7 @@ func TestFederatedMatchesCentralised(t *testing.T) {
 	s := newSystem(t, "p1", "p2", "p3")
 	j := s.create(jobSpec(t, rounds, nil))
 	j = s.waitDone(j.ID)
-	require.Equal(t, fl.JobSucceeded, j.Status.Phase, j.Status.Message)
+	require.Equal(t, rest.JobSucceeded, j.Status.Phase, j.Status.Message)
 	requireRoundsSound(t, j)
 	require.Len(t, j.Status.Checkpoints, rounds)
 	for i, c := range j.Status.Checkpoints {
@@ -116,7 +117,7 @@ func TestFederatedMatchesCentralised(t *testing.T) {
 	for i := 1; i < len(j.Status.Rounds); i++ {
 		require.Equal(t, "blob://"+j.Status.Rounds[i-1].Checkpoint, j.Status.Rounds[i].ModelURI)
 	}
-	code, _ := s.call(http.MethodGet, "/federated-jobs/"+j.ID+"/checkpoints", nil)
+	code, _ := s.call(http.MethodGet, "/v1/federated-jobs/"+j.ID+"/checkpoints", nil)
 	require.Equal(t, http.StatusOK, code)
 	requireOnlyKeptBlobs(t, s.DataDir, j)
 
@@ -132,7 +133,7 @@ func TestFederatedMatchesCentralised(t *testing.T) {
 func TestKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 	s := newSystem(t, "p1", "p2", "p3")
 	j := s.create(jobSpec(t, 2, func(m map[string]any) { m["kOfN"] = 2 }))
-	j = s.waitJob(j.ID, 3*time.Minute, func(j fl.Job) bool {
+	j = s.waitJob(j.ID, 3*time.Minute, func(j rest.FederatedJob) bool {
 		for _, p := range j.Status.Rounds[0].Participants {
 			if p.PropletID == "p3" {
 				return p.State == fl.PartRunning
@@ -145,7 +146,7 @@ func TestKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 	s.Proplets["p3"].Kill()
 
 	j = s.waitDone(j.ID)
-	require.Equal(t, fl.JobSucceeded, j.Status.Phase, j.Status.Message)
+	require.Equal(t, rest.JobSucceeded, j.Status.Phase, j.Status.Message)
 	require.Len(t, j.Status.Checkpoints, 2)
 	requireRoundsSound(t, j)
 	for _, r := range j.Status.Rounds {
@@ -174,7 +175,7 @@ func TestKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 	require.True(t, pub.WaitTimeout(10*time.Second))
 	require.NoError(t, pub.Error())
 
-	j = s.waitJob(j.ID, time.Minute, func(j fl.Job) bool { return j.Status.RejectedTotal > 0 }, "late update not recorded")
+	j = s.waitJob(j.ID, time.Minute, func(j rest.FederatedJob) bool { return j.Status.RejectedTotal > 0 }, "late update not recorded")
 	last := j.Status.Rejected[len(j.Status.Rejected)-1]
 	require.Equal(t, fl.RejectLate, last.Reason)
 	require.Equal(t, "1", last.RoundID)
@@ -193,7 +194,7 @@ func TestPoisonedClient(t *testing.T) {
 			m["aggregator"] = map[string]any{"algorithm": algo, "config": cfg}
 		}
 	}
-	jobs := map[string]fl.Job{
+	jobs := map[string]rest.FederatedJob{
 		"fedavg":      s.create(jobSpec(t, 3, poisoned("fedavg", nil))),
 		"fedmedian":   s.create(jobSpec(t, 3, poisoned("fedmedian", nil))),
 		"trimmedmean": s.create(jobSpec(t, 3, poisoned("trimmedmean", map[string]float64{"beta": 0.34}))),
@@ -201,7 +202,7 @@ func TestPoisonedClient(t *testing.T) {
 	acc := map[string]float64{}
 	for algo, j := range jobs {
 		j = s.waitDone(j.ID)
-		require.Equal(t, fl.JobSucceeded, j.Status.Phase, "%s: %s", algo, j.Status.Message)
+		require.Equal(t, rest.JobSucceeded, j.Status.Phase, "%s: %s", algo, j.Status.Message)
 		requireRoundsSound(t, j)
 		acc[algo] = s.accuracy(j.Status.ModelDigest)
 	}
@@ -218,20 +219,27 @@ func TestManagerKilledMidRound(t *testing.T) {
 	s := newSystem(t, "p1", "p2", "p3")
 	j := s.create(jobSpec(t, rounds, nil))
 	// Mid-round: some updates accepted, others still to come.
-	j = s.waitJobEvery(j.ID, 4*time.Minute, 10*time.Millisecond, func(j fl.Job) bool {
+	j = s.waitJobEvery(j.ID, 4*time.Minute, 10*time.Millisecond, func(j rest.FederatedJob) bool {
 		r := j.Current()
-		return r != nil && r.Phase == fl.RoundRunning && len(r.Updates) >= 1 && len(r.Updates) < r.KOfN
+		return r != nil && r.Phase == rest.RoundRunning && len(r.Updates) >= 1 && len(r.Updates) < r.KOfN
 	}, "never saw a round part-way")
 	t.Logf("killing the manager in round %s with %d of %d updates", j.Current().ID, len(j.Current().Updates), j.Current().KOfN)
-	crashRound, accepted := j.Current().Number, fltest.AcceptedSamples(j.Current())
+	crashRound, accepted := j.Current().Number, int64(0)
+	for _, u := range j.Current().Updates {
+		accepted += u.NumSamples
+	}
 	s.Manager.Kill()
 	s.startManager()
 
 	j = s.waitDone(j.ID)
-	require.Equal(t, fl.JobSucceeded, j.Status.Phase, j.Status.Message)
+	require.Equal(t, rest.JobSucceeded, j.Status.Phase, j.Status.Message)
 	require.Len(t, j.Status.Checkpoints, rounds)
 	requireRoundsSound(t, j)
-	fltest.RequireSamplesAfterCrash(t, j.Status.Checkpoints, crashRound, accepted, trainSamples)
+	cps := make([]fl.Checkpoint, 0, len(j.Status.Checkpoints))
+	for _, c := range j.Status.Checkpoints {
+		cps = append(cps, fl.Checkpoint{Round: c.Round, TotalSamples: c.TotalSamples})
+	}
+	fltest.RequireSamplesAfterCrash(t, cps, crashRound, accepted, trainSamples)
 	for _, r := range j.Status.Rejected {
 		require.Contains(t, []string{fl.RejectDuplicate, fl.RejectLate}, r.Reason)
 	}

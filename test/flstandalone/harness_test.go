@@ -17,8 +17,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/examples/fl/digits"
-	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/test/harness"
 )
@@ -122,33 +122,33 @@ const (
 	batch  = 16
 )
 
-func (s *system) create(spec map[string]any) fl.Job {
-	code, body := s.call(http.MethodPost, "/federated-jobs", spec)
+func (s *system) create(spec map[string]any) rest.FederatedJob {
+	code, body := s.call(http.MethodPost, "/v1/federated-jobs", spec)
 	require.Equal(s.t, http.StatusCreated, code, string(body))
-	var j fl.Job
+	var j rest.FederatedJob
 	require.NoError(s.t, json.Unmarshal(body, &j))
 	return j
 }
 
-func (s *system) job(id string) (fl.Job, bool) {
-	code, body := s.call(http.MethodGet, "/federated-jobs/"+id, nil)
+func (s *system) job(id string) (rest.FederatedJob, bool) {
+	code, body := s.call(http.MethodGet, "/v1/federated-jobs/"+id, nil)
 	if code != http.StatusOK {
-		return fl.Job{}, false
+		return rest.FederatedJob{}, false
 	}
-	var j fl.Job
+	var j rest.FederatedJob
 	require.NoError(s.t, json.Unmarshal(body, &j))
 	return j, true
 }
 
 // waitJob polls until cond holds for the job.
-func (s *system) waitJob(id string, timeout time.Duration, cond func(fl.Job) bool, msg string) fl.Job {
+func (s *system) waitJob(id string, timeout time.Duration, cond func(rest.FederatedJob) bool, msg string) rest.FederatedJob {
 	s.t.Helper()
 	return s.waitJobEvery(id, timeout, 200*time.Millisecond, cond, msg)
 }
 
-func (s *system) waitJobEvery(id string, timeout, every time.Duration, cond func(fl.Job) bool, msg string) fl.Job {
+func (s *system) waitJobEvery(id string, timeout, every time.Duration, cond func(rest.FederatedJob) bool, msg string) rest.FederatedJob {
 	s.t.Helper()
-	var last fl.Job
+	var last rest.FederatedJob
 	require.Eventually(s.t, func() bool {
 		j, ok := s.job(id)
 		if ok {
@@ -159,13 +159,13 @@ func (s *system) waitJobEvery(id string, timeout, every time.Duration, cond func
 	return last
 }
 
-func (s *system) waitDone(id string) fl.Job {
-	return s.waitJob(id, 6*time.Minute, func(j fl.Job) bool { return j.Status.Phase.Terminal() }, "job did not finish")
+func (s *system) waitDone(id string) rest.FederatedJob {
+	return s.waitJob(id, 6*time.Minute, func(j rest.FederatedJob) bool { return rest.JobTerminal(j.Status.Phase) }, "job did not finish")
 }
 
 // accuracy downloads a model and scores it on the held-out split.
 func (s *system) accuracy(digest string) float64 {
-	code, body := s.call(http.MethodGet, "/models/"+digest, nil)
+	code, body := s.call(http.MethodGet, "/v1/models/"+digest, nil)
 	require.Equal(s.t, http.StatusOK, code)
 	acc, err := digits.HeldOutAccuracy(body)
 	require.NoError(s.t, err)

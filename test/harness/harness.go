@@ -22,9 +22,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/manager/mosquitto"
 	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/standalone/client"
 )
 
 // Binary is the propeller binary the processes run; Main sets it.
@@ -140,7 +140,7 @@ type System struct {
 	BrokerURL string
 	external  *externalBroker
 	Manager   *Proc
-	Client    *client.Client
+	Client    *rest.Client
 	mu        sync.Mutex
 	Proplets  map[string]*Proc
 	tls       *TLSFiles
@@ -233,14 +233,14 @@ func (s *System) StartManager(extra ...string) {
 	} else {
 		args = append(args, "--mqtt-addr", s.MQTTAddr)
 	}
-	scheme, opts := "http", client.Options{}
+	scheme, opts := "http", []rest.Option(nil)
 	if s.tls != nil {
 		args = append(args, "--tls-cert", s.tls.Cert, "--tls-key", s.tls.Key)
 		pem, err := os.ReadFile(s.tls.CA)
 		require.NoError(t, err)
 		pool := x509.NewCertPool()
 		require.True(t, pool.AppendCertsFromPEM(pem))
-		scheme, opts.TLS = "https", &tls.Config{RootCAs: pool}
+		scheme, opts = "https", append(opts, rest.WithTLSConfig(&tls.Config{RootCAs: pool}))
 	}
 	s.Manager = Start(t, "manager", append(args, extra...)...)
 	var tok []byte
@@ -249,14 +249,14 @@ func (s *System) StartManager(extra ...string) {
 		return len(bytes.TrimSpace(tok)) > 0
 	}, 20*time.Second, 10*time.Millisecond)
 	var err error
-	s.Client, err = client.New(scheme+"://"+s.HTTPAddr, strings.TrimSpace(string(tok)), opts)
+	s.Client, err = rest.NewClient(scheme+"://"+s.HTTPAddr, strings.TrimSpace(string(tok)), opts...)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		// Each probe is bounded: one request stuck on a loaded machine
 		// must not use up the whole wait.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err := s.Client.ListTasks(ctx, client.ListFilter{Limit: 1})
+		_, err := s.Client.ListTasks(ctx, rest.TaskFilter{Page: rest.Page{Limit: 1}})
 		if ctx.Err() != nil {
 			t.Logf("manager probe timed out: %v", err)
 		}
@@ -292,12 +292,11 @@ func (s *System) WaitAlive(ids ...string) {
 	require.Eventually(s.t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		ps, err := s.Client.Proplets(ctx)
-		if err != nil {
-			return false
-		}
 		alive := map[string]bool{}
-		for _, p := range ps {
+		for p, err := range s.Client.Proplets(ctx) {
+			if err != nil {
+				return false
+			}
 			alive[p.ID] = p.Alive
 		}
 		for _, id := range ids {
@@ -309,7 +308,7 @@ func (s *System) WaitAlive(ids ...string) {
 	}, 30*time.Second, 20*time.Millisecond, "proplets %v not alive", ids)
 }
 
-func (s *System) Wait(id string) standalone.Task {
+func (s *System) Wait(id string) rest.Task {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -318,9 +317,21 @@ func (s *System) Wait(id string) standalone.Task {
 	return task
 }
 
-func (s *System) Create(req standalone.TaskRequest) standalone.Task {
+func (s *System) Create(req rest.TaskRequest) rest.Task {
 	s.t.Helper()
 	task, err := s.Client.CreateTask(context.Background(), req)
 	require.NoError(s.t, err)
 	return task
+}
+
+// ListProplets lists every proplet the manager knows, following pages.
+func (s *System) ListProplets(ctx context.Context) ([]rest.Proplet, error) {
+	var ps []rest.Proplet
+	for p, err := range s.Client.Proplets(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
 }

@@ -1,5 +1,6 @@
-// Package query holds the filter, paging and copy rules every Propeller
-// store shares, so the memory and bolt stores cannot drift apart.
+// Package query holds the continue token and copy rules the memory and
+// bolt stores share, so they cannot drift apart. Filter matching and page
+// sizes are orchestration.TaskFilter's, shared with every store.
 package query
 
 import (
@@ -10,43 +11,6 @@ import (
 
 	"github.com/absmach/propeller/orchestration"
 )
-
-// Page size bounds documented on orchestration.TaskFilter.
-const (
-	DefaultLimit = 100
-	MaxLimit     = 1000
-)
-
-// Matches reports whether t passes every filter of f except paging.
-// PropletID matches the proplet the task is placed on (Status.PropletID),
-// because that is what the engine asks when a proplet is lost.
-func Matches(t *orchestration.Task, f orchestration.TaskFilter) bool {
-	if len(f.Phases) > 0 && !slices.Contains(f.Phases, t.Status.Phase) {
-		return false
-	}
-	if f.PropletID != "" && t.Status.PropletID != f.PropletID {
-		return false
-	}
-	for k, v := range f.Labels {
-		if got, ok := t.Spec.Labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
-// PageLimit applies the documented defaults so all stores page alike.
-func PageLimit(n int) (int, error) {
-	switch {
-	case n < 0:
-		return 0, fmt.Errorf("limit %d: %w", n, orchestration.ErrInvalid)
-	case n == 0:
-		return DefaultLimit, nil
-	case n > MaxLimit:
-		return MaxLimit, nil
-	}
-	return n, nil
-}
 
 // EncodeContinue makes the opaque continue token for a page ending at id.
 func EncodeContinue(id string) string {

@@ -1,0 +1,140 @@
+package orchestration
+
+import (
+	"context"
+	"time"
+)
+
+// Tick does the periodic work: proplets whose heartbeat deadline passed
+// are lost, attempts past their deadline fail, the queue is served and,
+// hourly, expired idempotency keys are pruned. Run calls it; tests call
+// it with a fake clock.
+func (e *Engine) Tick(ctx context.Context) {
+	now := e.clock.Now()
+	type victim struct {
+		id, proplet string
+		attempt     int
+		reason, msg string
+	}
+	var victims []victim
+	var redispatch []placement
+	e.mu.Lock()
+	for _, p := range e.proplets {
+		if p.LastSeen.Add(e.cfg.HeartbeatTimeout).After(now) {
+			continue
+		}
+		if p.Alive {
+			e.log.Warn("proplet lost: heartbeat deadline passed", "proplet", p.ID)
+			p.Alive = false
+		}
+		for id := range p.assigned {
+			if f := e.flights[id]; f != nil {
+				victims = append(victims, victim{id, p.ID, f.attempt, ReasonPropletLost, "no heartbeat from " + p.ID + " for " + e.cfg.HeartbeatTimeout.String()})
+			}
+		}
+	}
+	for id, f := range e.flights {
+		if !f.deadline.IsZero() && now.After(f.deadline) {
+			victims = append(victims, victim{id, f.propletID, f.attempt, ReasonDeadlineExceeded, "no result before the deadline"})
+		}
+		if f.redispatch {
+			if p := e.proplets[f.propletID]; p != nil && p.Alive {
+				f.redispatch = false
+				redispatch = append(redispatch, placement{id, f.propletID})
+			}
+		}
+	}
+	e.mu.Unlock()
+
+	for _, v := range victims {
+		unlock := e.lock(v.id)
+		if v.reason == ReasonDeadlineExceeded {
+			if err := e.disp.StopTask(ctx, v.proplet, v.id, v.attempt, v.reason); err != nil {
+				e.log.Warn("stop command not delivered", "task", v.id, "err", err)
+			}
+		}
+		e.failAttemptLocked(ctx, v.id, v.attempt, v.reason, v.msg)
+		unlock()
+	}
+	e.resend(ctx, redispatch)
+	e.schedule(ctx)
+	e.reportUnschedulable(ctx)
+	e.pruneIdempotency(ctx, now)
+}
+
+// resend repeats the start commands of in-flight attempts: recovered ones
+// (flight.redispatch) and ones their proplet does not list (reconcileLocked).
+func (e *Engine) resend(ctx context.Context, pls []placement) {
+	for _, pl := range pls {
+		unlock := e.lock(pl.taskID)
+		t, err := e.store.GetTask(ctx, pl.taskID)
+		inFlight := t.Status.Phase == PhaseScheduled || t.Status.Phase == PhaseRunning
+		if err == nil && inFlight && t.Status.PropletID == pl.propletID {
+			if err := e.disp.StartTask(ctx, pl.propletID, t); err != nil {
+				e.log.Warn("start command not re-sent", "task", t.ID, "err", err)
+			}
+		}
+		unlock()
+	}
+}
+
+// Heartbeat extends a known proplet's liveness. Heartbeats from a proplet
+// whose status was never seen are ignored: without a status there is no
+// capacity to schedule on.
+func (e *Engine) Heartbeat(ctx context.Context, hb Heartbeat) error {
+	e.mu.Lock()
+	p := e.proplets[hb.PropletID]
+	if p == nil || (hb.Instance != "" && p.Instance != "" && hb.Instance != p.Instance) {
+		e.mu.Unlock()
+		return nil
+	}
+	revived := !p.Alive
+	p.Alive = true
+	now := e.clock.Now()
+	p.LastSeen = now
+	ask := e.reconcileLocked(p, hb.Running, now)
+	e.mu.Unlock()
+	if revived {
+		e.Tick(ctx)
+	}
+	e.resend(ctx, ask)
+	return nil
+}
+
+// maxAsks bounds how often one attempt is asked for again.
+const maxAsks = 3
+
+// reconcileLocked compares the attempts placed on p with those p says it
+// runs. One placed over ReconcileGrace ago and missing from two
+// heartbeats in a row is asked for again (its start, same attempt): the
+// start may have been lost (a broker restarted without persistence), or
+// the result (see flight.redispatch). Asking is safe: a proplet runs an
+// attempt it never saw, ignores one it runs, and re-sends the result of
+// one it finished. After maxAsks the deadline decides. Callers hold e.mu.
+func (e *Engine) reconcileLocked(p *propletState, running []AttemptRef, now time.Time) []placement {
+	if len(p.assigned) == 0 {
+		return nil
+	}
+	listed := make(map[AttemptRef]struct{}, len(running))
+	for _, r := range running {
+		listed[r] = struct{}{}
+	}
+	var ask []placement
+	for id := range p.assigned {
+		f := e.flights[id]
+		if f == nil || f.attempt == 0 || f.propletID != p.ID {
+			continue
+		}
+		if _, ok := listed[AttemptRef{TaskID: id, Attempt: f.attempt}]; ok || now.Sub(f.placed) < e.cfg.ReconcileGrace {
+			f.missed = 0
+			continue
+		}
+		f.missed++
+		if f.missed >= 2 && f.asked < maxAsks {
+			f.missed = 0
+			f.asked++
+			ask = append(ask, placement{taskID: id, propletID: p.ID})
+		}
+	}
+	return ask
+}
