@@ -21,7 +21,7 @@ func newFLCommand(g *globalOptions) *cobra.Command {
 	o := &clientOptions{globalOptions: g}
 	cmd := &cobra.Command{Use: "fl", Short: "Run and follow federated-learning jobs on a standalone manager"}
 	o.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(newFLCreateCommand(o), newFLListCommand(o), newFLGetCommand(o), newFLWatchCommand(o), newFLStopCommand(o))
+	cmd.AddCommand(newFLCreateCommand(o), newFLListCommand(o), newFLGetCommand(o), newFLWatchCommand(o), newFLStopCommand(o), newFLModelCommand(o))
 	return cmd
 }
 

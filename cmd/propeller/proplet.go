@@ -68,6 +68,6 @@ each under a deadline and a memory limit.`,
 		},
 	}
 	o.AddFlags(cmd.Flags())
-	cmd.AddCommand(newPropletListCommand(g), newPropletCredentialsCommand(g))
+	cmd.AddCommand(newPropletListCommand(g), newPropletGetCommand(g), newPropletDeleteCommand(g), newPropletCredentialsCommand(g))
 	return cmd
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +53,62 @@ func newPropletListCommand(g *globalOptions) *cobra.Command {
 				ps = append(ps, p)
 			}
 			return o.print(cmd, propletView(map[string]any{"items": ps}, ps...))
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newPropletGetCommand(g *globalOptions) *cobra.Command {
+	o := &clientOptions{globalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "Show a proplet: liveness, capacity, labels and the tasks it runs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client(cmd)
+			if err != nil {
+				return err
+			}
+			p, err := c.GetProplet(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			v := propletView(p, p)
+			if len(p.Running) > 0 {
+				v.detail = func(w io.Writer) { fmt.Fprintf(w, "running: %s\n", strings.Join(p.Running, " ")) }
+			}
+			return o.print(cmd, v)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newPropletDeleteCommand(g *globalOptions) *cobra.Command {
+	o := &clientOptions{globalOptions: g}
+	cmd := &cobra.Command{
+		Use:   "delete ID",
+		Short: "Forget a proplet; the tasks placed on it are retried elsewhere or fail as PropletLost",
+		Long: `Forget a proplet the manager knows, say one that was decommissioned.
+The tasks placed on it are treated as lost with it (retried elsewhere, or
+Failed with reason PropletLost). A proplet that is still running announces
+itself again on its next status message.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client(cmd)
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteProplet(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			if o.out.format == "name" {
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), args[0])
+			} else {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "proplet %s deleted\n", args[0])
+			}
+			return err
 		},
 	}
 	o.AddFlags(cmd.Flags())
