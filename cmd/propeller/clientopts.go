@@ -12,7 +12,7 @@ import (
 
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/standalone"
-	)
+)
 
 // clientOptions say which manager the CLI talks to and how it prints.
 type clientOptions struct {

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/absmach/propeller/api/rest"
-	)
+)
 
 // maxCandidates caps the tasks an ambiguity error lists.
 const maxCandidates = 10

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/absmach/propeller/api/rest"
-	)
+)
 
 const taskRefHelp = `TASK is a task's id, its name (when no other task has it) or a prefix of its id
 that no other id starts with.`

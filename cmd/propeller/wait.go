@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/absmach/propeller/api/rest"
-	)
+)
 
 // defaultWaitTimeout bounds a wait unless --wait-timeout says otherwise:
 // a task that can never be placed must not hang a script for ever.
