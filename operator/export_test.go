@@ -1,0 +1,4 @@
+package operator
+
+// EnsureJoinToken is ensureJoinToken, for tests that race it.
+var EnsureJoinToken = ensureJoinToken
