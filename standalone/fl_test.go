@@ -13,13 +13,13 @@ import (
 
 	"github.com/absmach/propeller/api/safetensors"
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/storage/memory"
+	"github.com/absmach/propeller/test/mqtttest"
 	"github.com/absmach/propeller/test/ocitest"
 )
 

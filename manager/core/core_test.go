@@ -12,13 +12,13 @@ import (
 
 	"github.com/absmach/propeller/api/safetensors"
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/core"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/storage/memory"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 const wait = 20 * time.Second

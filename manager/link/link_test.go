@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 var topics wire.Topics
