@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/absmach/propeller/api/rest"
+	"github.com/absmach/propeller/api/wire"
 )
 
 const taskRefHelp = `TASK is a task's id, its name (when no other task has it) or a prefix of its id
@@ -43,8 +44,8 @@ func taskView(obj any, detail bool, tasks ...rest.Task) view {
 		if t.ExitCode != nil {
 			exit = strconv.Itoa(*t.ExitCode)
 		}
-		if d, ok := strings.CutPrefix(image, "blob://"); ok {
-			image = "blob://" + shortDigest(d)
+		if d, ok := strings.CutPrefix(image, wire.BlobScheme); ok {
+			image = wire.BlobScheme + shortDigest(d)
 		}
 		if t.MemoryBytes > 0 {
 			memory = strconv.FormatInt(t.MemoryBytes, 10)

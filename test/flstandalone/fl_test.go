@@ -74,7 +74,7 @@ func requireOnlyKeptBlobs(t *testing.T, dataDir string, j rest.FederatedJob) {
 		bytesOnDisk += info.Size()
 		got = append(got, "sha256:"+e.Name())
 	}
-	want := []string{strings.TrimPrefix(j.Spec.ModelRef, "blob://"), strings.TrimPrefix(j.Spec.TaskWasmImage, "blob://")}
+	want := []string{strings.TrimPrefix(j.Spec.ModelRef, wire.BlobScheme), strings.TrimPrefix(j.Spec.TaskWasmImage, wire.BlobScheme)}
 	for _, c := range j.Status.Checkpoints {
 		want = append(want, c.Digest)
 	}
@@ -120,7 +120,7 @@ func TestFederatedMatchesCentralised(t *testing.T) {
 	}
 	// The checkpoint chain: round n+1 trained from round n's model.
 	for i := 1; i < len(j.Status.Rounds); i++ {
-		require.Equal(t, "blob://"+j.Status.Rounds[i-1].Checkpoint, j.Status.Rounds[i].ModelURI)
+		require.Equal(t, wire.BlobScheme+j.Status.Rounds[i-1].Checkpoint, j.Status.Rounds[i].ModelURI)
 	}
 	code, _ := s.call(http.MethodGet, "/v1/federated-jobs/"+j.ID+"/checkpoints", nil)
 	require.Equal(t, http.StatusOK, code)
