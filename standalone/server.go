@@ -23,6 +23,7 @@ import (
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/manager/ocipush"
+	"github.com/absmach/propeller/manager/rest"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/storage/bolt"
 )
@@ -56,8 +57,11 @@ type Config struct {
 	RegistryAuth string
 	// RequirePropletCredentials refuses the join token on the embedded
 	// broker: only proplets with a secret issued over the API
-	// (POST /proplets/{id}/credentials) may log in.
+	// (POST /v1/proplets/{id}/credentials) may log in.
 	RequirePropletCredentials bool
+	// CORSOrigins are the origins browsers may call the REST API from;
+	// empty disables CORS.
+	CORSOrigins []string
 	// Ready, when set, receives the bound addresses once serving, so
 	// callers (tests) can use port 0.
 	Ready func(Addrs)
@@ -207,10 +211,10 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = engine.Run(ctx)
 	}()
 
-	api, err := NewAPI(APIConfig{
+	api, err := rest.New(rest.Config{
 		Engine:         engine,
 		Blobs:          blobStore,
-		Token:          apiToken,
+		Auth:           BearerToken(apiToken),
 		MaxUploadBytes: cfg.MaxUploadBytes,
 		Ready: func() error {
 			if !mqttLink.Connected() {
@@ -219,8 +223,10 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		},
 		Metrics:     metricsHTTP,
-		FL:          &FLAPI{Jobs: flc, Blobs: blobStore},
-		Credentials: creds,
+		FL:          &rest.FL{Jobs: flc, Blobs: blobStore},
+		Credentials: credentials(creds),
+		CORSOrigins: cfg.CORSOrigins,
+		Logger:      log,
 	})
 	if err != nil {
 		return err
