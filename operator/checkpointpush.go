@@ -2,7 +2,6 @@ package operator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -24,7 +23,7 @@ const (
 )
 
 // checkpointPusher copies checkpoints from the operator's blob store to an
-// OCI registry. blobs is set by the leader before the controllers run.
+// OCI registry.
 type checkpointPusher struct {
 	reg ocipush.Registry
 	// auth is the registry credentials file (--registry-auth),
@@ -39,7 +38,7 @@ type checkpointPusher struct {
 // credentials file once, so a missing, unreadable or malformed file (or
 // one without credentials for the registry's host) stops the operator at
 // start rather than failing every push.
-func newCheckpointPusher(registry, authFile string) (*checkpointPusher, error) {
+func newCheckpointPusher(registry, authFile string, blobs fl.Blobs) (*checkpointPusher, error) {
 	reg, err := ocipush.ParseRegistry(registry)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint registry: %w", err)
@@ -49,16 +48,13 @@ func newCheckpointPusher(registry, authFile string) (*checkpointPusher, error) {
 			return nil, fmt.Errorf("registry auth: %w", err)
 		}
 	}
-	return &checkpointPusher{reg: reg, auth: authFile}, nil
+	return &checkpointPusher{reg: reg, auth: authFile, blobs: blobs}, nil
 }
 
 // checkpointTag is "<job>-round-<n>".
 func checkpointTag(job string, round int) string { return fmt.Sprintf("%s-round-%d", job, round) }
 
 func (p *checkpointPusher) push(ctx context.Context, job string, cp fl.Checkpoint) (ocipush.Result, error) {
-	if p.blobs == nil {
-		return ocipush.Result{}, errors.New("blob store not open")
-	}
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
 	data, err := p.blobs.Blob(ctx, cp.Digest)

@@ -98,7 +98,12 @@ func (p *proplet) kill() {
 
 func startProplet(t testing.TB, mqttAddr, id string, extra ...string) *proplet {
 	t.Helper()
-	args := append([]string{"proplet", "--broker", "mqtt://" + mqttAddr, "--id", id, "--token", joinToken,
+	return startPropletWithToken(t, mqttAddr, id, joinToken, extra...)
+}
+
+func startPropletWithToken(t testing.TB, mqttAddr, id, token string, extra ...string) *proplet {
+	t.Helper()
+	args := append([]string{"proplet", "--broker", "mqtt://" + mqttAddr, "--id", id, "--token", token,
 		"--cache-dir", filepath.Join(t.TempDir(), "cache"), "--heartbeat-interval", "200ms", "--log-level", "debug"}, extra...)
 	cmd := exec.Command(propellerBinary(t), args...)
 	out := &syncBuffer{}

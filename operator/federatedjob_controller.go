@@ -31,16 +31,6 @@ import (
 // JobFinalizer keeps a FederatedJob until its running round is stopped.
 const JobFinalizer = "propeller.absmach.io/stop-job"
 
-// flJobs starts jobs on the FL coordinator under the object's name. The
-// leader sets c before the controllers are ready.
-type flJobs struct {
-	c *fl.Coordinator
-}
-
-func (f *flJobs) create(ctx context.Context, name string, spec fl.JobSpec) (fl.Job, error) {
-	return f.c.CreateNamed(ctx, name, spec)
-}
-
 // FederatedJobReconciler hands FederatedJobs to the FL coordinator, which
 // runs rounds of WasmTasks through the engine, and mirrors the job record
 // into the FederatedJob's status, its TrainingRounds (the coordinator's
@@ -50,7 +40,7 @@ func (f *flJobs) create(ctx context.Context, name string, spec fl.JobSpec) (fl.J
 type FederatedJobReconciler struct {
 	Client   client.Client
 	Jobs     *FLStore
-	FL       *flJobs
+	FL       *fl.Coordinator
 	Recorder events.EventRecorder
 	Ready    <-chan struct{}
 }
@@ -145,7 +135,7 @@ func (r *FederatedJobReconciler) reconcileAdmit(ctx context.Context, obj *v1.Fed
 	if err != nil {
 		return fl.Job{}, err
 	}
-	job, err := r.FL.create(ctx, obj.Name, spec)
+	job, err := r.FL.CreateNamed(ctx, obj.Name, spec)
 	if errors.Is(err, orchestration.ErrInvalid) {
 		obj.Status.Phase = v1.FLFailed
 		obj.Status.ObservedGeneration = obj.Generation
@@ -239,7 +229,7 @@ func checkpointName(job string, round int) string { return fmt.Sprintf("%s-ckpt-
 
 // reconcileRounds ensures one TrainingRound per round attempt the
 // coordinator started (usually created already, with the round's first
-// task, by the store's setOwner) and mirrors the coordinator's facts about
+// task, by RoundOwners) and mirrors the coordinator's facts about
 // the round into the fields of its status this controller owns: phase,
 // tasks, updatesReceived, updatesRejected, metrics, metric, reason,
 // message, checkpoint, startedAt, completedAt. The TrainingRound
@@ -359,7 +349,7 @@ func (r *FederatedJobReconciler) reconcileDelete(ctx context.Context, obj *v1.Fe
 	if !controllerutil.ContainsFinalizer(obj, JobFinalizer) {
 		return nil
 	}
-	_, err := r.FL.c.Stop(ctx, obj.Name, "FederatedJob deleted")
+	_, err := r.FL.Stop(ctx, obj.Name, "FederatedJob deleted")
 	if err != nil && !errors.Is(err, orchestration.ErrTerminal) && !errors.Is(err, orchestration.ErrNotFound) {
 		return err
 	}

@@ -10,11 +10,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/operator"
 )
 
 // writeKubeconfig writes a kubeconfig file for the API server at server,
@@ -37,7 +41,8 @@ var brokerListening = regexp.MustCompile(`msg="embedded MQTT broker listening" a
 
 // TestKubeconfigFlag runs `propeller manager operator --kubeconfig FILE`
 // as a process: it reaches the API server named in FILE, not the one
-// $KUBECONFIG names (a closed port), and runs a WasmTask.
+// $KUBECONFIG names (a closed port), and runs a WasmTask. With
+// --join-token given, it creates no join token Secret.
 func TestKubeconfigFlag(t *testing.T) {
 	ns := newNamespace(t)
 	good := writeKubeconfig(t, restCfg, restCfg.Host)
@@ -86,4 +91,7 @@ func TestKubeconfigFlag(t *testing.T) {
 		s.Inputs = []float64{20, 22}
 	})))
 	require.Equal(t, []float64{42}, waitPhase(t, ns, "add", v1.TaskSucceeded).Status.Results)
+
+	err := k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: operator.JoinTokenSecret}, &corev1.Secret{})
+	require.True(t, apierrors.IsNotFound(err), "a configured join token leaves the Secret alone: %v", err)
 }

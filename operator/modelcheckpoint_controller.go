@@ -44,7 +44,6 @@ type ModelCheckpointReconciler struct {
 	// Jobs reads the job record, for the checkpoint's algorithm.
 	Jobs     *FLStore
 	Recorder events.EventRecorder
-	Ready    <-chan struct{}
 	// Push is nil when no registry is configured: the controller then
 	// does nothing.
 	Push *checkpointPusher
@@ -56,11 +55,6 @@ type ModelCheckpointReconciler struct {
 func (r *ModelCheckpointReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	if r.Push == nil {
 		return ctrl.Result{}, nil
-	}
-	select {
-	case <-r.Ready: // the pusher has the blob store
-	case <-ctx.Done():
-		return ctrl.Result{}, ctx.Err()
 	}
 	mc := &v1.ModelCheckpoint{}
 	if err := r.Client.Get(ctx, req.NamespacedName, mc); err != nil {

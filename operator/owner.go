@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
@@ -22,62 +23,77 @@ import (
 //
 // The coordinator persists a round (its record in fljob-<job>) before it
 // submits the round's tasks, but no TrainingRound object exists yet at
-// that moment. setOwner therefore creates-or-gets the round object when
+// that moment. RoundOwners therefore creates-or-gets the round object when
 // the first of its tasks is created (from the task's fl-job and fl-round
 // labels and the job record), and the task is created owned by it. The
 // FederatedJob controller ensures the same object (for a round whose
 // tasks were all refused), and either may come first.
 
-// setOwner makes a federated-learning task owned (controller reference)
-// by its TrainingRound, creating the round object if it does not exist
-// yet. A task whose job has no FederatedJob object (a job run without
-// one: tests, REST) gets no owner.
-func (s *Store) setOwner(ctx context.Context, obj *v1.WasmTask, t orchestration.Task) error {
+// RoundOwners is the store's Owners for federated learning: a task of an
+// FL round (labels fl-job and fl-round) is owned by its TrainingRound, a
+// task of a job that has no FederatedJob object (a job run without one:
+// tests, REST) by nothing.
+type RoundOwners struct {
+	c  client.Client
+	ns string
+}
+
+// NewRoundOwners resolves the owners of tasks in namespace ns, where the
+// FederatedJobs, their records and their rounds live. c should read from
+// the API server: a round object just created must be found.
+func NewRoundOwners(c client.Client, ns string) *RoundOwners { return &RoundOwners{c: c, ns: ns} }
+
+// Owner returns the TrainingRound of t's round as its controller, creating
+// the round object if it does not exist yet.
+func (o *RoundOwners) Owner(ctx context.Context, t orchestration.Task) (*metav1.OwnerReference, error) {
 	job, rid := t.Spec.Labels[fl.LabelJob], t.Spec.Labels[fl.LabelRound]
 	if job == "" || checkID(job) != nil {
-		return nil
+		return nil, nil
 	}
 	var owner client.Object
 	if name, ok := roundObjectName(job, rid); ok {
 		tr := &v1.TrainingRound{}
-		err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: name}, tr)
+		err := o.c.Get(ctx, client.ObjectKey{Namespace: o.ns, Name: name}, tr)
 		switch {
 		case err == nil:
 			owner = tr
 		case !apierrors.IsNotFound(err):
-			return fmt.Errorf("owner of task %s: %w", t.ID, mapErr(err))
+			return nil, mapErr(err)
 		}
 	}
 	if owner == nil {
 		fj := &v1.FederatedJob{}
-		err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: job}, fj)
+		err := o.c.Get(ctx, client.ObjectKey{Namespace: o.ns, Name: job}, fj)
 		if apierrors.IsNotFound(err) {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return fmt.Errorf("owner of task %s: %w", t.ID, mapErr(err))
+			return nil, mapErr(err)
 		}
 		owner = fj // the round is not in the record (should not happen)
-		if tr, err := s.ensureRound(ctx, fj, rid); err != nil {
-			return fmt.Errorf("owner of task %s: %w", t.ID, err)
+		if tr, err := o.ensureRound(ctx, fj, rid); err != nil {
+			return nil, err
 		} else if tr != nil {
 			owner = tr
 		}
 	}
-	obj.OwnerReferences = nil
-	return controllerutil.SetControllerReference(owner, obj, s.c.Scheme())
+	gvk, err := apiutil.GVKForObject(owner, o.c.Scheme())
+	if err != nil {
+		return nil, err
+	}
+	return metav1.NewControllerRef(owner, gvk), nil
 }
 
 // ensureRound creates (or gets) the TrainingRound of round rid from the
 // job record; nil when the record has no such round.
-func (s *Store) ensureRound(ctx context.Context, fj *v1.FederatedJob, rid string) (*v1.TrainingRound, error) {
-	j, err := NewFLStore(s.c, s.ns).GetJob(ctx, fj.Name)
+func (o *RoundOwners) ensureRound(ctx context.Context, fj *v1.FederatedJob, rid string) (*v1.TrainingRound, error) {
+	j, err := NewFLStore(o.c, o.ns).GetJob(ctx, fj.Name)
 	if err != nil {
 		return nil, err
 	}
 	for i := range j.Status.Rounds {
 		if rd := &j.Status.Rounds[i]; rd.ID == rid {
-			return ensureTrainingRound(ctx, s.c, s.c, fj, &j, rd)
+			return ensureTrainingRound(ctx, o.c, o.c, fj, &j, rd)
 		}
 	}
 	return nil, nil

@@ -1,6 +1,7 @@
 package operator_test
 
 import (
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,7 +18,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/examples/exampletest"
@@ -28,8 +28,10 @@ import (
 
 // TestDeployedRBACSuffices runs the operator with exactly the rights that
 // deploy/ grants it: the generated ClusterRole (deploy/rbac/role.yaml)
-// bound to its ServiceAccount as deploy/kustomize/rbac.yaml does, every
-// API call made as that ServiceAccount. With leader election, a WasmTask
+// bound to its ServiceAccount as deploy/kustomize/rbac.yaml does, with the
+// namespaced Role for the join token Secret, every API call made as that
+// ServiceAccount. With leader election, the join token Secret is created
+// and a proplet joins with it, a WasmTask
 // runs, a running one is deleted (finalizer, events) and a FederatedJob
 // trains (ConfigMap records, TrainingRounds and ModelCheckpoints with
 // owner references); no call is forbidden. A missing RBAC marker fails it.
@@ -43,10 +45,13 @@ func TestDeployedRBACSuffices(t *testing.T) {
 	dataDir := t.TempDir()
 	op := launchOperator(t, ns, "", dataDir, true, func(c *operator.Config) {
 		c.Rest = sa
+		c.JoinToken = "" // the operator creates the join token Secret
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	op.waitReady(t)
-	startProplet(t, op.mqttAddr, "p1", "--slots", "2")
+	secret := &corev1.Secret{}
+	require.NoError(t, k8s.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: operator.JoinTokenSecret}, secret))
+	startPropletWithToken(t, op.mqttAddr, "p1", string(secret.Data[operator.JoinTokenKey]), "--slots", "2")
 	modules := serveModules(t, "arith", "spin")
 
 	add := newTask(ns, "add", modules+"/arith.wasm", func(s *v1.WasmTaskSpec) {
@@ -99,28 +104,48 @@ func TestDeployedRBACSuffices(t *testing.T) {
 // propeller-operator ServiceAccount of ns, under names unique to ns.
 func bindDeployedRole(t *testing.T, ns string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "deploy", "rbac", "role.yaml"))
+	// role.yaml: the ClusterRole, then the Role kustomize puts in the
+	// operator's namespace (the join token Secret).
+	f, err := os.Open(filepath.Join("..", "deploy", "rbac", "role.yaml"))
 	require.NoError(t, err)
+	defer f.Close()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
 	role := &rbacv1.ClusterRole{}
-	require.NoError(t, yaml.Unmarshal(b, role))
+	require.NoError(t, dec.Decode(role))
+	require.Equal(t, "ClusterRole", role.Kind)
 	require.Equal(t, "propeller-operator", role.Name)
 	role.Name = "propeller-operator-" + ns
 	require.NoError(t, k8s.Create(t.Context(), role))
 	t.Cleanup(func() { _ = k8s.Delete(t.Context(), role) })
+	nsRole := &rbacv1.Role{}
+	require.NoError(t, dec.Decode(nsRole))
+	require.Equal(t, "Role", nsRole.Kind)
+	nsRole.Namespace = ns
+	require.NoError(t, k8s.Create(t.Context(), nsRole))
+	require.ErrorIs(t, dec.Decode(&rbacv1.Role{}), io.EOF, "role.yaml has more than the two roles this test binds")
 
-	f, err := os.Open(filepath.Join("..", "deploy", "kustomize", "rbac.yaml"))
+	f, err = os.Open(filepath.Join("..", "deploy", "kustomize", "rbac.yaml"))
 	require.NoError(t, err)
 	defer f.Close()
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	dec = utilyaml.NewYAMLOrJSONDecoder(f, 4096)
 	var sa corev1.ServiceAccount
 	require.NoError(t, dec.Decode(&sa))
 	var binding rbacv1.ClusterRoleBinding
 	require.NoError(t, dec.Decode(&binding))
+	var nsBinding rbacv1.RoleBinding
+	require.NoError(t, dec.Decode(&nsBinding))
 	require.Equal(t, "ServiceAccount", sa.Kind)
 	require.Equal(t, "ClusterRoleBinding", binding.Kind)
-	require.Equal(t, "propeller-operator", binding.RoleRef.Name)
-	require.Len(t, binding.Subjects, 1)
-	require.Equal(t, sa.Name, binding.Subjects[0].Name)
+	require.Equal(t, "RoleBinding", nsBinding.Kind)
+	for _, rb := range []struct {
+		ref      rbacv1.RoleRef
+		subjects []rbacv1.Subject
+	}{{binding.RoleRef, binding.Subjects}, {nsBinding.RoleRef, nsBinding.Subjects}} {
+		require.Equal(t, "propeller-operator", rb.ref.Name)
+		require.Len(t, rb.subjects, 1)
+		require.Equal(t, sa.Name, rb.subjects[0].Name)
+	}
+	require.Equal(t, nsRole.Name, nsBinding.RoleRef.Name)
 
 	sa.Namespace = ns
 	require.NoError(t, k8s.Create(t.Context(), &sa))
@@ -129,4 +154,7 @@ func bindDeployedRole(t *testing.T, ns string) {
 	binding.Subjects[0].Namespace = ns
 	require.NoError(t, k8s.Create(t.Context(), &binding))
 	t.Cleanup(func() { _ = k8s.Delete(t.Context(), &binding) })
+	nsBinding.Namespace = ns
+	nsBinding.Subjects[0].Namespace = ns
+	require.NoError(t, k8s.Create(t.Context(), &nsBinding))
 }

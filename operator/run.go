@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -26,13 +28,11 @@ import (
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/broker"
-	"github.com/absmach/propeller/manager/flhook"
-	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/manager/core"
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
-	"github.com/absmach/propeller/orchestration/fl"
 )
 
 // Config configures the operator. It is passed by value.
@@ -57,7 +57,8 @@ type Config struct {
 	BrokerPassword string
 	BrokerCA       string
 	MQTTAddr       string
-	// JoinToken is the proplets' credential on the embedded broker.
+	// JoinToken is the proplets' credential on the embedded broker; empty
+	// means the one in the Secret JoinTokenSecret, created if absent.
 	JoinToken string
 	Prefix    string
 
@@ -92,6 +93,8 @@ type Config struct {
 	// Ready, when set, is called with the MQTT address once the engine
 	// serves, so tests can use port 0.
 	Ready func(mqttAddr string)
+	// Built, when set, receives the core the leader built, before it runs.
+	Built func(*core.Core)
 }
 
 // How long the operator waits before paying an API write for something a
@@ -127,20 +130,30 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Namespace == "" {
 		return errors.New("operator: namespace is required")
 	}
-	var pusher *checkpointPusher
-	if cfg.CheckpointRegistry != "" {
-		var err error
-		if pusher, err = newCheckpointPusher(cfg.CheckpointRegistry, cfg.RegistryAuth); err != nil {
-			return fmt.Errorf("operator: %w", err)
-		}
-	} else if cfg.RegistryAuth != "" {
+	if cfg.RegistryAuth != "" && cfg.CheckpointRegistry == "" {
 		if err := ocipush.CheckDockerConfig(cfg.RegistryAuth); err != nil {
 			return fmt.Errorf("operator: registry auth: %w", err)
 		}
 	}
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		var err error
+		if dataDir, err = os.MkdirTemp("", "propeller-operator-"); err != nil {
+			return err
+		}
+	}
+	blobStore, err := blobs.Open(filepath.Join(dataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	var pusher *checkpointPusher
+	if cfg.CheckpointRegistry != "" {
+		if pusher, err = newCheckpointPusher(cfg.CheckpointRegistry, cfg.RegistryAuth, blobStore); err != nil {
+			return fmt.Errorf("operator: %w", err)
+		}
+	}
 	restCfg := cfg.Rest
 	if restCfg == nil {
-		var err error
 		if restCfg, err = restConfig(cfg.Kubeconfig); err != nil {
 			return fmt.Errorf("kubernetes config: %w", err)
 		}
@@ -183,28 +196,31 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	store := NewStore(direct, cfg.Namespace)
+	if err := resolveJoinToken(ctx, direct, &cfg, log); err != nil {
+		return err
+	}
+	store := NewStore(direct, cfg.Namespace, NewRoundOwners(direct, cfg.Namespace))
 	if cfg.AllNamespaces {
 		store.AllNamespaces()
 	}
 	// Admission and Running are superseded within moments for most
 	// tasks; holding them back saves up to two writes per task.
 	store.Coalesce(heldStatus)
-	ready := make(chan struct{})
-	changes := make(chan event.GenericEvent, 1)
 	rec := mgr.GetEventRecorder("propeller-operator")
 	// Tasks still in flight after heldProgress get the stop-task
 	// finalizer (and their progress event); the rest never pay for it.
 	slow := make(chan event.TypedGenericEvent[*v1.WasmTask], 256)
-	events := newTransitions(rec, store.Key, heldProgress, func(id string) {
+	refs := taskRefs{store: store, cache: mgr.GetCache(), direct: direct, log: log}
+	events := newTransitions(rec, refs.resolve, heldProgress, func(id string) {
 		k := store.Key(id)
 		select {
 		case slow <- event.TypedGenericEvent[*v1.WasmTask]{Object: &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}:
 		case <-ctx.Done():
 		}
 	})
-	o := &orchestrator{cfg: cfg, log: log, store: store, ready: ready, changes: changes,
-		events: events, pusher: pusher,
+	jobs := NewFLStore(direct, cfg.Namespace)
+	o := &orchestrator{cfg: cfg, log: log, mgr: mgr, store: store, flStore: jobs, blobs: blobStore,
+		recorder: rec, events: events, slow: slow,
 		tasks: cachedPhases{c: mgr.GetClient(), store: store}}
 	if err := mgr.Add(o); err != nil {
 		return err
@@ -215,29 +231,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := mgr.AddReadyzCheck("mqtt", o.readyz); err != nil {
 		return err
 	}
-	if err := (&WasmTaskReconciler{
-		Client: mgr.GetClient(), Engine: nil, Store: store,
-		Recorder: rec, Ready: ready, Slow: slow, Gone: events.forget,
-	}).setup(mgr, o); err != nil {
-		return err
-	}
-	jobs := NewFLStore(direct, cfg.Namespace)
-	o.flJobs = &flJobs{}
-	o.flStore = jobs
-	if err := (&FederatedJobReconciler{
-		Client: mgr.GetClient(), Jobs: jobs, FL: o.flJobs, Recorder: rec, Ready: ready,
-	}).SetupWithManager(mgr); err != nil {
-		return err
-	}
+	// The controllers that need no core; the leader mounts the others on
+	// the core it builds.
 	if err := (&TrainingRoundReconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&ModelCheckpointReconciler{
-		Client: mgr.GetClient(), Jobs: jobs, Recorder: rec, Ready: ready, Push: pusher,
+		Client: mgr.GetClient(), Jobs: jobs, Recorder: rec, Push: pusher,
 	}).SetupWithManager(mgr); err != nil {
-		return err
-	}
-	if err := (&PropletGroupReconciler{Client: mgr.GetClient(), Ready: ready, Changes: changes}).setup(mgr, o); err != nil {
 		return err
 	}
 	log.Info("operator starting", "namespace", cfg.Namespace, "all_namespaces", cfg.AllNamespaces, "leader_election", cfg.LeaderElection)
@@ -259,35 +260,25 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-func (r *WasmTaskReconciler) setup(mgr ctrl.Manager, o *orchestrator) error {
-	o.onEngine = append(o.onEngine, func(e *orchestration.Engine) { r.Engine = e })
-	return r.SetupWithManager(mgr)
-}
-
-func (r *PropletGroupReconciler) setup(mgr ctrl.Manager, o *orchestrator) error {
-	o.onEngine = append(o.onEngine, func(e *orchestration.Engine) { r.Engine = e })
-	return r.SetupWithManager(mgr)
-}
-
-// orchestrator is the leader-only runnable that owns the broker, the link
-// and the engine, wired exactly as in the standalone manager.
+// orchestrator is the leader-only runnable. On winning the lease it opens
+// the MQTT connection (the embedded broker listens on the leader only),
+// builds the core over the operator's stores, mounts the controllers that
+// drive the core's engine and FL coordinator, and runs the core until the
+// lease or the process ends. A standby replica builds none of it.
 type orchestrator struct {
 	cfg      Config
 	log      *slog.Logger
+	mgr      ctrl.Manager
 	store    *Store
-	ready    chan struct{}
-	changes  chan event.GenericEvent
-	onEngine []func(*orchestration.Engine)
-	link     *link.Link
-	events   *transitions
 	flStore  *FLStore
-	flJobs   *flJobs
-	flHook   flhook.Hook
-	// pusher, when a checkpoint registry is configured, gets the blob
-	// store before ready closes.
-	pusher *checkpointPusher
+	blobs    *blobs.Store
+	recorder events.EventRecorder
+	events   *transitions
+	slow     chan event.TypedGenericEvent[*v1.WasmTask]
 	// tasks counts WasmTasks by phase for propeller_tasks.
 	tasks metrics.PhaseCounter
+	// leading is the core serving while this replica leads, for readyz.
+	leading atomic.Pointer[core.Core]
 }
 
 // cachedPhases counts the namespace's WasmTasks by phase from the
@@ -322,15 +313,11 @@ func (p cachedPhases) CountByPhase(ctx context.Context) (map[orchestration.Phase
 func (o *orchestrator) NeedLeaderElection() bool { return true }
 
 func (o *orchestrator) readyz(*http.Request) error {
-	select {
-	case <-o.ready:
-	default:
+	c := o.leading.Load()
+	if c == nil {
 		return nil // a standby replica is ready to take over
 	}
-	if !o.link.Connected() {
-		return errors.New("not connected to the MQTT broker")
-	}
-	return nil
+	return c.CheckReady()
 }
 
 // Start runs until ctx ends (leadership lost or shutdown).
@@ -351,108 +338,63 @@ func (o *orchestrator) Start(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	linkCfg := conn.Link
-	dataDir := cfg.DataDir
-	if dataDir == "" {
-		if dataDir, err = os.MkdirTemp("", "propeller-operator-"); err != nil {
-			return err
-		}
-	}
-	blobStore, err := blobs.Open(filepath.Join(dataDir, "blobs"))
-	if err != nil {
-		return err
-	}
-	linkCfg.Blobs = blobStore
-	if o.pusher != nil {
-		o.pusher.blobs = blobStore
-	}
-	linkCfg.FL = &o.flHook
-	linkCfg.ObserveDispatch = engineMetrics.ObserveDispatch
-	sink := &sink{changes: o.changes}
-	l, err := link.New(linkCfg, sink)
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	o.link = l
-	engine, err := orchestration.New(cfg.Engine, orchestration.Deps{
-		Store: o.store, Dispatcher: l, Logger: o.log,
-		Observer: func(t orchestration.Task) {
-			engineMetrics.ObserveTask(t)
-			o.events.observe(t)
-			o.flHook.TaskChanged(t)
-		},
+	members := make(chan event.GenericEvent, 1)
+	c, err := core.New(core.Config{Engine: cfg.Engine}, core.Deps{
+		Tasks: o.store, FLJobs: o.flStore, Blobs: o.blobs, MQTT: conn,
+		Models: ocipush.Models{AuthFile: cfg.RegistryAuth}, Logger: o.log,
+		Metrics: engineMetrics, Phases: o.tasks,
+		TaskObservers:    []func(orchestration.Task){o.events.observe},
+		PropletObservers: []func(string){func(string) { notify(members) }},
 	})
 	if err != nil {
 		return err
 	}
-	sink.Engine = engine
-	if err := engine.Recover(ctx); err != nil {
+	if cfg.Built != nil {
+		cfg.Built(c)
+	}
+	if err := o.mount(c, members); err != nil {
 		return err
 	}
-	// The gauges read this engine while it leads; a standby exports none.
-	defer engineMetrics.Attach(metrics.Source{Proplets: engine, Link: l, Tasks: o.tasks})()
-	coord, err := fl.New(fl.Config{}, fl.Deps{
-		Store: o.flStore, Engine: engine, Blobs: blobStore, Logger: o.log,
-		Models: ocipush.Models{AuthFile: cfg.RegistryAuth},
-	})
-	if err != nil {
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	select {
+	case <-c.Ready():
+	case err := <-done:
 		return err
 	}
-	o.flJobs.c = coord
-	o.flHook.Set(coord)
-	if err := coord.Recover(ctx); err != nil {
-		return err
-	}
-	flDone := make(chan struct{})
-	go func() {
-		defer close(flDone)
-		_ = coord.Run(ctx)
-	}()
-	defer func() { <-flDone }()
-	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = l.Start(connectCtx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	conn.Admit()
-	for _, f := range o.onEngine {
-		f(engine)
-	}
-	close(o.ready)
+	o.leading.Store(c)
+	defer o.leading.CompareAndSwap(c, nil)
 	if cfg.Ready != nil {
 		cfg.Ready(conn.Addr)
 	}
-	err = engine.Run(ctx)
-	if errors.Is(err, context.Canceled) {
-		return nil
+	return <-done
+}
+
+// mount adds the controllers that drive the core to the manager. They
+// wait for the core's Ready before their first reconcile.
+func (o *orchestrator) mount(c *core.Core, members <-chan event.GenericEvent) error {
+	mgr := o.mgr
+	if err := (&WasmTaskReconciler{
+		Client: mgr.GetClient(), Engine: c.Engine(), Store: o.store,
+		Recorder: o.recorder, Ready: c.Ready(), Slow: o.slow, Gone: o.events.forget,
+	}).SetupWithManager(mgr); err != nil {
+		return err
 	}
-	return err
+	if err := (&PropletGroupReconciler{
+		Client: mgr.GetClient(), Engine: c.Engine(), Ready: c.Ready(), Changes: members,
+	}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&FederatedJobReconciler{
+		Client: mgr.GetClient(), Jobs: o.flStore, FL: c.FL(), Recorder: o.recorder, Ready: c.Ready(),
+	}).SetupWithManager(mgr)
 }
 
-// sink hands the link's reports to the engine and tells the PropletGroup
-// controller when membership may have changed.
-type sink struct {
-	*orchestration.Engine
-	changes chan<- event.GenericEvent
-}
-
-func (s *sink) notify() {
+// notify tells the PropletGroup controller that membership may have
+// changed.
+func notify(members chan<- event.GenericEvent) {
 	select {
-	case s.changes <- event.GenericEvent{Object: &v1.PropletGroup{}}:
+	case members <- event.GenericEvent{Object: &v1.PropletGroup{}}:
 	default: // one pending notification covers every change
 	}
-}
-
-func (s *sink) PropletUp(ctx context.Context, p orchestration.Proplet) error {
-	err := s.Engine.PropletUp(ctx, p)
-	s.notify()
-	return err
-}
-
-func (s *sink) PropletDown(ctx context.Context, id string) error {
-	err := s.Engine.PropletDown(ctx, id)
-	s.notify()
-	return err
 }

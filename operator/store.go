@@ -61,7 +61,8 @@ type Store struct {
 	c  client.Client
 	ns string
 	// all makes the store serve WasmTasks of every namespace (AllNamespaces).
-	all bool
+	all    bool
+	owners Owners
 
 	// last holds the object as this store last wrote it, for tasks in
 	// flight: the engine is almost always the only writer, so UpdateTask
@@ -131,10 +132,20 @@ type heldWrite struct {
 
 var _ orchestration.Store = (*Store)(nil)
 
+// Owners says which object owns a task the store creates. The store knows
+// WasmTasks only: what a workflow built on tasks hangs them under is the
+// workflow's business (RoundOwners, for federated learning).
+type Owners interface {
+	// Owner returns the controller reference the new object of t carries,
+	// or nil for none.
+	Owner(ctx context.Context, t orchestration.Task) (*metav1.OwnerReference, error)
+}
+
 // NewStore returns a store over namespace ns. c should read from the API
-// server, not a cache: UpdateTask needs the latest version.
-func NewStore(c client.Client, ns string) *Store {
-	return &Store{c: c, ns: ns, last: map[string]*v1.WasmTask{}, held: map[string]*heldWrite{}}
+// server, not a cache: UpdateTask needs the latest version. owners may be
+// nil: then no task gets an owner.
+func NewStore(c client.Client, ns string, owners Owners) *Store {
+	return &Store{c: c, ns: ns, owners: owners, last: map[string]*v1.WasmTask{}, held: map[string]*heldWrite{}}
 }
 
 // Coalesce makes the store hold back transient status writes for up to d
@@ -322,8 +333,14 @@ func (s *Store) CreateTask(ctx context.Context, t orchestration.Task) error {
 	}
 	obj := newObject(k.Namespace, t)
 	obj.Name = k.Name
-	if err := s.setOwner(ctx, obj, t); err != nil {
-		return err
+	if s.owners != nil {
+		ref, err := s.owners.Owner(ctx, t)
+		if err != nil {
+			return fmt.Errorf("owner of task %s: %w", t.ID, err)
+		}
+		if ref != nil {
+			obj.OwnerReferences = []metav1.OwnerReference{*ref}
+		}
 	}
 	status := *obj.Status.DeepCopy()
 	if err := s.c.Create(ctx, obj); err != nil {

@@ -1,10 +1,13 @@
 package operator_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,7 +25,7 @@ import (
 // CRD-backed store on a real API server.
 func TestStoreConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) orchestration.Store {
-		return operator.NewStore(k8s, newNamespace(t))
+		return operator.NewStore(k8s, newNamespace(t), nil)
 	})
 }
 
@@ -30,7 +33,7 @@ func TestStoreConformance(t *testing.T) {
 // never flush by themselves: every read must see them anyway.
 func TestStoreConformanceCoalescing(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) orchestration.Store {
-		s := operator.NewStore(k8s, newNamespace(t))
+		s := operator.NewStore(k8s, newNamespace(t), nil)
 		s.Coalesce(time.Hour)
 		return s
 	})
@@ -42,7 +45,7 @@ func TestStoreConformanceCoalescing(t *testing.T) {
 func TestStoreCoalescedAdmission(t *testing.T) {
 	ctx := t.Context()
 	ns := newNamespace(t)
-	s := operator.NewStore(k8s, ns)
+	s := operator.NewStore(k8s, ns, nil)
 	s.Coalesce(time.Hour)
 	release := func(tk *orchestration.Task) error { tk.Spec.Suspend = false; tk.Status.Reason = ""; return nil }
 	server := func(name string) *v1.WasmTask {
@@ -99,7 +102,7 @@ func TestStoreCoalescedAdmission(t *testing.T) {
 	require.True(t, meta.IsStatusConditionTrue(obj.Status.Conditions, "Other"))
 
 	// Written by the timer when nothing follows.
-	s2 := operator.NewStore(k8s, ns)
+	s2 := operator.NewStore(k8s, ns, nil)
 	s2.Coalesce(time.Millisecond)
 	require.NoError(t, k8s.Create(ctx, &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "b"}, Spec: v1.WasmTaskSpec{ImageURL: "https://example.com/b.wasm"}}))
 	_, err = s2.UpdateTask(ctx, "b", release)
@@ -112,7 +115,7 @@ func TestStoreCoalescedAdmission(t *testing.T) {
 
 // TestStoreRejectsNonNameIDs: an id is an object name.
 func TestStoreRejectsNonNameIDs(t *testing.T) {
-	s := operator.NewStore(k8s, newNamespace(t))
+	s := operator.NewStore(k8s, newNamespace(t), nil)
 	for _, id := range []string{"Upper", "has space", "x/y", "-lead"} {
 		err := s.CreateTask(t.Context(), storetest.NewTask(id, orchestration.PhasePending))
 		require.ErrorIs(t, err, orchestration.ErrInvalid, id)
@@ -124,7 +127,7 @@ func TestStoreRejectsNonNameIDs(t *testing.T) {
 // TestStoreEngineIDs: ids from the engine's generator are valid names and
 // list in creation order.
 func TestStoreEngineIDs(t *testing.T) {
-	s := operator.NewStore(k8s, newNamespace(t))
+	s := operator.NewStore(k8s, newNamespace(t), nil)
 	gen := orchestration.NewTimeIDGen(orchestration.SystemClock{})
 	var want []string
 	for range 5 {
@@ -139,6 +142,47 @@ func TestStoreEngineIDs(t *testing.T) {
 		got = append(got, tk.ID)
 	}
 	require.Equal(t, want, got)
+}
+
+// ownersFunc is an operator.Owners from a function.
+type ownersFunc func(orchestration.Task) (*metav1.OwnerReference, error)
+
+func (f ownersFunc) Owner(_ context.Context, t orchestration.Task) (*metav1.OwnerReference, error) {
+	return f(t)
+}
+
+// TestStoreOwners: a new task's object carries the reference its Owners
+// returns, none when it returns nil, and a failing Owners fails the
+// create before anything is written.
+func TestStoreOwners(t *testing.T) {
+	ctx := t.Context()
+	ns := newNamespace(t)
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "owner", Namespace: ns}}
+	require.NoError(t, k8s.Create(ctx, owner))
+	ref := metav1.NewControllerRef(owner, corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	s := operator.NewStore(k8s, ns, ownersFunc(func(tk orchestration.Task) (*metav1.OwnerReference, error) {
+		switch tk.ID {
+		case "owned":
+			return ref, nil
+		case "broken":
+			return nil, errors.New("owner lookup failed")
+		}
+		return nil, nil
+	}))
+
+	require.NoError(t, s.CreateTask(ctx, storetest.NewTask("owned", orchestration.PhasePending)))
+	obj := &v1.WasmTask{}
+	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "owned"}, obj))
+	require.Equal(t, []metav1.OwnerReference{*ref}, obj.OwnerReferences)
+
+	require.NoError(t, s.CreateTask(ctx, storetest.NewTask("plain", orchestration.PhasePending)))
+	require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "plain"}, obj))
+	require.Empty(t, obj.OwnerReferences)
+
+	err := s.CreateTask(ctx, storetest.NewTask("broken", orchestration.PhasePending))
+	require.ErrorContains(t, err, "owner lookup failed")
+	_, err = s.GetTask(ctx, "broken")
+	require.ErrorIs(t, err, orchestration.ErrNotFound)
 }
 
 // TestFLStoreConformance runs the shared fl.Store suite on the job records.
@@ -156,7 +200,7 @@ func TestFLStoreConformance(t *testing.T) {
 func TestStoreAllNamespaces(t *testing.T) {
 	ctx := t.Context()
 	home, team := newNamespace(t), newNamespace(t)
-	s := operator.NewStore(k8s, home)
+	s := operator.NewStore(k8s, home, nil)
 	s.AllNamespaces()
 	label := map[string]string{"suite": team}
 	ids := []string{"a-home", team + "/b-team", team + "/c-team", "d-home"}
@@ -203,6 +247,6 @@ func TestStoreAllNamespaces(t *testing.T) {
 	require.ErrorIs(t, err, orchestration.ErrNotFound)
 
 	// Without AllNamespaces a slash is no namespace: no such task.
-	_, err = operator.NewStore(k8s, home).GetTask(ctx, team+"/c-team")
+	_, err = operator.NewStore(k8s, home, nil).GetTask(ctx, team+"/c-team")
 	require.ErrorIs(t, err, orchestration.ErrNotFound)
 }

@@ -18,8 +18,7 @@ import (
 
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/broker"
-	"github.com/absmach/propeller/manager/flhook"
-	"github.com/absmach/propeller/manager/link"
+	"github.com/absmach/propeller/manager/core"
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/manager/ocipush"
@@ -65,6 +64,8 @@ type Config struct {
 	// Ready, when set, receives the bound addresses once serving, so
 	// callers (tests) can use port 0.
 	Ready func(Addrs)
+	// Built, when set, receives the core Run built, before it runs.
+	Built func(*core.Core)
 }
 
 // Addrs are the addresses the manager bound.
@@ -124,14 +125,60 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	conn, creds, err := openMQTT(cfg, log, joinToken, serverTLS)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	engineMetrics := metrics.New()
+	metricsHTTP, err := metricsHandler(engineMetrics)
+	if err != nil {
+		return err
+	}
+	c, err := core.New(core.Config{Engine: cfg.Engine}, core.Deps{
+		Tasks: store, FLJobs: store, Blobs: blobStore, MQTT: conn,
+		Models: ocipush.Models{AuthFile: cfg.RegistryAuth}, Logger: log,
+		Metrics: engineMetrics, Phases: store,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Built != nil {
+		cfg.Built(c)
+	}
+
+	api, err := rest.New(rest.Config{
+		Engine:         c.Engine(),
+		Blobs:          c.Blobs(),
+		Auth:           BearerToken(apiToken),
+		MaxUploadBytes: cfg.MaxUploadBytes,
+		Ready:          c.CheckReady,
+		Metrics:        metricsHTTP,
+		FL:             &rest.FL{Jobs: c.FL(), Blobs: c.Blobs()},
+		Credentials:    credentials(creds),
+		CORSOrigins:    cfg.CORSOrigins,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, log, c, api, serverTLS, conn.Addr)
+}
+
+// openMQTT opens the broker connection: the embedded broker, which lets
+// proplets in with the join token (unless RequirePropletCredentials) or a
+// secret issued over the API, or an external broker, which has its own
+// credentials (creds is nil then).
+func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Config) (*mqttconn.Conn, *Credentials, error) {
 	var (
 		secret      string
 		creds       *Credentials
 		propletAuth broker.Credentials
+		err         error
 	)
 	if cfg.Broker == "" {
 		if secret, err = ensureToken(filepath.Join(cfg.DataDir, managerSecretFile), log); err != nil {
-			return err
+			return nil, nil, err
 		}
 		join := joinToken
 		if cfg.RequirePropletCredentials {
@@ -140,11 +187,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		auth := broker.NewTokenCredentials(join)
 		if creds, err = OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth); err != nil {
-			return err
+			return nil, nil, err
 		}
 		propletAuth = auth
 	} else if cfg.RequirePropletCredentials {
-		return errors.New("--require-proplet-credentials needs the embedded broker; an external broker has its own credentials")
+		return nil, nil, errors.New("--require-proplet-credentials needs the embedded broker; an external broker has its own credentials")
 	}
 	conn, err := mqttconn.Open(mqttconn.Config{
 		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
@@ -152,123 +199,61 @@ func Run(ctx context.Context, cfg Config) error {
 		Credentials: propletAuth, Prefix: cfg.Prefix, Logger: log,
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer conn.Close()
 	if creds != nil {
 		creds.SetDisconnect(conn.DisconnectProplet)
 	}
-	addrs := Addrs{MQTT: conn.Addr}
-	linkCfg := conn.Link
-	linkCfg.Blobs = blobStore
+	return conn, creds, nil
+}
 
-	engineMetrics := metrics.New()
-	linkCfg.ObserveDispatch = engineMetrics.ObserveDispatch
-	sink := &engineSink{}
-	flh := &flhook.Hook{}
-	linkCfg.FL = flh
-	mqttLink, err := link.New(linkCfg, sink)
-	if err != nil {
-		return err
-	}
-	defer mqttLink.Close()
-	engine, err := orchestration.New(cfg.Engine, orchestration.Deps{
-		Store:      store,
-		Dispatcher: mqttLink,
-		Logger:     log,
-		Observer: func(t orchestration.Task) {
-			engineMetrics.ObserveTask(t)
-			flh.TaskChanged(t)
-		},
-	})
-	if err != nil {
-		return err
-	}
-	sink.Engine = engine
-	if err := engine.Recover(ctx); err != nil {
-		return err
-	}
-	defer engineMetrics.Attach(metrics.Source{Proplets: engine, Link: mqttLink, Tasks: store})()
-	metricsHTTP, err := metricsHandler(engineMetrics)
-	if err != nil {
-		return err
-	}
-	flc, flDone, err := startFL(ctx, flh, engine, store, blobStore, ocipush.Models{AuthFile: cfg.RegistryAuth}, log)
-	if err != nil {
-		return err
-	}
-
-	connectCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = mqttLink.Start(connectCtx)
-	cancel()
-	if err != nil {
-		return err
-	}
-	conn.Admit() // the link is subscribed: nothing a proplet sends can be lost now
-	engineDone := make(chan struct{})
-	go func() {
-		defer close(engineDone)
-		_ = engine.Run(ctx)
-	}()
-
-	api, err := rest.New(rest.Config{
-		Engine:         engine,
-		Blobs:          blobStore,
-		Auth:           BearerToken(apiToken),
-		MaxUploadBytes: cfg.MaxUploadBytes,
-		Ready: func() error {
-			if !mqttLink.Connected() {
-				return errors.New("not connected to the MQTT broker")
-			}
-			return nil
-		},
-		Metrics:     metricsHTTP,
-		FL:          &rest.FL{Jobs: flc, Blobs: blobStore},
-		Credentials: credentials(creds),
-		CORSOrigins: cfg.CORSOrigins,
-		Logger:      log,
-	})
-	if err != nil {
+// serve runs the core and, once it is ready, the REST API on it, until
+// ctx ends or either of them fails; then it shuts both down.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, c *core.Core, api http.Handler, serverTLS *tls.Config, mqttAddr string) error {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	coreDone := make(chan error, 1)
+	go func() { coreDone <- c.Run(runCtx) }()
+	select {
+	case <-c.Ready():
+	case err := <-coreDone:
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("http: %w", err)
+		stop()
+		return errors.Join(fmt.Errorf("http: %w", err), <-coreDone)
 	}
+	scheme := "http"
 	if serverTLS != nil {
-		ln = tls.NewListener(ln, serverTLS)
+		ln, scheme = tls.NewListener(ln, serverTLS), "https"
 	}
-	addrs.HTTP = ln.Addr().String()
+	addrs := Addrs{HTTP: ln.Addr().String(), MQTT: mqttAddr}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	scheme := "http"
-	if serverTLS != nil {
-		scheme = "https"
-	}
 	log.Info("REST API listening", "url", scheme+"://"+addrs.HTTP, "token_file", filepath.Join(cfg.DataDir, APITokenFile), "join_token_file", filepath.Join(cfg.DataDir, JoinTokenFile))
 	if cfg.Ready != nil {
 		cfg.Ready(addrs)
 	}
 
+	coreStopped := false
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
-		return fmt.Errorf("http: %w", err)
+	case err = <-serveErr:
+		err = fmt.Errorf("http: %w", err)
+	case err = <-coreDone:
+		coreStopped = true // the engine ended early: nothing serves tasks any more
 	}
 	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
-	<-engineDone
-	<-flDone
-	return nil
-}
-
-// engineSink hands the link's reports to the engine, which is built after
-// the link (the engine needs the link as its dispatcher).
-type engineSink struct {
-	*orchestration.Engine
+	stop()
+	if !coreStopped {
+		err = errors.Join(err, <-coreDone)
+	}
+	return err
 }
 
 // ServePprof serves net/http/pprof on addr until the process exits.

@@ -160,7 +160,7 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet and federated-learning records, FederatedJobs and the leader lease")
 	fs.BoolVar(&o.allNamespaces, "all-namespaces", false, "also run the WasmTasks and PropletGroups of every other namespace (FederatedJobs stay in --namespace)")
-	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker)")
+	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker); empty: the token in the Secret propeller-join-token (key token) of --namespace, which the operator creates with a random token if it is absent")
 	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
 	fs.StringVar(&o.checkpointRegistry, "checkpoint-registry", "", "also push every FL checkpoint to this OCI registry, oci://host[:port]/repo, tagged <job>-round-<n> (plain HTTP for loopback registries only); proplets still fetch models from the --data-dir store")
 	o.registryOptions.AddFlags(fs)
@@ -177,8 +177,12 @@ It reaches the API server with --kubeconfig when set, else the file(s) in
 $KUBECONFIG, else the pod's service account, else ~/.kube/config. It runs
 the WasmTasks of --namespace (of every namespace with --all-namespaces) and
 reaches proplets through an external MQTT broker (--broker) or one it
-embeds (--embedded-broker, listening on --mqtt-addr), which proplets log in
-to with --join-token.`,
+embeds (--embedded-broker, listening on --mqtt-addr). Proplets log in to the
+embedded broker with --join-token or, without it, with the token in the
+Secret propeller-join-token (key token) of --namespace, which the operator
+creates with a random token on first start:
+
+  kubectl -n NAMESPACE get secret propeller-join-token -o jsonpath='{.data.token}' | base64 -d`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := g.resolve(cmd, "manager"); err != nil {
@@ -201,8 +205,6 @@ func runOperator(cmd *cobra.Command, o *operatorOptions) error {
 		return errors.New("--embedded-broker and --broker exclude each other")
 	case !o.embeddedBroker && o.broker == "":
 		return errors.New("the operator needs --broker URL or --embedded-broker")
-	case o.embeddedBroker && o.joinToken == "":
-		return errors.New("--embedded-broker needs --join-token, the proplets' credential")
 	}
 	return startOperator(cmd.Context(), o, log)
 }

@@ -62,9 +62,15 @@ func (q *queue) run(ctx context.Context) <-chan mqtt.Message {
 	return out
 }
 
+// receivers are what Start was given: where reports and FL updates go.
+type receivers struct {
+	sink Sink
+	fl   FLSink // nil drops FL updates
+}
+
 // handle processes one message from a proplet. Nothing a proplet sends may
 // crash the manager: bad input is logged and dropped.
-func (l *Link) handle(m mqtt.Message) {
+func (l *Link) handle(m mqtt.Message, to receivers) {
 	defer m.Ack()
 	defer func() {
 		if r := recover(); r != nil {
@@ -84,7 +90,7 @@ func (l *Link) handle(m mqtt.Message) {
 	}
 	switch kind {
 	case wire.KindStatus:
-		l.handleStatus(m, id, payload)
+		l.handleStatus(m, id, payload, to.sink)
 	case wire.KindHeartbeat:
 		var hb wire.Heartbeat
 		if err := wire.Decode(payload, &hb); err != nil {
@@ -95,7 +101,7 @@ func (l *Link) handle(m mqtt.Message) {
 			l.drop(m, "heartbeat id does not match topic")
 			return
 		}
-		l.sinkErr(m, l.sink.Heartbeat(l.ctx, heartbeatFromWire(id, hb)))
+		l.sinkErr(m, to.sink.Heartbeat(l.ctx, heartbeatFromWire(id, hb)))
 	case wire.KindEvents:
 		var e wire.Event
 		if err := wire.Decode(payload, &e); err != nil {
@@ -107,10 +113,10 @@ func (l *Link) handle(m mqtt.Message) {
 			l.drop(m, err.Error())
 			return
 		}
-		_, err = l.sink.RecordEvent(l.ctx, ev)
+		_, err = to.sink.RecordEvent(l.ctx, ev)
 		l.sinkErr(m, err)
 	case wire.KindFLUpdates:
-		if l.fl == nil {
+		if to.fl == nil {
 			l.drop(m, "no FL sink")
 			return
 		}
@@ -123,7 +129,7 @@ func (l *Link) handle(m mqtt.Message) {
 			l.drop(m, "FL update without round or task")
 			return
 		}
-		l.sinkErr(m, l.fl.FLUpdate(l.ctx, id, u))
+		l.sinkErr(m, to.fl.FLUpdate(l.ctx, id, u))
 	case wire.KindArtifactRequest:
 		var req wire.ArtifactRequest
 		if err := wire.Decode(payload, &req); err != nil {
@@ -136,7 +142,7 @@ func (l *Link) handle(m mqtt.Message) {
 	}
 }
 
-func (l *Link) handleStatus(m mqtt.Message, id string, payload []byte) {
+func (l *Link) handleStatus(m mqtt.Message, id string, payload []byte, sink Sink) {
 	var s wire.Status
 	if err := wire.Decode(payload, &s); err != nil {
 		l.drop(m, err.Error())
@@ -151,7 +157,7 @@ func (l *Link) handleStatus(m mqtt.Message, id string, payload []byte) {
 		l.mu.Lock()
 		l.instances[id] = s.Instance
 		l.mu.Unlock()
-		l.sinkErr(m, l.sink.PropletUp(l.ctx, propletFromStatus(s, time.Now())))
+		l.sinkErr(m, sink.PropletUp(l.ctx, propletFromStatus(s, time.Now())))
 	case wire.StateOffline:
 		// When a restarted proplet takes over its own session, the broker
 		// publishes the old connection's will, possibly after the new
@@ -163,7 +169,7 @@ func (l *Link) handleStatus(m mqtt.Message, id string, payload []byte) {
 			l.log.Debug("ignoring stale offline status", "proplet", id, "instance", s.Instance, "current", cur)
 			return
 		}
-		l.sinkErr(m, l.sink.PropletDown(l.ctx, id))
+		l.sinkErr(m, sink.PropletDown(l.ctx, id))
 	default:
 		l.drop(m, "unknown proplet state")
 	}

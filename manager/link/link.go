@@ -37,7 +37,8 @@ type Sink interface {
 	RecordEvent(ctx context.Context, ev orchestration.TaskEvent) (bool, error)
 }
 
-// FLSink receives federated-learning updates. Optional.
+// FLSink receives federated-learning updates: a Sink that also implements
+// it gets them, otherwise they are dropped.
 type FLSink interface {
 	FLUpdate(ctx context.Context, propletID string, u wire.FLUpdate) error
 }
@@ -72,9 +73,6 @@ type Config struct {
 	ClientID string
 	Logger   *slog.Logger
 
-	// FL receives FL updates; nil means the Sink if it implements FLSink,
-	// otherwise FL updates are dropped.
-	FL FLSink
 	// Blobs serves uploaded modules; nil disables the relay and inlining.
 	Blobs BlobSource
 	// ChunkSize is the relay chunk size; 0 means DefaultChunkSize.
@@ -117,15 +115,14 @@ type Link struct {
 	cfg    Config
 	topics wire.Topics
 	log    *slog.Logger
-	sink   Sink
-	fl     FLSink
 	client mqtt.Client
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	shards []*queue
-	wg     sync.WaitGroup
-	relays chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	shards  []*queue
+	wg      sync.WaitGroup
+	relays  chan struct{}
+	started atomic.Bool
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -143,11 +140,11 @@ type Link struct {
 
 var _ orchestration.Dispatcher = (*Link)(nil)
 
-// New builds a link; Start connects it.
-func New(cfg Config, sink Sink) (*Link, error) {
-	if sink == nil {
-		return nil, errors.New("link: sink is required")
-	}
+// New builds a link; Start connects it. Until then it starts no goroutine,
+// so a link that is never started needs no Close. The link's sink comes
+// at Start: the engine that receives what proplets report is built with
+// the link as its dispatcher.
+func New(cfg Config) (*Link, error) {
 	broker, err := brokerURL(cfg.BrokerURL)
 	if err != nil {
 		return nil, err
@@ -167,17 +164,11 @@ func New(cfg Config, sink Sink) (*Link, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = defaultWorkers
 	}
-	fl := cfg.FL
-	if fl == nil {
-		fl, _ = sink.(FLSink)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Link{
 		cfg:       cfg,
 		topics:    wire.Topics{Prefix: cfg.Prefix},
 		log:       cfg.Logger.With("component", "mqtt-link"),
-		sink:      sink,
-		fl:        fl,
 		ctx:       ctx,
 		cancel:    cancel,
 		relays:    make(chan struct{}, maxRelays),
@@ -216,18 +207,9 @@ func New(cfg Config, sink Sink) (*Link, error) {
 		opts.SetTLSConfig(t)
 	}
 	l.client = mqtt.NewClient(opts)
-
 	l.shards = make([]*queue, cfg.Workers)
 	for i := range l.shards {
-		q := newQueue()
-		l.shards[i] = q
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for m := range q.run(ctx) {
-				l.handle(m)
-			}
-		}()
+		l.shards[i] = newQueue()
 	}
 	return l, nil
 }
@@ -249,9 +231,28 @@ func brokerURL(raw string) (string, error) {
 	return u.String(), nil
 }
 
-// Start connects and subscribes, retrying until ctx ends. After the first
-// successful connection, reconnects happen in the background.
-func (l *Link) Start(ctx context.Context) error {
+// Start hands what proplets report to sink (and FL updates too, if sink
+// implements FLSink), then connects and subscribes, retrying until ctx
+// ends. After the first successful connection, reconnects happen in the
+// background. A link starts once.
+func (l *Link) Start(ctx context.Context, sink Sink) error {
+	if sink == nil {
+		return errors.New("link: sink is required")
+	}
+	if !l.started.CompareAndSwap(false, true) {
+		return errors.New("link: already started")
+	}
+	to := receivers{sink: sink}
+	to.fl, _ = sink.(FLSink)
+	for _, q := range l.shards {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for m := range q.run(l.ctx) {
+				l.handle(m, to)
+			}
+		}()
+	}
 	var lastErr error
 	for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
 		tok := l.client.Connect()

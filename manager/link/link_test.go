@@ -92,12 +92,12 @@ func startLink(t *testing.T, env mqtttest.Env, s link.Sink, mod func(*link.Confi
 	if mod != nil {
 		mod(&cfg)
 	}
-	l, err := link.New(cfg, s)
+	l, err := link.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	require.NoError(t, l.Start(ctx))
+	require.NoError(t, l.Start(ctx, s))
 	return l
 }
 
@@ -242,7 +242,7 @@ func TestStaleWillIgnored(t *testing.T) {
 func TestBadPayloadsAreDropped(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, env mqtttest.Env) {
 		s := newSink()
-		l := startLink(t, env, s, func(c *link.Config) { c.FL = nil })
+		l := startLink(t, env, s, nil)
 		p := mqtttest.MustConnect(t, env, "p3", mqtttest.ProplerOpts{})
 		bad := []struct {
 			kind    string
@@ -412,13 +412,14 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"", false},
 	}
 	for _, tc := range cases {
-		_, err := link.New(link.Config{BrokerURL: tc.url}, newSink())
+		_, err := link.New(link.Config{BrokerURL: tc.url})
 		if tc.ok {
 			require.NoError(t, err, tc.url)
 		} else {
 			require.Error(t, err, tc.url)
 		}
 	}
-	_, err := link.New(link.Config{BrokerURL: "mqtt://x:1"}, nil)
-	require.Error(t, err)
+	l, err := link.New(link.Config{BrokerURL: "mqtt://x:1"})
+	require.NoError(t, err)
+	require.ErrorContains(t, l.Start(t.Context(), nil), "sink is required")
 }

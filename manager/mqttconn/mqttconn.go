@@ -1,6 +1,7 @@
 // Package mqttconn decides how a manager (standalone or operator) reaches
 // MQTT: it embeds a broker, or it dials an external one. Both manager modes
-// call Open and then hand the returned link.Config to link.New.
+// call Open and hand the Conn to manager/core, which builds the link from
+// its link.Config and admits proplets through it.
 package mqttconn
 
 import (

@@ -234,7 +234,7 @@ func TestPublicRoutesAndOpenAPI(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	code, doc := r.do(http.MethodGet, "/v1/openapi.json", "", nil, "")
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, "3.0.3", doc["openapi"])
+	require.Equal(t, "3.1.0", doc["openapi"])
 
 	// Every route the server has is documented.
 	paths := doc["paths"].(map[string]any)

@@ -43,9 +43,12 @@ type Deps struct {
 	// Models, when set, fetches oci:// modelRefs; without it only blob://
 	// refs are accepted.
 	Models Models
-	Clock  orchestration.Clock
-	NewID  orchestration.IDGen
-	Logger *slog.Logger
+	// Changes is where the engine's observer queues task changes; nil
+	// means a queue of the coordinator's own, fed by TaskChanged.
+	Changes *Changes
+	Clock   orchestration.Clock
+	NewID   orchestration.IDGen
+	Logger  *slog.Logger
 }
 
 // ErrModelUnavailable wraps a failure to fetch an initial model from its
@@ -77,9 +80,7 @@ type Coordinator struct {
 	// store reads (a job record grows with its rounds).
 	jobs map[string]Job
 
-	notesMu sync.Mutex
-	notes   []orchestration.Task
-	signal  chan struct{}
+	changes *Changes
 }
 
 type model struct {
@@ -114,13 +115,16 @@ func New(cfg Config, deps Deps) (*Coordinator, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
+	if deps.Changes == nil {
+		deps.Changes = NewChanges()
+	}
 	return &Coordinator{
 		cfg: cfg, store: deps.Store, engine: deps.Engine, blobs: deps.Blobs, fetch: deps.Models,
 		clock: deps.Clock, newID: deps.NewID, log: deps.Logger,
-		active: make(map[string]struct{}),
-		models: make(map[string]*model),
-		jobs:   make(map[string]Job),
-		signal: make(chan struct{}, 1),
+		active:  make(map[string]struct{}),
+		models:  make(map[string]*model),
+		jobs:    make(map[string]Job),
+		changes: deps.Changes,
 	}, nil
 }
 

@@ -164,24 +164,9 @@ func (c *Coordinator) reject(ctx context.Context, u Update, reason, msg string) 
 	return nil
 }
 
-// TaskChanged is the engine's observer hook. The engine calls it with a
-// task lock held, so it only queues the change; Tick (and Run) handle it.
-func (c *Coordinator) TaskChanged(t orchestration.Task) {
-	if t.Spec.Labels[LabelJob] == "" {
-		return
-	}
-	// Only what moves a participant matters.
-	if t.Status.Phase != orchestration.PhaseRunning && !t.Status.Phase.Terminal() {
-		return
-	}
-	c.notesMu.Lock()
-	c.notes = append(c.notes, t)
-	c.notesMu.Unlock()
-	select {
-	case c.signal <- struct{}{}:
-	default:
-	}
-}
+// TaskChanged queues a task change on the coordinator's Changes, for an
+// engine observer that has the coordinator itself.
+func (c *Coordinator) TaskChanged(t orchestration.Task) { c.changes.TaskChanged(t) }
 
 // participantState maps a task to its participant's state.
 func participantState(t orchestration.Task) (state, reason, msg string) {
@@ -240,10 +225,7 @@ func (c *Coordinator) applyTask(ctx context.Context, t orchestration.Task) {
 // failed write left half-started. Run calls it; tests call it with a fake
 // clock.
 func (c *Coordinator) Tick(ctx context.Context) {
-	c.notesMu.Lock()
-	notes := c.notes
-	c.notes = nil
-	c.notesMu.Unlock()
+	notes := c.changes.take()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, t := range notes {
@@ -263,7 +245,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-		case <-c.signal:
+		case <-c.changes.signal:
 		}
 		c.Tick(ctx)
 	}
