@@ -40,7 +40,7 @@ func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringToStringVar(&o.labels, "labels", nil, "labels that tasks select on, k=v,k2=v2")
 	fs.IntVar(&o.slots, "slots", 4, "tasks run at the same time")
 	fs.StringVar(&o.cacheDir, "cache-dir", propletStateDir(os.Geteuid()), "cache of modules, compiled code and undelivered events; one proplet per dir ($STATE_DIRECTORY, else ~/.local/state/propeller, or /var/lib/propeller as root)")
-	fs.Int64Var(&o.cacheBytes, "cache-bytes", 512<<20, "size bound of the module cache")
+	fs.Var(newQuantityFlag(&o.cacheBytes, 512<<20), "cache-bytes", "size bound of the module cache, bytes or a quantity (512Mi)")
 	fs.Uint32Var(&o.memoryPages, "memory-pages", 4096, "largest linear memory a module may grow to, in 64 KiB pages (4096 = 256 MiB)")
 	fs.DurationVar(&o.defaultTimeout, "default-timeout", 5*time.Minute, "deadline of a task that sets none")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 5*time.Second, "how often liveness is reported")
@@ -86,13 +86,13 @@ func newPropletCommand(g *globalOptions, r runners) *cobra.Command {
 each under a deadline and a memory limit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.resolve(cmd, "proplet"); err != nil {
+			if err := g.resolveFlags(cmd); err != nil {
 				return err
 			}
 			return r.proplet(cmd, o)
 		},
 	}
 	o.AddFlags(cmd.Flags())
-	cmd.AddCommand(newPropletListCommand(g), newPropletCredentialsCommand(g))
+	cmd.AddCommand(newPropletListCommand(g), newPropletGetCommand(g), newPropletDeleteCommand(g), newPropletCredentialsCommand(g))
 	return cmd
 }

@@ -16,6 +16,7 @@ import (
 
 	api "github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/safetensors"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
@@ -75,7 +76,7 @@ func (r *flRoutes) jobSpec(req api.FederatedJobRequest) (fl.JobSpec, error) {
 		if err != nil {
 			return spec, fmt.Errorf("store initial model: %w", err)
 		}
-		spec.ModelRef = "blob://" + d
+		spec.ModelRef = wire.BlobScheme + d
 	}
 	if len(req.TaskWasm) > 0 {
 		if spec.TaskWasmImage != "" {
@@ -91,7 +92,7 @@ func (r *flRoutes) jobSpec(req api.FederatedJobRequest) (fl.JobSpec, error) {
 		if err != nil {
 			return spec, fmt.Errorf("store module: %w", err)
 		}
-		spec.TaskWasmImage = "blob://" + d
+		spec.TaskWasmImage = wire.BlobScheme + d
 	}
 	return spec, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	api "github.com/absmach/propeller/api/rest"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/orchestration"
 )
 
@@ -109,7 +110,7 @@ func (s *server) taskSpec(prefix string, req api.TaskRequest) (orchestration.Tas
 		if err != nil {
 			return spec, fmt.Errorf("store module: %w", err)
 		}
-		spec.Image, spec.Digest = "blob://"+d, d
+		spec.Image, spec.Digest = wire.BlobScheme+d, d
 	case req.ImageURL == "" && !req.Suspend:
 		return spec, api.Problemf(api.CodeInvalidRequest,
 			"give %sfile or %simageUrl, or %ssuspend: true to upload the module later with PUT /v1/tasks/{id}/wasm", prefix, prefix, prefix)
@@ -245,7 +246,7 @@ func (s *server) uploadWasm(c echo.Context) error {
 		return fmt.Errorf("store module: %w", err)
 	}
 	t, err := s.engine.EditSuspended(ctx, id, func(sp *orchestration.TaskSpec) error {
-		sp.Image, sp.Digest = "blob://"+d, d
+		sp.Image, sp.Digest = wire.BlobScheme+d, d
 		return nil
 	})
 	if err != nil {
