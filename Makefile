@@ -51,8 +51,9 @@ bench: build examples envtest ## run Go benchmarks, the REST load harness and th
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -run '^$$' -bench BenchmarkWasmTasks -benchtime 500x ./operator/
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -run '^$$' -bench BenchmarkWasmTaskPaced -benchtime 200x ./operator/
 
-lint: ## gofmt + go vet
+lint: ## gofmt + go mod tidy check + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags noperator ./cmd/...
 

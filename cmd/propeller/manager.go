@@ -83,6 +83,7 @@ type standaloneOptions struct {
 	tlsKey         string
 	maxUploadBytes int64
 	pprofAddr      string
+	corsOrigins    []string
 
 	requireCredentials bool
 }
@@ -104,6 +105,7 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
 	fs.Var(newQuantityFlag(&o.maxUploadBytes, 32<<20), "max-upload-bytes", "largest WASM module accepted over REST, bytes or a quantity (32Mi)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
+	fs.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "let web pages from these origins call the REST API (CORS), e.g. https://dash.example.com; repeat or comma-separate; '*' allows any; default: none")
 	fs.BoolVar(&o.requireCredentials, "require-proplet-credentials", false, "refuse the join token: proplets log in only with a secret from 'propeller proplet credentials create' (embedded broker)")
 }
 
