@@ -52,9 +52,11 @@ type Credentials struct {
 }
 
 // OpenCredentials loads the digests at path (a missing file is an empty
-// set) into auth.
-func OpenCredentials(path string, auth *broker.TokenCredentials) (*Credentials, error) {
-	c := &Credentials{path: path, auth: auth, now: time.Now, recs: map[string]credentialRecord{}}
+// set) into auth. disconnect, when not nil, closes a proplet's connections
+// after its secret changed. The broker may already listen: it holds
+// proplets back until the manager admits them, which is after this.
+func OpenCredentials(path string, auth *broker.TokenCredentials, disconnect func(id string) int) (*Credentials, error) {
+	c := &Credentials{path: path, auth: auth, now: time.Now, recs: map[string]credentialRecord{}, disconnect: disconnect}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -77,14 +79,6 @@ func OpenCredentials(path string, auth *broker.TokenCredentials) (*Credentials, 
 		c.recs[id] = r
 	}
 	return c, nil
-}
-
-// SetDisconnect sets how a proplet's connections are closed after its
-// secret changed; the broker starts after the credentials are loaded.
-func (c *Credentials) SetDisconnect(fn func(id string) int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.disconnect = fn
 }
 
 // Issue creates a fresh secret for id, replacing any previous one, and

@@ -34,15 +34,14 @@ func newCredRig(t *testing.T) *credRig {
 	t.Helper()
 	dir := t.TempDir()
 	auth := broker.NewTokenCredentials(joinToken)
-	creds, err := standalone.OpenCredentials(filepath.Join(dir, standalone.CredentialsFile), auth)
-	require.NoError(t, err)
 	r := &credRig{dir: dir, auth: auth}
-	creds.SetDisconnect(func(id string) int {
+	creds, err := standalone.OpenCredentials(filepath.Join(dir, standalone.CredentialsFile), auth, func(id string) int {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.disconnected = append(r.disconnected, id)
 		return 1
 	})
+	require.NoError(t, err)
 	r.apiRig = newAPIRig(t, creds)
 	return r
 }
@@ -111,7 +110,7 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 
 	// A restarted manager loads the digests: the current secret still works.
 	reloaded := broker.NewTokenCredentials(joinToken)
-	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded)
+	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded, nil)
 	require.NoError(t, err)
 	require.True(t, reloaded.Check("edge-1", s2))
 	require.False(t, reloaded.Check("edge-1", s1))
@@ -132,7 +131,7 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	require.Len(t, r.disconnects(), 3, "revoking nothing disconnects nobody")
 
 	reloaded = broker.NewTokenCredentials(joinToken)
-	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded)
+	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded, nil)
 	require.NoError(t, err)
 	require.False(t, reloaded.Check("edge-1", s2), "a revoked secret stays revoked across restarts")
 }

@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Config) (*mqttconn.Conn, *Credentials, error) {
 	var (
 		secret      string
-		creds       *Credentials
+		auth        *broker.TokenCredentials
 		propletAuth broker.Credentials
 		err         error
 	)
@@ -185,10 +185,7 @@ func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Con
 			join = "" // issued secrets only
 			log.Info("join token refused: proplets need their own credential")
 		}
-		auth := broker.NewTokenCredentials(join)
-		if creds, err = OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth); err != nil {
-			return nil, nil, err
-		}
+		auth = broker.NewTokenCredentials(join)
 		propletAuth = auth
 	} else if cfg.RequirePropletCredentials {
 		return nil, nil, errors.New("--require-proplet-credentials needs the embedded broker; an external broker has its own credentials")
@@ -201,8 +198,13 @@ func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Con
 	if err != nil {
 		return nil, nil, err
 	}
-	if creds != nil {
-		creds.SetDisconnect(conn.DisconnectProplet)
+	if auth == nil {
+		return conn, nil, nil
+	}
+	creds, err := OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth, conn.DisconnectProplet)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
 	}
 	return conn, creds, nil
 }

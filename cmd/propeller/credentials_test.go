@@ -20,7 +20,7 @@ import (
 // only, and it works on the broker's check until revoked.
 func TestPropletCredentialsCommand(t *testing.T) {
 	auth := broker.NewTokenCredentials("join")
-	creds, err := standalone.OpenCredentials(filepath.Join(t.TempDir(), standalone.CredentialsFile), auth)
+	creds, err := standalone.OpenCredentials(filepath.Join(t.TempDir(), standalone.CredentialsFile), auth, nil)
 	require.NoError(t, err)
 	api, err := restserver.New(restserver.Config{Auth: standalone.BearerToken("api"), Credentials: creds})
 	require.NoError(t, err)
