@@ -65,7 +65,7 @@ func TestCommandAndFunction(t *testing.T) {
 
 			// Prometheus metrics, unauthenticated: tasks by phase from the
 			// store's counters, live proplets.
-			resp, err := http.Get("http://" + s.HTTPAddr + "/metrics")
+			resp, err := s.HTTP.Get(s.URL + "/metrics")
 			require.NoError(t, err)
 			body, err := io.ReadAll(resp.Body)
 			resp.Body.Close()

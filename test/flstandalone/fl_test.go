@@ -191,7 +191,11 @@ func TestPoisonedClient(t *testing.T) {
 		return func(m map[string]any) {
 			m["participants"] = []map[string]any{{"propletId": "p1"}, {"propletId": "p2"},
 				{"propletId": "p3", "hyperparams": map[string]any{"poison": -20}}}
-			m["aggregator"] = map[string]any{"algorithm": algo, "config": cfg}
+			agg := map[string]any{"algorithm": algo}
+			if cfg != nil {
+				agg["config"] = cfg
+			}
+			m["aggregator"] = agg
 		}
 	}
 	jobs := map[string]rest.FederatedJob{
