@@ -8,6 +8,11 @@ WAT := $(wildcard examples/wat/*.wat)
 ENVTEST_ASSETS := $(abspath $(BIN)/k8s)
 CONTROLLER_TOOLS_VERSION := v0.23.0
 CONTROLLER_GEN := $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+# `propeller version` prints these; without them the binary falls back to Go's VCS build stamp.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildDate=$(BUILD_DATE)
 
 .PHONY: help deps build build-edge examples test test-short bench lint generate manifests envtest demo fl-demo clean
 
@@ -15,10 +20,10 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 build: ## build bin/propeller
-	$(GO) build -o $(BIN)/propeller ./cmd/propeller
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/propeller ./cmd/propeller
 
 build-edge: ## build bin/propeller-edge: no Kubernetes operator, for devices (half the size and memory)
-	$(GO) build -tags noperator -o $(BIN)/propeller-edge ./cmd/propeller
+	$(GO) build -tags noperator -ldflags "$(LDFLAGS)" -o $(BIN)/propeller-edge ./cmd/propeller
 
 deps: ## install missing system tools (wat2wasm, mosquitto) from Debian packages
 	@missing=""; command -v wat2wasm >/dev/null || missing="$$missing wabt"; \
@@ -46,8 +51,9 @@ bench: build examples envtest ## run Go benchmarks, the REST load harness and th
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -run '^$$' -bench BenchmarkWasmTasks -benchtime 500x ./operator/
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -run '^$$' -bench BenchmarkWasmTaskPaced -benchtime 200x ./operator/
 
-lint: ## gofmt + go vet
+lint: ## gofmt + go mod tidy check + go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags noperator ./cmd/...
 

@@ -22,4 +22,7 @@ echo "== an exported function: add(2, 3)"
 "$BIN" task create add --file "$WASM/add.wasm" --function add --inputs 2,3 --wait "${conn[@]}"
 echo
 echo "== a runaway module stopped by its deadline"
-"$BIN" task create loop --file "$WASM/loop.wasm" --timeout 1s --max-attempts 1 --wait "${conn[@]}"
+code=0
+"$BIN" task create loop --file "$WASM/loop.wasm" --timeout 1s --max-attempts 1 --wait "${conn[@]}" || code=$?
+echo "exit code $code: a script sees that the task Failed (docs/cli.md)"
+[ "$code" = 3 ]

@@ -10,8 +10,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/operator"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 // TestExternalBroker runs the operator on Mosquitto (--broker) instead of

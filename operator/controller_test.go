@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/manager/blobs"
@@ -701,7 +702,7 @@ func TestFederatedJobTrains(t *testing.T) {
 	fj.Spec = v1.FederatedJobSpec{
 		ExperimentID:  "digits-1",
 		ModelRef:      reg.String() + ":v1",
-		TaskWasmImage: "blob://" + wasmDigest,
+		TaskWasmImage: wire.BlobScheme + wasmDigest,
 		Participants:  []v1.Participant{{PropletID: "p1"}, {PropletID: "p2"}},
 		KOfN:          2,
 		// Generous: the proplets share two CPUs with everything else.

@@ -8,10 +8,10 @@ import (
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/core"
 	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 // TestBuiltByTheCore checks that the operator is the shared core with

@@ -4,18 +4,16 @@ import (
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/orchestration"
 )
 
 // transitions turns the engine's commits into Kubernetes events, so
 // `kubectl describe wasmtask` tells the task's story. It is the engine's
 // Observer: it runs under the task's lock and must not block, which the
-// recorder (buffered, dropping when full) guarantees.
+// recorder (buffered, dropping when full) and resolve guarantee.
 //
 // Every event is an API write, as costly as a status write, so progress is
 // reported only when it lasts: a Scheduled or Running event waits `hold`
@@ -28,10 +26,11 @@ import (
 // stop-task finalizer).
 type transitions struct {
 	rec events.EventRecorder
-	// key names the WasmTask of a task id.
-	key  func(id string) client.ObjectKey
-	hold time.Duration
-	slow func(id string)
+	// resolve calls record with the WasmTask of a task id (UID included,
+	// see taskRefs), now or later; never for an object that is gone.
+	resolve func(id string, record func(runtime.Object))
+	hold    time.Duration
+	slow    func(id string)
 
 	mu sync.Mutex
 	// last is the phase and reason last reported per in-flight task.
@@ -46,9 +45,9 @@ type heldEvent struct {
 	timer *time.Timer
 }
 
-func newTransitions(rec events.EventRecorder, key func(id string) client.ObjectKey, hold time.Duration, slow func(id string)) *transitions {
+func newTransitions(rec events.EventRecorder, resolve func(id string, record func(runtime.Object)), hold time.Duration, slow func(id string)) *transitions {
 	return &transitions{
-		rec: rec, key: key, hold: hold, slow: slow,
+		rec: rec, resolve: resolve, hold: hold, slow: slow,
 		last: map[string]string{}, progress: map[string]*heldEvent{},
 	}
 }
@@ -120,9 +119,6 @@ func (tr *transitions) release(h *heldEvent) {
 // emit records t's state as an event. Callers hold tr.mu.
 func (tr *transitions) emit(t orchestration.Task) {
 	ph := t.Status.Phase
-	k := tr.key(t.ID)
-	ref := &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Name: k.Name, Namespace: k.Namespace}}
-	ref.SetGroupVersionKind(v1.GroupVersion.WithKind("WasmTask"))
 	typ := "Normal"
 	if ph == orchestration.PhaseFailed || t.Status.Reason == orchestration.ReasonUnschedulable {
 		typ = "Warning"
@@ -138,5 +134,8 @@ func (tr *transitions) emit(t orchestration.Task) {
 	if t.Status.Reason != "" && conditionReason.MatchString(t.Status.Reason) {
 		reason = t.Status.Reason
 	}
-	tr.rec.Eventf(ref, nil, typ, reason, "Orchestrate", "attempt %d: %s", t.Status.Attempt, note)
+	attempt := t.Status.Attempt
+	tr.resolve(t.ID, func(obj runtime.Object) {
+		tr.rec.Eventf(obj, nil, typ, reason, "Orchestrate", "attempt %d: %s", attempt, note)
+	})
 }

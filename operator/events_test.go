@@ -5,13 +5,18 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	v1 "github.com/absmach/propeller/api/v1alpha1"
 	"github.com/absmach/propeller/orchestration"
 )
 
-func testKey(id string) client.ObjectKey { return client.ObjectKey{Namespace: "ns", Name: id} }
+// testRef records at once, on an object named by the id.
+func testRef(id string, record func(runtime.Object)) {
+	record(&v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: id}})
+}
 
 func task(phase orchestration.Phase, reason, proplet string) orchestration.Task {
 	return orchestration.Task{ID: "t1", Status: orchestration.TaskStatus{Phase: phase, Reason: reason, PropletID: proplet, Attempt: 1}}
@@ -33,7 +38,7 @@ func drain(rec *events.FakeRecorder) []string {
 func TestTransitionsFoldShortProgress(t *testing.T) {
 	rec := events.NewFakeRecorder(16)
 	slow := 0
-	tr := newTransitions(rec, testKey, time.Hour, func(string) { slow++ })
+	tr := newTransitions(rec, testRef, time.Hour, func(string) { slow++ })
 	tr.observe(task(orchestration.PhasePending, "", ""))
 	tr.observe(task(orchestration.PhaseScheduled, "", "p1"))
 	tr.observe(task(orchestration.PhaseRunning, "", "p1"))
@@ -47,7 +52,7 @@ func TestTransitionsFoldShortProgress(t *testing.T) {
 
 func TestTransitionsWarningsAtOnce(t *testing.T) {
 	rec := events.NewFakeRecorder(16)
-	tr := newTransitions(rec, testKey, time.Hour, nil)
+	tr := newTransitions(rec, testRef, time.Hour, nil)
 	un := task(orchestration.PhasePending, orchestration.ReasonUnschedulable, "")
 	un.Status.Message = "no live proplet"
 	tr.observe(un)
@@ -58,7 +63,7 @@ func TestTransitionsWarningsAtOnce(t *testing.T) {
 func TestTransitionsReleaseLongProgress(t *testing.T) {
 	rec := events.NewFakeRecorder(16)
 	slow := make(chan string, 1)
-	tr := newTransitions(rec, testKey, time.Millisecond, func(id string) { slow <- id })
+	tr := newTransitions(rec, testRef, time.Millisecond, func(id string) { slow <- id })
 	tr.observe(task(orchestration.PhaseScheduled, "", "p1"))
 	require.Equal(t, "t1", <-slow, "a task in flight past the hold is reported slow")
 	require.Equal(t, []string{"Normal Scheduled attempt 1: Scheduled on p1"}, drain(rec))
@@ -69,7 +74,7 @@ func TestTransitionsReleaseLongProgress(t *testing.T) {
 func TestTransitionsForgetDeletedTask(t *testing.T) {
 	rec := events.NewFakeRecorder(16)
 	slow := 0
-	tr := newTransitions(rec, testKey, time.Hour, func(string) { slow++ })
+	tr := newTransitions(rec, testRef, time.Hour, func(string) { slow++ })
 	tr.observe(task(orchestration.PhaseRunning, "", "p1"))
 	require.Len(t, tr.progress, 1)
 	tr.forget("t1")

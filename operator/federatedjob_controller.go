@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 )
@@ -317,7 +318,7 @@ func (r *FederatedJobReconciler) reconcileCheckpoints(ctx context.Context, obj *
 		_, err := controllerutil.CreateOrUpdate(ctx, r.Client, mc, func() error {
 			mc.Spec = v1.ModelCheckpointSpec{
 				JobRef: v1.LocalObjectReference{Name: obj.Name}, Round: int32(cp.Round),
-				ModelURI: "blob://" + cp.Digest, Digest: cp.Digest, SizeBytes: cp.Size, Format: "safetensors",
+				ModelURI: wire.BlobScheme + cp.Digest, Digest: cp.Digest, SizeBytes: cp.Size, Format: "safetensors",
 			}
 			if len(cp.Metrics) > 0 {
 				mc.Spec.Metrics = map[string]string{}

@@ -79,10 +79,10 @@ func newFLData(t *testing.T) *flEnv {
 	require.NoError(t, err)
 	d, err := bs.PutBytes(model)
 	require.NoError(t, err)
-	e.model = "blob://" + d
+	e.model = wire.BlobScheme + d
 	d, err = bs.PutBytes(exampletest.Build(t, "fl"))
 	require.NoError(t, err)
-	e.wasm = "blob://" + d
+	e.wasm = wire.BlobScheme + d
 	return e
 }
 
@@ -239,7 +239,7 @@ func TestFLOperatorMatchesCentralised(t *testing.T) {
 		require.Contains(t, c.Metrics, "loss")
 	}
 	for i := 1; i < len(j.Status.Rounds); i++ {
-		require.Equal(t, "blob://"+j.Status.Rounds[i-1].Checkpoint, j.Status.Rounds[i].ModelURI)
+		require.Equal(t, wire.BlobScheme+j.Status.Rounds[i-1].Checkpoint, j.Status.Rounds[i].ModelURI)
 	}
 	// What `kubectl get federatedjobs` prints.
 	require.Equal(t, "4/4", fj.Status.Progress)

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/operator"
 	"github.com/absmach/propeller/orchestration/fl"
@@ -117,7 +118,7 @@ func TestFLOperatorPushesCheckpointsToOCI(t *testing.T) {
 	for i, mc := range e.pushedCheckpoints(rounds) {
 		cp := j.Status.Checkpoints[i]
 		require.Equal(t, cp.Digest, mc.Spec.Digest)
-		require.Equal(t, "blob://"+cp.Digest, mc.Spec.ModelURI, "proplets still fetch from the blob store")
+		require.Equal(t, wire.BlobScheme+cp.Digest, mc.Spec.ModelURI, "proplets still fetch from the blob store")
 		require.Equal(t, v1.CheckpointAvailable, mc.Status.Phase)
 		c := meta.FindStatusCondition(mc.Status.Conditions, v1.ConditionPushed)
 		require.Equal(t, "True", string(c.Status), c.Message)

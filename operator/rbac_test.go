@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/manager/blobs"
@@ -82,7 +83,7 @@ func TestDeployedRBACSuffices(t *testing.T) {
 	require.NoError(t, err)
 	fj := &v1.FederatedJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "digits"}}
 	fj.Spec = v1.FederatedJobSpec{
-		ExperimentID: "rbac", ModelRef: "blob://" + modelDigest, TaskWasmImage: "blob://" + wasmDigest,
+		ExperimentID: "rbac", ModelRef: wire.BlobScheme + modelDigest, TaskWasmImage: wire.BlobScheme + wasmDigest,
 		Participants: []v1.Participant{{PropletID: "p1"}}, KOfN: 1, TimeoutSeconds: 240,
 		Rounds: v1.Rounds{Total: 1}, Aggregator: v1.Aggregator{Algorithm: "fedavg"},
 		Hyperparams: &apiextensionsv1.JSON{Raw: []byte(`{"lr":0.5,"epochs":1,"batch_size":16}`)},

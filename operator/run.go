@@ -210,7 +210,8 @@ func Run(ctx context.Context, cfg Config) error {
 	// Tasks still in flight after heldProgress get the stop-task
 	// finalizer (and their progress event); the rest never pay for it.
 	slow := make(chan event.TypedGenericEvent[*v1.WasmTask], 256)
-	events := newTransitions(rec, store.Key, heldProgress, func(id string) {
+	refs := taskRefs{store: store, cache: mgr.GetCache(), direct: direct, log: log}
+	events := newTransitions(rec, refs.resolve, heldProgress, func(id string) {
 		k := store.Key(id)
 		select {
 		case slow <- event.TypedGenericEvent[*v1.WasmTask]{Object: &v1.WasmTask{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}:

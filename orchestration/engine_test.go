@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/storage/memory"
 )
@@ -696,7 +697,7 @@ func TestValidation(t *testing.T) {
 	}{
 		{"no image", orchestration.TaskSpec{}, "imageUrl is required"},
 		{"bad scheme", orchestration.TaskSpec{Image: "ftp://x"}, "want oci://"},
-		{"bad blob", orchestration.TaskSpec{Image: "blob://sha256:zz"}, "want oci://"},
+		{"bad blob", orchestration.TaskSpec{Image: wire.BlobScheme + "sha256:zz"}, "want oci://"},
 		{"bad digest", orchestration.TaskSpec{Image: "oci://x/y:z", Digest: "md5:1"}, "digest"},
 		{"negative timeout", orchestration.TaskSpec{Image: "oci://x/y", Timeout: -1}, "timeout"},
 		{"attempts", orchestration.TaskSpec{Image: "oci://x/y", MaxAttempts: 1000}, "maxAttempts"},
@@ -748,12 +749,12 @@ func TestModuleAttachedAfterCreate(t *testing.T) {
 
 	digest := "sha256:" + strings.Repeat("ab", 32)
 	got, err := h.eng.EditSuspended(h.ctx, task.ID, func(s *orchestration.TaskSpec) error {
-		s.Image = "blob://" + digest
+		s.Image = wire.BlobScheme + digest
 		s.Suspend = false // ignored: editing never releases the task
 		return nil
 	})
 	require.NoError(t, err)
-	require.Equal(t, "blob://"+digest, got.Spec.Image)
+	require.Equal(t, wire.BlobScheme+digest, got.Spec.Image)
 	require.True(t, got.Spec.Suspend)
 
 	_, err = h.eng.Start(h.ctx, task.ID)

@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/absmach/propeller/api/wire"
 )
 
 // MaxAttemptsLimit caps TaskSpec.MaxAttempts.
@@ -22,7 +24,7 @@ func ValidateSpec(s TaskSpec) error {
 	case s.Image == "" && !s.Suspend:
 		return bad("imageUrl is required (or create the task suspended and upload its module)")
 	case s.Image != "" && !validImage(s.Image):
-		return bad("imageUrl %q: want oci://, http://, https:// or blob://sha256:<hex>", s.Image)
+		return bad("imageUrl %q: want oci://, http://, https:// or %ssha256:<hex>", s.Image, wire.BlobScheme)
 	case s.Digest != "" && !ValidDigest(s.Digest):
 		return bad("digest %q: want sha256:<64 hex>", s.Digest)
 	case s.Timeout < 0:
@@ -50,6 +52,9 @@ func ValidateSpec(s TaskSpec) error {
 }
 
 func validImage(img string) bool {
+	if d, ok := strings.CutPrefix(img, wire.BlobScheme); ok {
+		return ValidDigest(d)
+	}
 	scheme, rest, ok := strings.Cut(img, "://")
 	if !ok || rest == "" {
 		return false
@@ -57,8 +62,6 @@ func validImage(img string) bool {
 	switch scheme {
 	case "oci", "http", "https":
 		return true
-	case "blob":
-		return ValidDigest(rest)
 	}
 	return false
 }

@@ -211,10 +211,10 @@ func (x *executor) prepareFL(ctx context.Context, st wire.StartTask, job *runtim
 // modelArtifact maps MODEL_URI to an artifact: blob:// (the manager's
 // store) is fetched through the relay like a module.
 func modelArtifact(uri string) wire.Artifact {
-	if d, ok := strings.CutPrefix(uri, "blob://"); ok {
-		return wire.Artifact{URI: "relay://" + d, Digest: d}
+	if d, ok := strings.CutPrefix(uri, wire.BlobScheme); ok {
+		return wire.Artifact{URI: wire.RelayScheme + d, Digest: d}
 	}
-	if d, ok := strings.CutPrefix(uri, "relay://"); ok {
+	if d, ok := strings.CutPrefix(uri, wire.RelayScheme); ok {
 		return wire.Artifact{URI: uri, Digest: d}
 	}
 	return wire.Artifact{URI: uri}

@@ -51,7 +51,7 @@ func BenchmarkExecuteCachedModule(b *testing.B) {
 		}
 		b.Cleanup(func() { _ = rt.Close(ctx) })
 		st := m.st
-		st.TaskID, st.Attempt, st.Artifact = "t", 1, wire.Artifact{URI: "relay://" + digest}
+		st.TaskID, st.Attempt, st.Artifact = "t", 1, wire.Artifact{URI: wire.RelayScheme + digest}
 		for _, mode := range []struct {
 			name string
 			f    Fetcher

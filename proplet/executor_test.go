@@ -42,7 +42,7 @@ func TestExecutorPlainAndFL(t *testing.T) {
 	hello := exampletest.Build(t, "hello")
 	model := []byte("global model bytes")
 	modelDigest := artifact.Digest(model)
-	fetch := mapFetcher{"relay://" + modelDigest: model}
+	fetch := mapFetcher{wire.RelayScheme + modelDigest: model}
 	x := newTestExecutor(t, fetch)
 	noop := func() {}
 
@@ -55,7 +55,7 @@ func TestExecutorPlainAndFL(t *testing.T) {
 
 	t.Run("FL update from file", func(t *testing.T) {
 		env := map[string]string{
-			EnvRoundID: "r-1", EnvModelURI: "blob://" + modelDigest, EnvJobID: "job-1",
+			EnvRoundID: "r-1", EnvModelURI: wire.BlobScheme + modelDigest, EnvJobID: "job-1",
 			"HELLO_READ": "/model/model.safetensors", "HELLO_WRITE": "/out/update.safetensors",
 		}
 		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t2", Attempt: 3, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
@@ -66,14 +66,14 @@ func TestExecutorPlainAndFL(t *testing.T) {
 	})
 
 	t.Run("FL update from stdout", func(t *testing.T) {
-		env := map[string]string{EnvRoundID: "r-1", EnvModelURI: "blob://" + modelDigest}
+		env := map[string]string{EnvRoundID: "r-1", EnvModelURI: wire.BlobScheme + modelDigest}
 		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t3", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
 		require.False(t, out.Failed(), "%s %v", out.Reason, out.Err)
 		require.Equal(t, "hello from wasm\n", string(out.FL.Tensor))
 	})
 
 	t.Run("model is read-only", func(t *testing.T) {
-		env := map[string]string{EnvRoundID: "r-1", EnvModelURI: "blob://" + modelDigest, "HELLO_WRITE": "/model/model.safetensors"}
+		env := map[string]string{EnvRoundID: "r-1", EnvModelURI: wire.BlobScheme + modelDigest, "HELLO_WRITE": "/model/model.safetensors"}
 		out := x.Execute(context.Background(), wire.StartTask{TaskID: "t4", Attempt: 1, Artifact: wire.Artifact{Inline: hello}, Env: env}, noop)
 		require.True(t, out.Failed())
 		require.Equal(t, wire.ReasonExitCode, out.Reason)
@@ -141,7 +141,7 @@ func TestExecutorCachedModuleUnread(t *testing.T) {
 	require.NoError(t, err)
 	corrupt := append([]byte(nil), add...)
 	corrupt[len(corrupt)-1] ^= 0xff
-	st := wire.StartTask{TaskID: "t", Attempt: 1, Artifact: wire.Artifact{URI: "relay://" + digest}, Function: "add", Inputs: []float64{20, 22}}
+	st := wire.StartTask{TaskID: "t", Attempt: 1, Artifact: wire.Artifact{URI: wire.RelayScheme + digest}, Function: "add", Inputs: []float64{20, 22}}
 	run := func(x *executor) agent.Outcome {
 		return x.Execute(context.Background(), st, func() {})
 	}
@@ -198,8 +198,8 @@ func TestExecutorFLModelFromCache(t *testing.T) {
 	f, err := artifact.New(artifact.Config{CacheDir: t.TempDir(), Relay: relay})
 	require.NoError(t, err)
 	x := newTestExecutor(t, f)
-	env := map[string]string{EnvRoundID: "r-1", EnvModelURI: "blob://" + md, "HELLO_READ": "/model/model.safetensors"}
-	st := wire.StartTask{TaskID: "t", Attempt: 1, Artifact: wire.Artifact{URI: "relay://" + artifact.Digest(hello)}, Env: env}
+	env := map[string]string{EnvRoundID: "r-1", EnvModelURI: wire.BlobScheme + md, "HELLO_READ": "/model/model.safetensors"}
+	st := wire.StartTask{TaskID: "t", Attempt: 1, Artifact: wire.Artifact{URI: wire.RelayScheme + artifact.Digest(hello)}, Env: env}
 	for i := range 2 {
 		out := x.Execute(context.Background(), st, func() {})
 		require.False(t, out.Failed(), "%s %v", out.Reason, out.Err)

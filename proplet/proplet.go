@@ -6,6 +6,7 @@ package proplet
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -27,7 +28,8 @@ type Config struct {
 	Labels    map[string]string
 	Slots     int
 	// CacheDir holds fetched modules, compiled code, the outbox and FL
-	// scratch space; it survives restarts.
+	// scratch space; it must survive restarts (not /tmp), and one proplet
+	// holds it at a time (a lock file, see lockDir).
 	CacheDir   string
 	CacheBytes int64
 	// MemoryPages caps every module's linear memory (64 KiB pages).
@@ -46,6 +48,17 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.CacheDir == "" {
+		return errors.New("proplet: cache dir is required")
+	}
+	if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
+		return fmt.Errorf("cache dir: %w", err)
+	}
+	unlock, err := lockDir(cfg.CacheDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	dirs := map[string]string{}
 	for _, name := range []string{"state", "compiled", "blobs", "work"} {
 		d := filepath.Join(cfg.CacheDir, name)

@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/absmach/propeller/api/rest"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration"
 )
@@ -229,7 +230,7 @@ func (a *API) createTask(c echo.Context) error {
 		if err != nil {
 			return fmt.Errorf("store module: %w", err)
 		}
-		spec.Image, spec.Digest = "blob://"+d, d
+		spec.Image, spec.Digest = wire.BlobScheme+d, d
 	case req.ImageURL == "" && !req.Suspend:
 		return rest.NewProblem(rest.CodeInvalidRequest, "give file or imageUrl, or suspend: true to upload the module later with PUT /v1/tasks/{id}/wasm")
 	}
@@ -345,7 +346,7 @@ func (a *API) uploadWasm(c echo.Context) error {
 		return fmt.Errorf("store module: %w", err)
 	}
 	t, err := a.engine.EditSuspended(ctx, id, func(s *orchestration.TaskSpec) error {
-		s.Image, s.Digest = "blob://"+d, d
+		s.Image, s.Digest = wire.BlobScheme+d, d
 		return nil
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/standalone"
@@ -106,7 +107,7 @@ func TestCreateAndGetTask(t *testing.T) {
 	})
 	require.Equal(t, http.StatusCreated, code, body)
 	id := body["id"].(string)
-	require.Regexp(t, `^blob://sha256:[0-9a-f]{64}$`, body["imageUrl"])
+	require.Regexp(t, "^"+wire.BlobScheme+"sha256:[0-9a-f]{64}$", body["imageUrl"])
 	require.Equal(t, "Scheduled", body["phase"])
 	require.Equal(t, "p1", body["propletId"])
 

@@ -13,10 +13,10 @@ import (
 
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/core"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 // TestBuiltByTheCore checks that the standalone manager is the shared core

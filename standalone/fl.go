@@ -12,6 +12,7 @@ import (
 
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/safetensors"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
@@ -75,7 +76,7 @@ func (r *flRoutes) create(c echo.Context) error {
 		if err != nil {
 			return fmt.Errorf("store initial model: %w", err)
 		}
-		spec.ModelRef = "blob://" + d
+		spec.ModelRef = wire.BlobScheme + d
 	}
 	if len(req.TaskWasm) > 0 {
 		if spec.TaskWasmImage != "" {
@@ -91,7 +92,7 @@ func (r *flRoutes) create(c echo.Context) error {
 		if err != nil {
 			return fmt.Errorf("store module: %w", err)
 		}
-		spec.TaskWasmImage = "blob://" + d
+		spec.TaskWasmImage = wire.BlobScheme + d
 	}
 	j, err := r.Jobs.Create(c.Request().Context(), spec)
 	if err != nil {

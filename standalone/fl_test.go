@@ -12,13 +12,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/safetensors"
-	"github.com/absmach/propeller/internal/mqtttest"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/ocipush"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/storage/memory"
+	"github.com/absmach/propeller/test/mqtttest"
 	"github.com/absmach/propeller/test/ocitest"
 )
 
@@ -116,12 +117,12 @@ func TestFederatedJobsAPIRefusals(t *testing.T) {
 		{"unknown field", func(m map[string]any) { m["bogus"] = 1 }, http.StatusBadRequest},
 		{"not a model", func(m map[string]any) { m["initialModel"] = []byte("junk") }, http.StatusBadRequest},
 		{"not wasm", func(m map[string]any) { m["taskWasm"] = []byte("junk") }, http.StatusBadRequest},
-		{"model twice", func(m map[string]any) { m["modelRef"] = "blob://sha256:00" }, http.StatusBadRequest},
+		{"model twice", func(m map[string]any) { m["modelRef"] = wire.BlobScheme + "sha256:00" }, http.StatusBadRequest},
 		{"no rounds", func(m map[string]any) { m["rounds"] = map[string]any{"total": 0} }, http.StatusBadRequest},
 		{"bad algorithm", func(m map[string]any) { m["aggregator"] = map[string]any{"algorithm": "x"} }, http.StatusBadRequest},
 		{"missing model blob", func(m map[string]any) {
 			delete(m, "initialModel")
-			m["modelRef"] = "blob://sha256:" + "0000000000000000000000000000000000000000000000000000000000000000"
+			m["modelRef"] = wire.BlobScheme + "sha256:" + "0000000000000000000000000000000000000000000000000000000000000000"
 		}, http.StatusBadRequest},
 	}
 	for _, tc := range tests {

@@ -101,6 +101,18 @@ type Artifact struct {
 	Digest string `json:"digest,omitempty"`
 }
 
+// Artifact URI schemes of Propeller's own, besides oci:// and http(s)://.
+// Each is followed by a digest, sha256:<hex>.
+const (
+	// BlobScheme names bytes the manager holds in its blob store: an
+	// uploaded module, an FL model or checkpoint. Users, the manager and
+	// proplets (FL MODEL_URI) all write it.
+	BlobScheme = "blob://"
+	// RelayScheme is a blob a proplet pulls through the manager's artifact
+	// relay over MQTT.
+	RelayScheme = "relay://"
+)
+
 // StopTask asks a proplet to end an attempt promptly.
 type StopTask struct {
 	TaskID  string `json:"task_id"`

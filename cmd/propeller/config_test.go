@@ -109,12 +109,89 @@ proplet:
 }
 
 func TestConfigErrors(t *testing.T) {
-	_, _, _, _, err := execute(t, "proplet", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
-	require.ErrorContains(t, err, "read config")
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	_, _, _, _, err := execute(t, "proplet", "--config", missing)
+	require.ErrorContains(t, err, "read config "+missing)
+	require.Equal(t, exitUsage, exitCode(err))
+
+	t.Setenv("PROPELLER_CONFIG", missing)
+	_, _, _, _, err = execute(t, "proplet")
+	require.ErrorContains(t, err, "read config "+missing)
+	t.Setenv("PROPELLER_CONFIG", "")
 
 	t.Setenv("PROPELLER_SLOTS", "many")
 	_, _, _, _, err = execute(t, "proplet")
-	require.ErrorContains(t, err, "slots")
+	require.ErrorContains(t, err, "--slots from the environment")
+	require.Equal(t, exitUsage, exitCode(err))
+}
+
+// TestConfigUnknownKeys: a key that no command reads is an error naming
+// it (with the key it is closest to), wherever in the file it is and
+// whichever command reads the file.
+func TestConfigUnknownKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"top level", "slotz: 3\n", []string{`unknown key "slotz" (did you mean "slots"?)`}},
+		{"in a section", "manager:\n  http-adr: 127.0.0.1:1\n", []string{`unknown key "manager.http-adr" (did you mean "http-addr"?)`}},
+		{"flag of another section", "proplet:\n  http-addr: 127.0.0.1:1\n", []string{`unknown key "proplet.http-addr"`}},
+		{"in a context", "contexts:\n  lab:\n    server: http://h:1\n    tokn: x\n", []string{`unknown key "contexts.lab.tokn" (did you mean "token"?)`}},
+		{"all of them", "a-key: 1\nclient:\n  outptu: json\n", []string{`unknown key "a-key"`, `unknown key "client.outptu" (did you mean "output"?)`}},
+		{"section not a mapping", "manager: 3\n", []string{"manager: want a mapping of flag names to values"}},
+		{"not a mapping", "- a\n- b\n", []string{"want a mapping of settings at the top level"}},
+		{"not YAML", "a: [\n", []string{"config "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "config.yaml")
+			require.NoError(t, os.WriteFile(file, []byte(tc.yaml), 0o600))
+			for _, args := range [][]string{{"proplet"}, {"manager", "standalone"}, {"task", "list"}, {"context", "list"}} {
+				code, stdout, stderr := runCLI(t, append(args, "--config", file)...)
+				require.Equal(t, exitUsage, code, "%v: %s%s", args, stdout, stderr)
+				require.Contains(t, stderr, "config "+file)
+				for _, w := range tc.want {
+					require.Contains(t, stderr, w, args)
+				}
+			}
+		})
+	}
+}
+
+// TestDefaultConfigFile: without --config the file under
+// $XDG_CONFIG_HOME/propeller is read, and PROPELLER_CONFIG replaces it.
+func TestDefaultConfigFile(t *testing.T) {
+	xdg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", xdg)
+	require.NoError(t, os.MkdirAll(filepath.Join(xdg, "propeller"), 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(xdg, "propeller", "config.yaml"), []byte("proplet:\n  slots: 11\n"), 0o600))
+	_, _, _, p, err := execute(t, "proplet")
+	require.NoError(t, err)
+	require.Equal(t, 11, p.slots)
+
+	other := filepath.Join(t.TempDir(), "other.yaml")
+	require.NoError(t, os.WriteFile(other, []byte("slots: 12\n"), 0o600))
+	t.Setenv("PROPELLER_CONFIG", other)
+	_, _, _, p, err = execute(t, "proplet")
+	require.NoError(t, err)
+	require.Equal(t, 12, p.slots)
+
+	// A flag names the file even when the variable is set.
+	_, _, _, p, err = execute(t, "proplet", "--config", filepath.Join(xdg, "propeller", "config.yaml"))
+	require.NoError(t, err)
+	require.Equal(t, 11, p.slots)
+
+	// No default file is not an error.
+	t.Setenv("PROPELLER_CONFIG", "")
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	_, _, _, p, err = execute(t, "proplet")
+	require.NoError(t, err)
+	require.Equal(t, 4, p.slots)
+
+	// Big numbers stay exact.
+	require.NoError(t, os.WriteFile(other, []byte("proplet:\n  cache-bytes: 536870913\n"), 0o600))
+	_, _, _, p, err = execute(t, "proplet", "--config", other)
+	require.NoError(t, err)
+	require.EqualValues(t, 536870913, p.cacheBytes)
 }
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {
@@ -132,13 +209,4 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	root.InitDefaultCompletionCmd()
 	root.InitDefaultHelpCmd()
 	walk(root)
-}
-
-func TestVersion(t *testing.T) {
-	root := newRootCommand()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetArgs([]string{"version"})
-	require.NoError(t, root.Execute())
-	require.True(t, strings.HasPrefix(out.String(), "propeller "))
 }

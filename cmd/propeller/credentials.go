@@ -2,12 +2,9 @@ package main
 
 import (
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/absmach/propeller/api/rest"
 )
 
 func newPropletCredentialsCommand(g *globalOptions) *cobra.Command {
@@ -42,10 +39,8 @@ once: the manager keeps a hash. Start the proplet with --id ID --token
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), cred, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "PROPLET\tSECRET\tCREATED")
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", cred.PropletID, cred.Secret, cred.CreatedAt.Format(time.RFC3339))
-			})
+			return o.print(cmd, view{obj: cred, names: []string{cred.PropletID}, columns: []string{"PROPLET", "SECRET", "CREATED"},
+				rows: [][]string{{cred.PropletID, cred.Secret, cred.CreatedAt.Format(time.RFC3339)}}})
 		},
 	}
 }
@@ -64,16 +59,10 @@ func newCredentialsGetCommand(o *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return o.print(cmd.OutOrStdout(), cred, func(tw *tabwriter.Writer) {
-				credentialRows(tw, cred)
-			})
+			return o.print(cmd, view{obj: cred, names: []string{cred.PropletID}, columns: []string{"PROPLET", "CREATED", "AGE"},
+				rows: [][]string{{cred.PropletID, cred.CreatedAt.Format(time.RFC3339), age(cred.CreatedAt)}}})
 		},
 	}
-}
-
-func credentialRows(tw *tabwriter.Writer, cred rest.PropletCredential) {
-	fmt.Fprintln(tw, "PROPLET\tCREATED\tAGE")
-	fmt.Fprintf(tw, "%s\t%s\t%s\n", cred.PropletID, cred.CreatedAt.Format(time.RFC3339), time.Since(cred.CreatedAt).Round(time.Second))
 }
 
 func newCredentialsRevokeCommand(o *clientOptions) *cobra.Command {

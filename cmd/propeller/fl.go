@@ -2,8 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"sort"
@@ -21,7 +21,7 @@ func newFLCommand(g *globalOptions) *cobra.Command {
 	o := &clientOptions{globalOptions: g}
 	cmd := &cobra.Command{Use: "fl", Short: "Run and follow federated-learning jobs on a standalone manager"}
 	o.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(newFLCreateCommand(o), newFLListCommand(o), newFLGetCommand(o), newFLWatchCommand(o), newFLStopCommand(o))
+	cmd.AddCommand(newFLCreateCommand(o), newFLListCommand(o), newFLGetCommand(o), newFLWatchCommand(o), newFLStopCommand(o), newFLModelCommand(o))
 	return cmd
 }
 
@@ -62,14 +62,14 @@ func newFLCreateCommand(co *clientOptions) *cobra.Command {
 		Short: "Start a federated-learning job",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := co.client(cmd)
-			if err != nil {
-				return err
-			}
 			if specFile == "" {
-				return errors.New("-f/--file is required")
+				return usageErrorf("-f/--file is required: the FederatedJob spec")
 			}
 			spec, err := readJobSpec(specFile)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			c, err := co.client(cmd)
 			if err != nil {
 				return err
 			}
@@ -93,7 +93,7 @@ func newFLCreateCommand(co *clientOptions) *cobra.Command {
 			if watch {
 				return watchJob(cmd, co, j.ID)
 			}
-			return co.print(cmd.OutOrStdout(), j, func(tw *tabwriter.Writer) { jobRows(tw, j) })
+			return co.print(cmd, jobView(j, false, j))
 		},
 	}
 	cmd.Flags().StringVarP(&specFile, "file", "f", "", "FederatedJob spec, YAML or JSON (a whole FederatedJob manifest works too)")
@@ -126,17 +126,32 @@ func latestMetric(j rest.FederatedJob) (string, float64, bool) {
 	return "", 0, false
 }
 
-func jobRows(tw *tabwriter.Writer, jobs ...rest.FederatedJob) {
-	fmt.Fprintln(tw, "ID\tEXPERIMENT\tPHASE\tROUND\tALGORITHM\tMETRIC\tAGE")
-	for _, j := range jobs {
-		metric := "-"
-		if k, v, ok := latestMetric(j); ok {
-			metric = fmt.Sprintf("%s=%.4f", k, v)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", j.ID, j.Spec.ExperimentID, j.Status.Phase,
-			completedRounds(j), j.Spec.Rounds.Total, j.Spec.Aggregator.Algorithm, metric,
-			time.Since(j.Status.CreatedAt).Round(time.Second))
+// jobView shows FL jobs; rounds adds each one's rounds under the table.
+func jobView(obj any, rounds bool, jobs ...rest.FederatedJob) view {
+	v := view{
+		obj:     obj,
+		columns: []string{"ID", "EXPERIMENT", "PHASE", "ROUND", "ALGORITHM", "METRIC", "AGE"},
+		wide:    []string{"REASON", "MESSAGE"},
 	}
+	for _, j := range jobs {
+		v.names = append(v.names, j.ID)
+		metric := "-"
+		if k, m, ok := latestMetric(j); ok {
+			metric = fmt.Sprintf("%s=%.4f", k, m)
+		}
+		v.rows = append(v.rows, []string{j.ID, dash(j.Spec.ExperimentID), string(j.Status.Phase),
+			fmt.Sprintf("%d/%d", completedRounds(j), j.Spec.Rounds.Total), dash(string(j.Spec.Aggregator.Algorithm)), metric,
+			age(j.Status.CreatedAt), dash(j.Status.Reason), dash(j.Status.Message)})
+	}
+	if rounds && len(jobs) == 1 {
+		v.detail = func(w io.Writer) {
+			fmt.Fprintln(w)
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			roundRows(tw, jobs[0])
+			_ = tw.Flush()
+		}
+	}
+	return v
 }
 
 func completedRounds(j rest.FederatedJob) int {
@@ -159,14 +174,14 @@ func newFLListCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var jobs []rest.FederatedJob
+			jobs := []rest.FederatedJob{}
 			for j, err := range c.FederatedJobs(cmd.Context()) {
 				if err != nil {
 					return err
 				}
 				jobs = append(jobs, j)
 			}
-			return co.print(cmd.OutOrStdout(), rest.FederatedJobList{Items: jobs}, func(tw *tabwriter.Writer) { jobRows(tw, jobs...) })
+			return co.print(cmd, jobView(map[string]any{"items": jobs}, false, jobs...))
 		},
 	}
 }
@@ -185,11 +200,7 @@ func newFLGetCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return co.print(cmd.OutOrStdout(), j, func(tw *tabwriter.Writer) {
-				jobRows(tw, j)
-				fmt.Fprintln(tw)
-				roundRows(tw, j)
-			})
+			return co.print(cmd, jobView(j, true, j))
 		},
 	}
 }
@@ -208,7 +219,7 @@ func newFLStopCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return co.print(cmd.OutOrStdout(), j, func(tw *tabwriter.Writer) { jobRows(tw, j) })
+			return co.print(cmd, jobView(j, false, j))
 		},
 	}
 }
@@ -284,7 +295,7 @@ func watchJob(cmd *cobra.Command, co *clientOptions, id string) error {
 		if j.Status.Phase != rest.JobRunning {
 			fmt.Fprintf(out, "job %s %s after %d/%d rounds%s\n", j.ID, j.Status.Phase, completedRounds(j), j.Spec.Rounds.Total, reasonSuffix(j.Status.Reason, j.Status.Message))
 			if j.Status.Phase != rest.JobSucceeded {
-				return fmt.Errorf("job %s", strings.ToLower(j.Status.Phase))
+				return &exitError{code: exitTaskFailed, err: fmt.Errorf("job %s %s%s", j.ID, j.Status.Phase, reasonSuffix(j.Status.Reason, j.Status.Message))}
 			}
 			return nil
 		}

@@ -102,7 +102,7 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "listen address of the REST API")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate (PEM) for HTTPS and the embedded broker's TLS listener")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
-	fs.Int64Var(&o.maxUploadBytes, "max-upload-bytes", 32<<20, "largest WASM module accepted over REST")
+	fs.Var(newQuantityFlag(&o.maxUploadBytes, 32<<20), "max-upload-bytes", "largest WASM module accepted over REST, bytes or a quantity (32Mi)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
 	fs.BoolVar(&o.requireCredentials, "require-proplet-credentials", false, "refuse the join token: proplets log in only with a secret from 'propeller proplet credentials create' (embedded broker)")
 }
@@ -120,7 +120,7 @@ broker on --mqtt-addr. On first start it writes <data-dir>/api-token (the
 REST bearer token) and <data-dir>/join-token (the proplets' credential).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.resolve(cmd, "manager"); err != nil {
+			if err := g.resolveFlags(cmd); err != nil {
 				return err
 			}
 			return r.standalone(cmd, o)
@@ -183,7 +183,7 @@ creates with a random token on first start:
   kubectl -n NAMESPACE get secret propeller-join-token -o jsonpath='{.data.token}' | base64 -d`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := g.resolve(cmd, "manager"); err != nil {
+			if err := g.resolveFlags(cmd); err != nil {
 				return err
 			}
 			return r.operator(cmd, o)

@@ -1,24 +1,6 @@
 package main
 
-import (
-	"fmt"
-	"runtime/debug"
-
-	"github.com/spf13/cobra"
-)
-
-// version is set at link time: -ldflags "-X main.version=v1.2.3".
-var version = "dev"
-
-func buildVersion() string {
-	if version != "dev" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return version
-}
+import "github.com/spf13/cobra"
 
 // runners are what the long-running commands do once their options are
 // resolved; tests swap them to observe the options.
@@ -46,9 +28,13 @@ func newRootCommandWith(r runners) *cobra.Command {
   propeller proplet              the worker that runs WASM on a device
 
 Every flag can also be set with an environment variable PROPELLER_<FLAG>
-(--http-addr is PROPELLER_HTTP_ADDR) or in the YAML file given by --config.
-A flag on the command line wins over the environment, which wins over the
-config file, which wins over the default.`,
+(--http-addr is PROPELLER_HTTP_ADDR) or in the YAML config file (--config,
+PROPELLER_CONFIG, else ~/.config/propeller/config.yaml). A flag on the
+command line wins over the environment, which wins over the current context
+(client commands; see 'propeller context'), which wins over the config
+file, which wins over the default. An unknown key in the file is an error.
+
+` + exitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -58,21 +44,11 @@ config file, which wins over the default.`,
 		newPropletCommand(g, r),
 		newTaskCommand(g),
 		newFLCommand(g),
+		newContextCommand(g),
 		newVersionCommand(),
 	)
+	harden(root)
 	return root
-}
-
-func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), "propeller", buildVersion())
-			return err
-		},
-	}
 }
 
 func newManagerCommand(g *globalOptions, r runners) *cobra.Command {
@@ -82,10 +58,4 @@ func newManagerCommand(g *globalOptions, r runners) *cobra.Command {
 	}
 	cmd.AddCommand(newStandaloneCommand(g, r), newOperatorCommand(g, r))
 	return cmd
-}
-
-// resolved prepares a long-running command: flags from env and config
-// file, then the logger.
-func (g *globalOptions) resolve(cmd *cobra.Command, section string) error {
-	return resolveFlags(cmd, g.configFile, section)
 }

@@ -45,6 +45,12 @@ func runProplet(cmd *cobra.Command, o *propletOptions) error {
 	if err != nil {
 		return err
 	}
+	switch {
+	case o.id == "":
+		return errors.New("--id is required: the host name is unknown")
+	case o.cacheDir == "":
+		return errors.New("--cache-dir is required: there is no home directory for the default")
+	}
 	if o.token == "" {
 		return errors.New("--token is required: the manager's join token (<data-dir>/join-token) or this proplet's secret")
 	}

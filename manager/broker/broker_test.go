@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/broker"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 var topics wire.Topics

@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/broker"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 // TestDisconnectProplet rotates one proplet's credential while it is

@@ -7,8 +7,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/broker"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 // TestHoldPropletsUntilAdmitted: a fresh embedded broker turns proplets

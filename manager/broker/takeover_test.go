@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 // A manager that reconnects takes over its own persistent session while

@@ -12,13 +12,13 @@ import (
 
 	"github.com/absmach/propeller/api/safetensors"
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/core"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/storage/memory"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 const wait = 20 * time.Second
@@ -188,7 +188,7 @@ func TestFederatedRoundThroughTheLink(t *testing.T) {
 	model, err := f.core.Blobs().PutBytes(tensor(t, 0, 0))
 	require.NoError(t, err)
 	job, err := f.core.FL().Create(t.Context(), fl.JobSpec{
-		ModelRef: "blob://" + model, TaskWasmImage: "oci://reg/train:1",
+		ModelRef: wire.BlobScheme + model, TaskWasmImage: "oci://reg/train:1",
 		Participants: []fl.Participant{{PropletID: "p1"}}, Rounds: fl.Rounds{Total: 1},
 	})
 	require.NoError(t, err)
@@ -223,7 +223,7 @@ func TestFederatedRoundSeesTaskFailure(t *testing.T) {
 	model, err := f.core.Blobs().PutBytes(tensor(t, 0, 0))
 	require.NoError(t, err)
 	job, err := f.core.FL().Create(t.Context(), fl.JobSpec{
-		ModelRef: "blob://" + model, TaskWasmImage: "oci://reg/train:1",
+		ModelRef: wire.BlobScheme + model, TaskWasmImage: "oci://reg/train:1",
 		Participants: []fl.Participant{{PropletID: "p1"}}, Rounds: fl.Rounds{Total: 1},
 		OnRoundFailure: fl.FailurePolicy{Action: fl.ActionFail},
 	})

@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/manager/link"
 	"github.com/absmach/propeller/orchestration"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 var topics wire.Topics
@@ -381,7 +381,7 @@ func TestStartTaskWithUploadedBlob(t *testing.T) {
 		want      wire.Artifact
 	}{
 		{"inline", 0, wire.Artifact{Inline: small, Digest: digest}},
-		{"relay", -1, wire.Artifact{URI: "relay://" + digest, Digest: digest}},
+		{"relay", -1, wire.Artifact{URI: wire.RelayScheme + digest, Digest: digest}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -392,7 +392,7 @@ func TestStartTaskWithUploadedBlob(t *testing.T) {
 			})
 			p := mqtttest.MustConnect(t, env, "p1", mqtttest.ProplerOpts{})
 			_, cmds := p.Subscribe(t, topics.Commands("p1"))
-			require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "t", Spec: orchestration.TaskSpec{Image: "blob://" + digest}}))
+			require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "t", Spec: orchestration.TaskSpec{Image: wire.BlobScheme + digest}}))
 			require.Equal(t, tc.want, decodeCommand(t, recv(t, cmds)).Start.Artifact)
 		})
 	}

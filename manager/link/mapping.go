@@ -12,12 +12,6 @@ import (
 
 // All translation between api/wire and orchestration types lives here.
 
-// Artifact URI schemes.
-const (
-	schemeBlob  = "blob://"
-	schemeRelay = "relay://"
-)
-
 // startCommand builds the start command for attempt t.Status.Attempt of t.
 //
 // Artifacts: oci:// and http(s):// images are passed through for the
@@ -57,8 +51,8 @@ func artifactFor(ctx context.Context, spec orchestration.TaskSpec, blobs BlobSou
 		return wire.Artifact{}, fmt.Errorf("%w: task has no image", orchestration.ErrInvalid)
 	case strings.HasPrefix(img, "oci://"), strings.HasPrefix(img, "http://"), strings.HasPrefix(img, "https://"):
 		return wire.Artifact{URI: img, Digest: spec.Digest}, nil
-	case strings.HasPrefix(img, schemeBlob):
-		d := strings.TrimPrefix(img, schemeBlob)
+	case strings.HasPrefix(img, wire.BlobScheme):
+		d := strings.TrimPrefix(img, wire.BlobScheme)
 		if !orchestration.ValidDigest(d) {
 			return wire.Artifact{}, fmt.Errorf("%w: bad blob reference %q", orchestration.ErrInvalid, img)
 		}
@@ -72,7 +66,7 @@ func artifactFor(ctx context.Context, spec orchestration.TaskSpec, blobs BlobSou
 				return wire.Artifact{Inline: b, Digest: d}, nil
 			}
 		}
-		return wire.Artifact{URI: schemeRelay + d, Digest: d}, nil
+		return wire.Artifact{URI: wire.RelayScheme + d, Digest: d}, nil
 	default:
 		return wire.Artifact{}, fmt.Errorf("%w: unsupported image scheme in %q", orchestration.ErrInvalid, img)
 	}

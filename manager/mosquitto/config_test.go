@@ -12,7 +12,7 @@ import (
 )
 
 // The generated files are exercised against a real Mosquitto by the
-// broker and link tests (internal/mqtttest); this checks the shape.
+// broker and link tests (test/mqtttest); this checks the shape.
 func TestWrite(t *testing.T) {
 	dir := t.TempDir()
 	path, err := mosquitto.Write(dir, mosquitto.Config{

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/absmach/propeller/api/safetensors"
+	"github.com/absmach/propeller/api/wire"
 	blobstore "github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/storage/bolt"
@@ -67,7 +68,7 @@ func BenchmarkRoundOverhead(b *testing.B) {
 					}
 					updates[i], _ = safetensors.EncodeF32(map[string][]float32{"w": vals}, nil, nil)
 				}
-				spec := fl.JobSpec{ModelRef: "blob://" + digest, TaskWasmImage: "oci://example/fl:1", Rounds: fl.Rounds{Total: 100000},
+				spec := fl.JobSpec{ModelRef: wire.BlobScheme + digest, TaskWasmImage: "oci://example/fl:1", Rounds: fl.Rounds{Total: 100000},
 					Aggregator: fl.AggregatorSpec{Algorithm: "fedavg"}}
 				for i := range 10 {
 					spec.Participants = append(spec.Participants, fl.Participant{PropletID: fmt.Sprintf("p%02d", i)})

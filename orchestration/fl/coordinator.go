@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/absmach/propeller/api/safetensors"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl/aggregate"
 )
@@ -138,7 +139,7 @@ func invalid(format string, args ...any) error {
 func Validate(s JobSpec) error {
 	switch {
 	case !blobRef(s.ModelRef) && !ociRef(s.ModelRef):
-		return invalid("modelRef %q: want blob://sha256:<hex> or oci://host/repo[:tag][@sha256:<hex>]", s.ModelRef)
+		return invalid("modelRef %q: want %ssha256:<hex> or oci://host/repo[:tag][@sha256:<hex>]", s.ModelRef, wire.BlobScheme)
 	case s.TaskWasmImage == "":
 		return invalid("taskWasmImage is required")
 	case len(s.Participants) == 0 && len(s.Selector) == 0:
@@ -184,7 +185,7 @@ func Validate(s JobSpec) error {
 }
 
 func blobRef(ref string) bool {
-	d, ok := strings.CutPrefix(ref, "blob://")
+	d, ok := strings.CutPrefix(ref, wire.BlobScheme)
 	return ok && orchestration.ValidDigest(d)
 }
 
@@ -233,7 +234,7 @@ func (c *Coordinator) CreateNamed(ctx context.Context, id string, spec JobSpec) 
 // initialModel checks the model ref names and makes it a kept blob,
 // fetching it first if it is in a registry; it returns its digest.
 func (c *Coordinator) initialModel(ctx context.Context, ref string) (string, error) {
-	if d, ok := strings.CutPrefix(ref, "blob://"); ok {
+	if d, ok := strings.CutPrefix(ref, wire.BlobScheme); ok {
 		if _, err := c.loadModel(ctx, d); err != nil {
 			return "", invalid("modelRef %s: %v", ref, err)
 		}
@@ -436,7 +437,7 @@ func (c *Coordinator) startRound(ctx context.Context, id string, number, attempt
 	minUp = min(minUp, max(k, 1))
 	r := Round{
 		Number: number, Attempt: attempt, ID: roundID(number, attempt), Phase: RoundStarting,
-		ModelURI: "blob://" + j.Status.ModelDigest, KOfN: k, MinUpdates: minUp,
+		ModelURI: wire.BlobScheme + j.Status.ModelDigest, KOfN: k, MinUpdates: minUp,
 		StartedAt: now, Deadline: now.Add(timeout),
 	}
 	for _, p := range parts {

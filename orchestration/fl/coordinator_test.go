@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/safetensors"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/storage/memory"
@@ -233,7 +234,7 @@ func newEnv(t *testing.T) *env {
 	}
 	d, err := e.blobs.PutBytes(tensor(t, 0, 0))
 	require.NoError(t, err)
-	e.model = "blob://" + d
+	e.model = wire.BlobScheme + d
 	e.restart()
 	return e
 }
@@ -256,7 +257,7 @@ func tensor(t *testing.T, a, b float32) []byte {
 
 func (e *env) spec(n int) fl.JobSpec {
 	s := fl.JobSpec{
-		ExperimentID: "exp", ModelRef: e.model, TaskWasmImage: "blob://sha256:" + strings.Repeat("a", 64),
+		ExperimentID: "exp", ModelRef: e.model, TaskWasmImage: wire.BlobScheme + "sha256:" + strings.Repeat("a", 64),
 		TimeoutSeconds: 60, Rounds: fl.Rounds{Total: 2}, Aggregator: fl.AggregatorSpec{Algorithm: "fedavg"},
 		Hyperparams: map[string]any{"lr": 0.5},
 	}
@@ -337,9 +338,9 @@ func TestRoundsRunToCompletion(t *testing.T) {
 
 	// Round 2 trains from the checkpoint.
 	require.Equal(t, 2, j.Status.CurrentRound)
-	require.Equal(t, "blob://"+ck.Digest, j.Current().ModelURI)
+	require.Equal(t, wire.BlobScheme+ck.Digest, j.Current().ModelURI)
 	for _, task := range e.engine.round("2") {
-		require.Equal(t, "blob://"+ck.Digest, task.Spec.Env[fl.EnvModelURI])
+		require.Equal(t, wire.BlobScheme+ck.Digest, task.Spec.Env[fl.EnvModelURI])
 	}
 	for _, p := range []string{"p1", "p2", "p3"} {
 		require.NoError(t, e.send(j, "2", p, 1, 2, 2))
@@ -704,7 +705,7 @@ func TestModelRefFromRegistry(t *testing.T) {
 	require.True(t, e.blobs.has(j.Status.ModelDigest))
 	require.Empty(t, e.scratch(), "an initial model is kept")
 	task := e.engine.round("1")["p1"]
-	require.Equal(t, "blob://"+digestOf(pulled), task.Spec.Env["MODEL_URI"])
+	require.Equal(t, wire.BlobScheme+digestOf(pulled), task.Spec.Env["MODEL_URI"])
 
 	before := e.blobs.len()
 	s.ModelRef = "oci://registry.example/models/missing:v1"
@@ -780,12 +781,12 @@ func TestValidate(t *testing.T) {
 	}
 	// A model that is not in the blob store, or not a model.
 	s := e.spec(1)
-	s.ModelRef = "blob://sha256:" + strings.Repeat("b", 64)
+	s.ModelRef = wire.BlobScheme + "sha256:" + strings.Repeat("b", 64)
 	_, err := e.c.Create(e.ctx, s)
 	require.ErrorIs(t, err, orchestration.ErrInvalid)
 	d, err := e.blobs.PutBytes([]byte("not a model"))
 	require.NoError(t, err)
-	s.ModelRef = "blob://" + d
+	s.ModelRef = wire.BlobScheme + d
 	_, err = e.c.Create(e.ctx, s)
 	require.ErrorIs(t, err, orchestration.ErrInvalid)
 	jobs, err := e.c.List(e.ctx)
@@ -848,7 +849,7 @@ func digestOf(b []byte) string {
 // update of a round still running stay.
 func TestUpdatesCollectedAfterRoundClose(t *testing.T) {
 	e := newEnv(t)
-	initial := strings.TrimPrefix(e.model, "blob://")
+	initial := strings.TrimPrefix(e.model, wire.BlobScheme)
 	j, err := e.c.Create(e.ctx, e.spec(3))
 	require.NoError(t, err)
 	// Another job whose running round holds an update equal to one of j's.
@@ -959,7 +960,7 @@ func TestUpdatesCollectedAfterFailureAndStop(t *testing.T) {
 	_, err = e.c.Stop(e.ctx, j.ID, "")
 	require.NoError(t, err)
 	require.Empty(t, e.scratch())
-	require.True(t, e.blobs.has(strings.TrimPrefix(e.model, "blob://")))
+	require.True(t, e.blobs.has(strings.TrimPrefix(e.model, wire.BlobScheme)))
 }
 
 // A job whose modelRef names another job's update makes it kept.
@@ -971,7 +972,7 @@ func TestModelRefOnUpdateKept(t *testing.T) {
 	require.NoError(t, e.sendRaw(j, "1", "p1", raw))
 	other := e.spec(1)
 	other.Participants = []fl.Participant{{PropletID: "q1"}}
-	other.ModelRef = "blob://" + digestOf(raw)
+	other.ModelRef = wire.BlobScheme + digestOf(raw)
 	_, err = e.c.Create(e.ctx, other)
 	require.NoError(t, err)
 	require.NoError(t, e.send(j, "1", "p2", 1, 1, 1))

@@ -139,7 +139,7 @@ func TestFLUpdatePublished(t *testing.T) {
 
 	task := randID("t-")
 	m.start(t, id, wire.StartTask{TaskID: task, Attempt: 1, Function: "fl",
-		Env: map[string]string{"ROUND_ID": "r7", "MODEL_URI": "relay://x"}})
+		Env: map[string]string{"ROUND_ID": "r7", "MODEL_URI": wire.RelayScheme + "x"}})
 	m.waitEvent(t, task, wire.EventSucceeded)
 	require.Eventually(t, func() bool { return len(m.flUpdates()) == 1 }, waitFor, 5*time.Millisecond)
 	up := m.flUpdates()[0]

@@ -119,10 +119,10 @@ func TestFetchSources(t *testing.T) {
 		{name: "oci with task digest", art: wire.Artifact{URI: "oci://" + reg + "/wasm/add:v1", Digest: digest}, source: "oci"},
 		{name: "oci other module than task says", art: wire.Artifact{URI: "oci://" + reg + "/wasm/trap:v1", Digest: digest}, errIs: artifact.ErrDigestMismatch},
 		{name: "oci missing tag", art: wire.Artifact{URI: "oci://" + reg + "/wasm/add:nope"}, errText: "resolve"},
-		{name: "relay", art: wire.Artifact{URI: "relay://" + digest}, source: "relay"},
-		{name: "relay tampered", art: wire.Artifact{URI: "relay://" + artifact.Digest(other)}, errIs: artifact.ErrDigestMismatch},
-		{name: "relay uri and digest disagree", art: wire.Artifact{URI: "relay://" + digest, Digest: artifact.Digest(other)}, errIs: artifact.ErrDigestMismatch},
-		{name: "relay bad digest", art: wire.Artifact{URI: "relay://md5:abc"}, errIs: artifact.ErrBadDigest},
+		{name: "relay", art: wire.Artifact{URI: wire.RelayScheme + digest}, source: "relay"},
+		{name: "relay tampered", art: wire.Artifact{URI: wire.RelayScheme + artifact.Digest(other)}, errIs: artifact.ErrDigestMismatch},
+		{name: "relay uri and digest disagree", art: wire.Artifact{URI: wire.RelayScheme + digest, Digest: artifact.Digest(other)}, errIs: artifact.ErrDigestMismatch},
+		{name: "relay bad digest", art: wire.Artifact{URI: wire.RelayScheme + "md5:abc"}, errIs: artifact.ErrBadDigest},
 		{name: "unsupported scheme", art: wire.Artifact{URI: "ftp://example/add.wasm"}, errIs: artifact.ErrUnsupported},
 		{name: "both uri and inline", art: wire.Artifact{URI: web.URL + "/add.wasm", Inline: wasm}, errText: "both"},
 		{name: "nothing", art: wire.Artifact{}, errText: "neither"},
@@ -153,7 +153,7 @@ func TestFetchSources(t *testing.T) {
 	t.Run("no relay configured", func(t *testing.T) {
 		f, err := artifact.New(artifact.Config{})
 		require.NoError(t, err)
-		_, err = f.Fetch(ctx, wire.Artifact{URI: "relay://" + digest})
+		_, err = f.Fetch(ctx, wire.Artifact{URI: wire.RelayScheme + digest})
 		require.ErrorIs(t, err, artifact.ErrNoRelay)
 	})
 	t.Run("tls required by default", func(t *testing.T) {
@@ -234,7 +234,7 @@ func TestFetchCacheAndRestart(t *testing.T) {
 	}{
 		{name: "first fetch downloads", art: byDigest, hit: false, httpHits: 1},
 		{name: "same digest is cached", art: byDigest, hit: true, httpHits: 1},
-		{name: "relay of a cached digest needs no relay", art: wire.Artifact{URI: "relay://" + digest}, hit: true, httpHits: 1},
+		{name: "relay of a cached digest needs no relay", art: wire.Artifact{URI: wire.RelayScheme + digest}, hit: true, httpHits: 1},
 		{name: "no digest: http must download", art: wire.Artifact{URI: web.URL + "/add.wasm"}, hit: false, httpHits: 2},
 		{name: "oci tag resolves, layer cached", art: wire.Artifact{URI: "oci://" + reg + "/wasm/add:v1"}, hit: true, httpHits: 2},
 	}
@@ -330,7 +330,7 @@ func TestResolveLazy(t *testing.T) {
 	f, err := artifact.New(artifact.Config{CacheDir: t.TempDir(), Relay: relay})
 	require.NoError(t, err)
 	ctx := context.Background()
-	art := wire.Artifact{URI: "relay://" + digest}
+	art := wire.Artifact{URI: wire.RelayScheme + digest}
 
 	b, err := f.Resolve(ctx, art)
 	require.NoError(t, err)

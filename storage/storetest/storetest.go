@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/orchestration"
 )
 
@@ -108,7 +109,7 @@ func testRoundTrip(t *testing.T, s orchestration.Store) {
 		ID: "t-full",
 		Spec: orchestration.TaskSpec{
 			Name:        "full",
-			Image:       "blob://sha256:abcd",
+			Image:       wire.BlobScheme + "sha256:abcd",
 			Digest:      "sha256:abcd",
 			Function:    "main",
 			Inputs:      []float64{1.5, -2, 0},

@@ -10,8 +10,8 @@ import (
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
-	"github.com/absmach/propeller/internal/mqtttest"
 	"github.com/absmach/propeller/test/harness"
+	"github.com/absmach/propeller/test/mqtttest"
 )
 
 // TestLostStartIsSentAgain: a proplet, scripted over MQTT against the real

@@ -1,8 +1,12 @@
 package flstandalone
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +21,7 @@ import (
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/orchestration/fl"
 	"github.com/absmach/propeller/orchestration/fl/fltest"
+	"github.com/absmach/propeller/test/harness"
 )
 
 // trainSamples is the size of the training split every round covers when
@@ -69,7 +74,7 @@ func requireOnlyKeptBlobs(t *testing.T, dataDir string, j rest.FederatedJob) {
 		bytesOnDisk += info.Size()
 		got = append(got, "sha256:"+e.Name())
 	}
-	want := []string{strings.TrimPrefix(j.Spec.ModelRef, "blob://"), strings.TrimPrefix(j.Spec.TaskWasmImage, "blob://")}
+	want := []string{strings.TrimPrefix(j.Spec.ModelRef, wire.BlobScheme), strings.TrimPrefix(j.Spec.TaskWasmImage, wire.BlobScheme)}
 	for _, c := range j.Status.Checkpoints {
 		want = append(want, c.Digest)
 	}
@@ -115,11 +120,12 @@ func TestFederatedMatchesCentralised(t *testing.T) {
 	}
 	// The checkpoint chain: round n+1 trained from round n's model.
 	for i := 1; i < len(j.Status.Rounds); i++ {
-		require.Equal(t, "blob://"+j.Status.Rounds[i-1].Checkpoint, j.Status.Rounds[i].ModelURI)
+		require.Equal(t, wire.BlobScheme+j.Status.Rounds[i-1].Checkpoint, j.Status.Rounds[i].ModelURI)
 	}
 	code, _ := s.call(http.MethodGet, "/v1/federated-jobs/"+j.ID+"/checkpoints", nil)
 	require.Equal(t, http.StatusOK, code)
 	requireOnlyKeptBlobs(t, s.DataDir, j)
+	s.requireModelPull(j)
 
 	fed := s.accuracy(j.Status.ModelDigest)
 	centralAcc, err := digits.CentralisedAccuracy(digits.TrainConfig{Epochs: rounds * epochs, LR: lr, BatchSize: batch, Seed: 1})
@@ -249,4 +255,45 @@ func TestManagerKilledMidRound(t *testing.T) {
 	}
 	require.Greater(t, s.accuracy(j.Status.ModelDigest), 0.85)
 	requireOnlyKeptBlobs(t, s.DataDir, j)
+}
+
+// requireModelPull: `propeller fl model pull` writes each checkpoint's
+// model, by round, newest and digest, as files that hash to the digest.
+func (s *system) requireModelPull(j rest.FederatedJob) {
+	t := s.t
+	dir := t.TempDir()
+	pull := func(args ...string) (int, string) {
+		cmd := exec.Command(harness.Binary, append([]string{"fl", "model", "pull", "--server", "http://" + s.HTTPAddr, "--token", s.token}, args...)...)
+		cmd.Dir = dir
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	requireFile := func(name, digest string) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		sum := sha256.Sum256(b)
+		require.Equal(t, digest, "sha256:"+hex.EncodeToString(sum[:]), name)
+	}
+	last := j.Status.Checkpoints[len(j.Status.Checkpoints)-1]
+	require.Equal(t, j.Status.ModelDigest, last.Digest)
+
+	code, out := pull(j.ID, "--round", "2", "--out", "r2.safetensors")
+	require.Equal(t, 0, code, out)
+	requireFile("r2.safetensors", j.Status.Checkpoints[1].Digest)
+	code, out = pull(j.ID)
+	require.Equal(t, 0, code, out)
+	requireFile(fmt.Sprintf("%s-round-%d.safetensors", j.ID, last.Round), last.Digest)
+	code, out = pull("--digest", last.Digest, "-o", "name")
+	require.Equal(t, 0, code, out)
+	name := strings.TrimPrefix(last.Digest, "sha256:")[:12] + ".safetensors"
+	require.Equal(t, name+"\n", out)
+	requireFile(name, last.Digest)
+
+	code, out = pull(j.ID, "--round", "9")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "has no checkpoint of round 9; it has rounds 1, 2, 3, 4")
+	code, out = pull("--digest", "sha256:"+strings.Repeat("0", 64))
+	require.Equal(t, 1, code, out)
+	code, out = pull("--digest", "md5:abc")
+	require.Equal(t, 2, code, out)
 }

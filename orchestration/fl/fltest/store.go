@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
 )
@@ -19,7 +20,7 @@ import (
 func TestStore(t *testing.T, newStore func(t *testing.T) fl.Store) {
 	ctx := context.Background()
 	job := func(id string) fl.Job {
-		return fl.Job{ID: id, Spec: fl.JobSpec{ModelRef: "blob://sha256:00", Rounds: fl.Rounds{Total: 3},
+		return fl.Job{ID: id, Spec: fl.JobSpec{ModelRef: wire.BlobScheme + "sha256:00", Rounds: fl.Rounds{Total: 3},
 			Hyperparams: map[string]any{"lr": 0.1}},
 			Status: fl.JobStatus{Phase: fl.JobRunning, CurrentRound: 1, CreatedAt: time.Unix(100, 0).UTC()}}
 	}
