@@ -263,7 +263,7 @@ func (s *system) requireModelPull(j rest.FederatedJob) {
 	t := s.t
 	dir := t.TempDir()
 	pull := func(args ...string) (int, string) {
-		cmd := exec.Command(harness.Binary, append([]string{"fl", "model", "pull", "--server", "http://" + s.HTTPAddr, "--token", s.token}, args...)...)
+		cmd := exec.Command(harness.Binary, append([]string{"fl", "model", "pull", "--server", "http://" + s.HTTPAddr, "--token", s.APIToken}, args...)...)
 		cmd.Dir = dir
 		out, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(out)
