@@ -1,6 +1,7 @@
 package operator_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -97,11 +99,12 @@ func TestAllNamespaces(t *testing.T) {
 }
 
 // TestOwnNamespaceOnly: without AllNamespaces a WasmTask elsewhere is not
-// the operator's: it gets no status.
+// the operator's: it gets no status, and a Warning event that `kubectl
+// describe` shows says where WasmTasks run.
 func TestOwnNamespaceOnly(t *testing.T) {
 	home, other := newNamespace(t), newNamespace(t)
 	url := serveModules(t, "arith")
-	op := startOperator(t, home, "")
+	op := startOperatorIn(t, home, "", t.TempDir(), func(c *operator.Config) { c.UnservedInterval = 100 * time.Millisecond })
 	startProplet(t, op.mqttAddr, "solo", "--slots", "2")
 	for _, ns := range []string{other, home} {
 		require.NoError(t, k8s.Create(t.Context(), newTask(ns, "add", url+"/arith.wasm", func(s *v1.WasmTaskSpec) {
@@ -111,5 +114,17 @@ func TestOwnNamespaceOnly(t *testing.T) {
 	}
 	waitPhase(t, home, "add", v1.TaskSucceeded)
 	// The home task ran after the other was created; the other stays untouched.
-	require.Empty(t, getTask(t, other, "add").Status.Phase)
+	elsewhere := getTask(t, other, "add")
+	require.Empty(t, elsewhere.Status.Phase)
+	cs, err := kubernetes.NewForConfig(restCfg)
+	require.NoError(t, err)
+	want := fmt.Sprintf("Warning %s: not served: the operator runs the WasmTasks of namespace %q only; apply it in %q, or run the operator with --all-namespaces",
+		operator.ReasonNamespaceNotServed, home, home)
+	require.Eventually(t, func() bool {
+		return slices.Contains(describedEvents(t, cs, elsewhere), want)
+	}, 30*time.Second, 50*time.Millisecond, "no %q in %v", want, describedEvents(t, cs, elsewhere))
+	require.Empty(t, getTask(t, other, "add").Status.Phase, "an event, not a status: the namespace may get an operator of its own")
+	for _, e := range eventNotes(t, home, "add") {
+		require.NotContains(t, e, operator.ReasonNamespaceNotServed)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ import (
 // namespaced Role for the join token Secret, every API call made as that
 // ServiceAccount. With leader election, the join token Secret is created
 // and a proplet joins with it, a WasmTask
-// runs, a running one is deleted (finalizer, events) and a FederatedJob
+// runs, one in another namespace is told it is not served, a running one is deleted (finalizer, events) and a FederatedJob
 // trains (ConfigMap records, TrainingRounds and ModelCheckpoints with
 // owner references); no call is forbidden. A missing RBAC marker fails it.
 func TestDeployedRBACSuffices(t *testing.T) {
@@ -47,6 +48,7 @@ func TestDeployedRBACSuffices(t *testing.T) {
 	op := launchOperator(t, ns, "", dataDir, true, func(c *operator.Config) {
 		c.Rest = sa
 		c.JoinToken = "" // the operator creates the join token Secret
+		c.UnservedInterval = 100 * time.Millisecond
 		c.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	op.waitReady(t)
@@ -97,6 +99,16 @@ func TestDeployedRBACSuffices(t *testing.T) {
 	cps := &v1.ModelCheckpointList{}
 	require.NoError(t, k8s.List(t.Context(), cps, client.InNamespace(ns)))
 	require.Len(t, cps.Items, 1)
+
+	// A WasmTask elsewhere is listed and told, in its own namespace.
+	other := newNamespace(t)
+	stray := newTask(other, "stray", modules+"/arith.wasm", nil)
+	require.NoError(t, k8s.Create(t.Context(), stray))
+	require.Eventually(t, func() bool {
+		return slices.ContainsFunc(eventNotes(t, other, "stray"), func(e string) bool {
+			return strings.HasPrefix(e, operator.ReasonNamespaceNotServed+": ")
+		})
+	}, 30*time.Second, 50*time.Millisecond)
 
 	require.NotContains(t, strings.ToLower(logs.String()), "forbidden", "an API call the deployed role does not allow")
 }

@@ -85,6 +85,10 @@ type Config struct {
 	// disables one.
 	MetricsAddr string
 	HealthAddr  string
+	// UnservedInterval, when positive, makes the leader look this often for
+	// WasmTasks in namespaces it does not serve and tell them so with an
+	// event (see unservedWatch); 0 turns that off.
+	UnservedInterval time.Duration
 	// LeaderElection makes only one replica orchestrate.
 	LeaderElection          bool
 	LeaderElectionNamespace string
@@ -218,6 +222,9 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-ctx.Done():
 		}
 	})
+	if err := addUnservedWatch(mgr, direct, rec, cfg, log); err != nil {
+		return err
+	}
 	jobs := NewFLStore(direct, cfg.Namespace)
 	o := &orchestrator{cfg: cfg, log: log, mgr: mgr, store: store, flStore: jobs, blobs: blobStore,
 		recorder: rec, events: events, slow: slow,

@@ -5,27 +5,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/internal/durable"
 	"github.com/absmach/propeller/manager/broker"
+	restapi "github.com/absmach/propeller/manager/rest"
+	"github.com/absmach/propeller/orchestration"
 )
 
 // CredentialsFile, under DataDir, holds the SHA-256 digests of the issued
 // per-proplet secrets (never the secrets).
 const CredentialsFile = "proplet-credentials.json"
 
-// ErrNoCredential is returned for a proplet without an issued secret.
-var ErrNoCredential = errors.New("proplet has no credential")
+// ErrNoCredential is returned for a proplet without an issued secret; it
+// is an orchestration.ErrNotFound, which the REST API answers with 404.
+var ErrNoCredential = fmt.Errorf("proplet has no credential: %w", orchestration.ErrNotFound)
 
 type credentialRecord struct {
 	SHA256    string    `json:"sha256"`
@@ -52,9 +52,11 @@ type Credentials struct {
 }
 
 // OpenCredentials loads the digests at path (a missing file is an empty
-// set) into auth.
-func OpenCredentials(path string, auth *broker.TokenCredentials) (*Credentials, error) {
-	c := &Credentials{path: path, auth: auth, now: time.Now, recs: map[string]credentialRecord{}}
+// set) into auth. disconnect, when not nil, closes a proplet's connections
+// after its secret changed. The broker may already listen: it holds
+// proplets back until the manager admits them, which is after this.
+func OpenCredentials(path string, auth *broker.TokenCredentials, disconnect func(id string) int) (*Credentials, error) {
+	c := &Credentials{path: path, auth: auth, now: time.Now, recs: map[string]credentialRecord{}, disconnect: disconnect}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -79,18 +81,13 @@ func OpenCredentials(path string, auth *broker.TokenCredentials) (*Credentials, 
 	return c, nil
 }
 
-// SetDisconnect sets how a proplet's connections are closed after its
-// secret changed; the broker starts after the credentials are loaded.
-func (c *Credentials) SetDisconnect(fn func(id string) int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.disconnect = fn
-}
-
 // Issue creates a fresh secret for id, replacing any previous one, and
 // closes the proplet's connections: whoever logged in with the old secret
 // must log in again with the new one.
 func (c *Credentials) Issue(id string) (rest.IssuedCredential, error) {
+	if err := checkCredentialID(id); err != nil {
+		return rest.IssuedCredential{}, err
+	}
 	secret, err := broker.NewSecret()
 	if err != nil {
 		return rest.IssuedCredential{}, fmt.Errorf("generate secret: %w", err)
@@ -111,6 +108,9 @@ func (c *Credentials) Issue(id string) (rest.IssuedCredential, error) {
 
 // Get reports when id's secret was issued, or ErrNoCredential.
 func (c *Credentials) Get(id string) (rest.PropletCredential, error) {
+	if err := checkCredentialID(id); err != nil {
+		return rest.PropletCredential{}, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r, ok := c.recs[id]
@@ -123,6 +123,9 @@ func (c *Credentials) Get(id string) (rest.PropletCredential, error) {
 // Revoke forgets id's secret and closes its connections, or returns
 // ErrNoCredential.
 func (c *Credentials) Revoke(id string) error {
+	if err := checkCredentialID(id); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.recs[id]; !ok {
@@ -180,76 +183,21 @@ func validCredentialID(id string) bool {
 	return wire.ValidID(id) && !strings.HasPrefix(id, wire.ManagerClientID)
 }
 
-// credentialID returns the path's proplet id, or a 400.
-func credentialID(c echo.Context) (string, error) {
-	id := c.Param("id")
+// checkCredentialID refuses, as orchestration.ErrInvalid, an id the
+// broker would never accept as a proplet.
+func checkCredentialID(id string) error {
 	if !validCredentialID(id) {
-		return "", rest.Problemf(rest.CodeInvalidRequest,
-			"proplet id %q: an id is 1 to 128 letters, digits, '-', '_' or '.', and does not start with %s", id, wire.ManagerClientID)
-	}
-	return id, nil
-}
-
-func (a *API) credentialsEnabled() error {
-	if a.creds == nil {
-		return rest.NewProblem(rest.CodeNotImplemented,
-			"per-proplet credentials are not available: the manager uses an external MQTT broker, manage proplet credentials there")
+		return fmt.Errorf("proplet id %q: an id is 1 to 128 letters, digits, '-', '_' or '.', and does not start with %s: %w",
+			id, wire.ManagerClientID, orchestration.ErrInvalid)
 	}
 	return nil
 }
 
-func noCredential(id string) error {
-	return rest.Problemf(rest.CodeNotFound, "proplet %q has no credential", id)
-}
-
-func (a *API) issueCredential(c echo.Context) error {
-	id, err := credentialID(c)
-	if err != nil {
-		return err
+// credentials is creds as the REST API's port: nil (an external broker)
+// stays a nil interface, which the API answers with 501.
+func credentials(creds *Credentials) restapi.Credentials {
+	if creds == nil {
+		return nil
 	}
-	if err := a.credentialsEnabled(); err != nil {
-		return err
-	}
-	cred, err := a.creds.Issue(id)
-	if err != nil {
-		return err
-	}
-	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return c.JSON(http.StatusCreated, cred)
-}
-
-func (a *API) getCredential(c echo.Context) error {
-	id, err := credentialID(c)
-	if err != nil {
-		return err
-	}
-	if err := a.credentialsEnabled(); err != nil {
-		return err
-	}
-	cred, err := a.creds.Get(id)
-	if errors.Is(err, ErrNoCredential) {
-		return noCredential(id)
-	}
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, cred)
-}
-
-func (a *API) revokeCredential(c echo.Context) error {
-	id, err := credentialID(c)
-	if err != nil {
-		return err
-	}
-	if err := a.credentialsEnabled(); err != nil {
-		return err
-	}
-	err = a.creds.Revoke(id)
-	if errors.Is(err, ErrNoCredential) {
-		return noCredential(id)
-	}
-	if err != nil {
-		return err
-	}
-	return c.NoContent(http.StatusNoContent)
+	return creds
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/absmach/propeller/manager/metrics"
 	"github.com/absmach/propeller/manager/mqttconn"
 	"github.com/absmach/propeller/manager/ocipush"
+	"github.com/absmach/propeller/manager/rest"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/storage/bolt"
 )
@@ -55,8 +56,11 @@ type Config struct {
 	RegistryAuth string
 	// RequirePropletCredentials refuses the join token on the embedded
 	// broker: only proplets with a secret issued over the API
-	// (POST /proplets/{id}/credentials) may log in.
+	// (POST /v1/proplets/{id}/credentials) may log in.
 	RequirePropletCredentials bool
+	// CORSOrigins are the origins browsers may call the REST API from;
+	// empty disables CORS.
+	CORSOrigins []string
 	// Ready, when set, receives the bound addresses once serving, so
 	// callers (tests) can use port 0.
 	Ready func(Addrs)
@@ -143,15 +147,17 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Built(c)
 	}
 
-	api, err := NewAPI(APIConfig{
+	api, err := rest.New(rest.Config{
 		Engine:         c.Engine(),
 		Blobs:          c.Blobs(),
-		Token:          apiToken,
+		Auth:           BearerToken(apiToken),
 		MaxUploadBytes: cfg.MaxUploadBytes,
 		Ready:          c.CheckReady,
 		Metrics:        metricsHTTP,
-		FL:             &FLAPI{Jobs: c.FL(), Blobs: c.Blobs()},
-		Credentials:    creds,
+		FL:             &rest.FL{Jobs: c.FL(), Blobs: c.Blobs()},
+		Credentials:    credentials(creds),
+		CORSOrigins:    cfg.CORSOrigins,
+		Logger:         log,
 	})
 	if err != nil {
 		return err
@@ -166,7 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Config) (*mqttconn.Conn, *Credentials, error) {
 	var (
 		secret      string
-		creds       *Credentials
+		auth        *broker.TokenCredentials
 		propletAuth broker.Credentials
 		err         error
 	)
@@ -179,10 +185,7 @@ func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Con
 			join = "" // issued secrets only
 			log.Info("join token refused: proplets need their own credential")
 		}
-		auth := broker.NewTokenCredentials(join)
-		if creds, err = OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth); err != nil {
-			return nil, nil, err
-		}
+		auth = broker.NewTokenCredentials(join)
 		propletAuth = auth
 	} else if cfg.RequirePropletCredentials {
 		return nil, nil, errors.New("--require-proplet-credentials needs the embedded broker; an external broker has its own credentials")
@@ -195,8 +198,13 @@ func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Con
 	if err != nil {
 		return nil, nil, err
 	}
-	if creds != nil {
-		creds.SetDisconnect(conn.DisconnectProplet)
+	if auth == nil {
+		return conn, nil, nil
+	}
+	creds, err := OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth, conn.DisconnectProplet)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
 	}
 	return conn, creds, nil
 }

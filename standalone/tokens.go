@@ -2,10 +2,12 @@ package standalone
 
 import (
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,4 +57,20 @@ func ensureToken(path string, log *slog.Logger) (string, error) {
 	}
 	log.Info("created token", "file", path)
 	return tok, nil
+}
+
+// BearerToken authenticates REST requests by the API token
+// (<data-dir>/api-token) in an Authorization: Bearer header.
+type BearerToken string
+
+// Authenticate implements manager/rest.Authenticator.
+func (t BearerToken) Authenticate(r *http.Request) error {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return errors.New("missing bearer token: send Authorization: Bearer <token>; the token is in <data-dir>/" + APITokenFile)
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) != 1 {
+		return errors.New("invalid bearer token")
+	}
+	return nil
 }

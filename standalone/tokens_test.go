@@ -2,6 +2,8 @@ package standalone
 
 import (
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
@@ -51,4 +53,30 @@ func TestEnsureTokenWholeAndShared(t *testing.T) {
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "temporary files left behind")
+}
+
+func TestBearerToken(t *testing.T) {
+	auth := BearerToken("s3cret")
+	for _, tc := range []struct {
+		header, err string
+	}{
+		{"Bearer s3cret", ""},
+		{"", "missing bearer token"},
+		{"Bearer ", "missing bearer token"},
+		{"Basic czNjcmV0", "missing bearer token"},
+		{"bearer s3cret", "missing bearer token"},
+		{"Bearer s3cre", "invalid bearer token"},
+		{"Bearer s3cret2", "invalid bearer token"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/v1/tasks", nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		err := auth.Authenticate(r)
+		if tc.err == "" {
+			require.NoError(t, err, tc.header)
+			continue
+		}
+		require.ErrorContains(t, err, tc.err, tc.header)
+	}
 }

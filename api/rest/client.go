@@ -18,10 +18,10 @@ import (
 
 // Header names the API uses beyond the standard ones.
 const (
-	HeaderRequestID         = "X-Request-Id"
-	HeaderIdempotencyKey    = "Idempotency-Key"
-	HeaderIdempotentReplay  = "Idempotent-Replayed"
-	HeaderDockerContentHash = "Docker-Content-Digest"
+	HeaderRequestID           = "X-Request-Id"
+	HeaderIdempotencyKey      = "Idempotency-Key"
+	HeaderIdempotentReplay    = "Idempotent-Replayed"
+	HeaderDockerContentDigest = "Docker-Content-Digest"
 )
 
 // Client talks to one manager's REST API. It is safe for concurrent use.

@@ -108,11 +108,26 @@ func newContextCurrentCommand(g *globalOptions) *cobra.Command {
 	}
 }
 
+// completeContexts offers the file's context names for NAME.
+func (g *globalOptions) completeContexts(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	s, err := g.settings(cmd)
+	if len(args) > 0 || err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	names := make([]string, 0)
+	for n := range s.contexts() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
 func newContextUseCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "use NAME",
-		Short: "Make NAME the current context",
-		Args:  cobra.ExactArgs(1),
+		Use:               "use NAME",
+		Short:             "Make NAME the current context",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeContexts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := g.settings(cmd)
 			if err != nil {
@@ -141,7 +156,8 @@ empty is removed. --token and --token-file replace each other. File paths
 are stored absolute, so the context works from any directory.`,
 		Example: `  propeller context set edge-lab --server https://10.0.0.5:7070 --token-file ~/edge-lab.token --tls-ca ~/edge-lab-ca.pem
   propeller context use edge-lab`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeContexts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if name == "" {
@@ -231,9 +247,10 @@ are stored absolute, so the context works from any directory.`,
 
 func newContextDeleteCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a context (and unset it if it is the current one)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "delete NAME",
+		Short:             "Delete a context (and unset it if it is the current one)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: g.completeContexts,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := g.settings(cmd)
 			if err != nil {

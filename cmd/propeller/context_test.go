@@ -66,6 +66,9 @@ func TestContextCommands(t *testing.T) {
 
 	code, _, stderr = runCLI(t, "context", "use", "edge-lab")
 	require.Equal(t, exitOK, code, stderr)
+	code, out, _ = runCLI(t, "__complete", "context", "use", "")
+	require.Equal(t, exitOK, code)
+	require.True(t, strings.HasPrefix(out, "edge-lab\nprod\n"), out)
 	code, out, _ = runCLI(t, "context", "current")
 	require.Equal(t, exitOK, code)
 	require.Equal(t, "edge-lab\n", out)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/manager/broker"
+	restserver "github.com/absmach/propeller/manager/rest"
 	"github.com/absmach/propeller/standalone"
 )
 
@@ -19,9 +20,9 @@ import (
 // only, and it works on the broker's check until revoked.
 func TestPropletCredentialsCommand(t *testing.T) {
 	auth := broker.NewTokenCredentials("join")
-	creds, err := standalone.OpenCredentials(filepath.Join(t.TempDir(), standalone.CredentialsFile), auth)
+	creds, err := standalone.OpenCredentials(filepath.Join(t.TempDir(), standalone.CredentialsFile), auth, nil)
 	require.NoError(t, err)
-	api, err := standalone.NewAPI(standalone.APIConfig{Token: "api", Credentials: creds})
+	api, err := restserver.New(restserver.Config{Auth: standalone.BearerToken("api"), Credentials: creds})
 	require.NoError(t, err)
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
@@ -59,5 +60,5 @@ func TestPropletCredentialsCommand(t *testing.T) {
 	_, err = run("get", "edge-1")
 	require.ErrorContains(t, err, "404")
 	_, err = run("create", "bad id")
-	require.ErrorContains(t, err, `proplet id "bad id"`)
+	require.ErrorContains(t, err, `400 invalid-request: proplet id "bad id"`)
 }

@@ -30,6 +30,8 @@ func TestUsageErrors(t *testing.T) {
 		{"wait on suspended", []string{"task", "create", "x", "--suspend", "--wait"}, []string{"--wait with --suspend would never return"}},
 		{"bad output", []string{"task", "list", "-o", "xml"}, []string{`--output "xml": want table, wide, name, json, yaml or jsonpath=TEMPLATE`}},
 		{"bad jsonpath", []string{"task", "list", "-o", "jsonpath={.items[}"}, []string{"--output jsonpath:"}},
+		{"unknown help topic", []string{"help", "task", "frobnicate"}, []string{`unknown command "frobnicate" for "propeller task"`}},
+		{"unknown completion shell", []string{"completion", "tcsh"}, []string{`unknown command "tcsh" for "propeller completion"`}},
 		{"upload without file", []string{"task", "upload", "x"}, []string{"--file is required"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,7 +48,7 @@ func TestUsageErrors(t *testing.T) {
 // TestHelpExitsZero: asking for help is not an error, and a group command
 // without a subcommand shows its help.
 func TestHelpExitsZero(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"task"}, {"task", "--help"}, {"task", "create", "--help"}, {"context"}} {
+	for _, args := range [][]string{{"--help"}, {"task"}, {"task", "--help"}, {"task", "create", "--help"}, {"context"}, {"help", "task", "create"}} {
 		code, stdout, stderr := runCLI(t, args...)
 		require.Equal(t, exitOK, code, "%v: %s", args, stderr)
 		require.Contains(t, stdout, "Usage:", args)

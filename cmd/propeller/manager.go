@@ -83,6 +83,7 @@ type standaloneOptions struct {
 	tlsKey         string
 	maxUploadBytes int64
 	pprofAddr      string
+	corsOrigins    []string
 
 	requireCredentials bool
 }
@@ -104,6 +105,7 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
 	fs.Var(newQuantityFlag(&o.maxUploadBytes, 32<<20), "max-upload-bytes", "largest WASM module accepted over REST, bytes or a quantity (32Mi)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
+	fs.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "let web pages from these origins call the REST API (CORS), e.g. https://dash.example.com; repeat or comma-separate; '*' allows any; default: none")
 	fs.BoolVar(&o.requireCredentials, "require-proplet-credentials", false, "refuse the join token: proplets log in only with a secret from 'propeller proplet credentials create' (embedded broker)")
 }
 
@@ -142,6 +144,7 @@ type operatorOptions struct {
 	leaderElect    bool
 	namespace      string
 	allNamespaces  bool
+	unserved       time.Duration
 	joinToken      string
 	dataDir        string
 	// checkpointRegistry is oci://host[:port]/repo, or empty.
@@ -158,6 +161,7 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet and federated-learning records, FederatedJobs and the leader lease")
 	fs.BoolVar(&o.allNamespaces, "all-namespaces", false, "also run the WasmTasks and PropletGroups of every other namespace (FederatedJobs stay in --namespace)")
+	fs.DurationVar(&o.unserved, "unserved-interval", 15*time.Second, "how often to look for WasmTasks applied in a namespace the operator does not serve; one still not admitted by any operator a look later gets a Warning event (NamespaceNotServed) saying where tasks run; 0 turns it off (it lists wasmtasks in every namespace)")
 	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker); empty: the token in the Secret propeller-join-token (key token) of --namespace, which the operator creates with a random token if it is absent")
 	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
 	fs.StringVar(&o.checkpointRegistry, "checkpoint-registry", "", "also push every FL checkpoint to this OCI registry, oci://host[:port]/repo, tagged <job>-round-<n> (plain HTTP for loopback registries only); proplets still fetch models from the --data-dir store")

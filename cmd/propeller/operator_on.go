@@ -17,6 +17,7 @@ func startOperator(ctx context.Context, o *operatorOptions, log *slog.Logger) er
 		Kubeconfig:         o.kubeconfig,
 		Namespace:          o.namespace,
 		AllNamespaces:      o.allNamespaces,
+		UnservedInterval:   o.unserved,
 		Broker:             o.broker,
 		BrokerUser:         o.brokerUser,
 		BrokerPassword:     o.brokerPassword,

@@ -60,10 +60,6 @@ func newPrinter(output string, noHeaders bool) (*printer, error) {
 	return p, nil
 }
 
-// structured reports whether the output is for programs, so notes for
-// people (a table's extra lines) are left out of it.
-func (p *printer) structured() bool { return p.format != "table" && p.format != "wide" }
-
 func (p *printer) print(w io.Writer, v view) error {
 	switch p.format {
 	case "json":

@@ -47,8 +47,31 @@ file, which wins over the default. An unknown key in the file is an error.
 		newContextCommand(g),
 		newVersionCommand(),
 	)
+	root.SetHelpCommand(newHelpCommand())
+	// Added now rather than at Execute, so harden covers them too.
+	root.InitDefaultCompletionCmd()
 	harden(root)
 	return root
+}
+
+// newHelpCommand is cobra's help, except that an unknown topic is a usage
+// error (exit 2) like an unknown command, not help text and exit 0.
+func newHelpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 {
+				return unknownCommand(cmd, rest[0])
+			}
+			return cmd.Help()
+		},
+	}
 }
 
 func newManagerCommand(g *globalOptions, r runners) *cobra.Command {

@@ -37,6 +37,7 @@ func runStandalone(cmd *cobra.Command, o *standaloneOptions) error {
 		Logger:         log,
 
 		RequirePropletCredentials: o.requireCredentials,
+		CORSOrigins:               o.corsOrigins,
 	})
 }
 

@@ -207,6 +207,10 @@ func TestDuplicateStart(t *testing.T) {
 	m.waitEvent(t, task, wire.EventSucceeded)
 	require.Len(t, m.eventsOf(task), 3)
 	first := m.eventsOf(task)[2]
+	// The final event is published while its commit is still pending; a
+	// start repeated before the commit is taken for a redelivery of the
+	// running attempt's, which the outbox answers, not the ledger.
+	require.Eventually(t, func() bool { return agent.Recorded(a.Agent, wire.TaskRef{TaskID: task, Attempt: 1}) }, waitFor, time.Millisecond)
 	m.start(t, id, st) // after it finished: the same result again
 	require.Eventually(t, func() bool { return m.countEvents(task, wire.EventSucceeded) == 2 }, waitFor, 5*time.Millisecond)
 	again := m.eventsOf(task)[3]

@@ -49,3 +49,12 @@ func (c *AcceptClock) Fire(ref wire.TaskRef) bool {
 	}
 	return ok
 }
+
+// Recorded reports whether ref's finish is durable in the ledger: until
+// then a repeated start is taken for a redelivery of the running one.
+func Recorded(a *Agent, ref wire.TaskRef) bool {
+	a.mu.Lock()
+	_, finishing := a.finishing[ref]
+	a.mu.Unlock()
+	return !finishing && a.led.Result(ref) != nil
+}

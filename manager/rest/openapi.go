@@ -1,15 +1,15 @@
-package standalone
+package rest
 
 import (
 	"fmt"
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/absmach/propeller/api/rest"
+	api "github.com/absmach/propeller/api/rest"
 )
 
 func openAPIJSON() ([]byte, error) {
-	b, err := yaml.YAMLToJSON(rest.OpenAPIYAML)
+	b, err := yaml.YAMLToJSON(api.OpenAPIYAML)
 	if err != nil {
 		return nil, fmt.Errorf("openapi: %w", err)
 	}

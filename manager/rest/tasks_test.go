@@ -1,100 +1,17 @@
-package standalone_test
+package rest_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/orchestration"
-	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/storage/memory"
 )
-
-const token = "s3cret"
-
-var wasmHeader = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
-
-type recordingDispatcher struct {
-	mu     sync.Mutex
-	starts []orchestration.Task
-	stops  []string
-}
-
-func (d *recordingDispatcher) StartTask(_ context.Context, _ string, t orchestration.Task) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.starts = append(d.starts, t)
-	return nil
-}
-
-func (d *recordingDispatcher) StopTask(_ context.Context, _, id string, _ int, _ string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.stops = append(d.stops, id)
-	return nil
-}
-
-type apiRig struct {
-	t    *testing.T
-	srv  *httptest.Server
-	eng  *orchestration.Engine
-	disp *recordingDispatcher
-}
-
-func newAPIRig(t *testing.T) *apiRig {
-	t.Helper()
-	disp := &recordingDispatcher{}
-	eng, err := orchestration.New(orchestration.Config{}, orchestration.Deps{Store: memory.New(), Dispatcher: disp, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	bs, err := blobs.Open(t.TempDir())
-	require.NoError(t, err)
-	e, err := standalone.NewAPI(standalone.APIConfig{Engine: eng, Blobs: bs, Token: token, MaxUploadBytes: 1024})
-	require.NoError(t, err)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	return &apiRig{t: t, srv: srv, eng: eng, disp: disp}
-}
-
-func (r *apiRig) do(method, path, contentType string, body []byte, auth string) (int, map[string]any) {
-	r.t.Helper()
-	req, err := http.NewRequest(method, r.srv.URL+path, bytes.NewReader(body))
-	require.NoError(r.t, err)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(r.t, err)
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	require.NoError(r.t, err)
-	var out map[string]any
-	if len(raw) > 0 {
-		require.NoError(r.t, json.Unmarshal(raw, &out), string(raw))
-	}
-	return resp.StatusCode, out
-}
-
-func (r *apiRig) json(method, path string, body any) (int, map[string]any) {
-	r.t.Helper()
-	b, err := json.Marshal(body)
-	require.NoError(r.t, err)
-	return r.do(method, path, "application/json", b, "Bearer "+token)
-}
 
 func TestCreateAndGetTask(t *testing.T) {
 	r := newAPIRig(t)

@@ -1,44 +1,28 @@
-package standalone_test
+package rest_test
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/absmach/propeller/api/safetensors"
 	"github.com/absmach/propeller/api/wire"
-	"github.com/absmach/propeller/manager/blobs"
 	"github.com/absmach/propeller/manager/ocipush"
+	"github.com/absmach/propeller/manager/rest"
 	"github.com/absmach/propeller/orchestration"
 	"github.com/absmach/propeller/orchestration/fl"
-	"github.com/absmach/propeller/standalone"
-	"github.com/absmach/propeller/storage/memory"
 	"github.com/absmach/propeller/test/mqtttest"
 	"github.com/absmach/propeller/test/ocitest"
 )
 
 func newFLRig(t *testing.T) (*apiRig, *fl.Coordinator, *orchestration.Engine) {
 	t.Helper()
-	disp := &recordingDispatcher{}
-	eng, err := orchestration.New(orchestration.Config{}, orchestration.Deps{Store: memory.New(), Dispatcher: disp, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	bs, err := blobs.Open(t.TempDir())
-	require.NoError(t, err)
-	c, err := fl.New(fl.Config{}, fl.Deps{Store: memory.NewFLStore(), Engine: eng, Blobs: bs, Models: ocipush.Models{},
-		Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	e, err := standalone.NewAPI(standalone.APIConfig{Engine: eng, Blobs: bs, Token: token, MaxUploadBytes: 1 << 20,
-		FL: &standalone.FLAPI{Jobs: c, Blobs: bs}})
-	require.NoError(t, err)
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	return &apiRig{t: t, srv: srv, eng: eng, disp: disp}, c, eng
+	r := newRig(t, func(c *rest.Config) { c.MaxUploadBytes = 1 << 20 })
+	return r, r.fl, r.eng
 }
 
 func TestFederatedJobsAPI(t *testing.T) {
