@@ -80,7 +80,7 @@ func BenchmarkLoad(b *testing.B) {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func benchSystem(b *testing.B, proplets int) *harness.System {
-	s := harness.NewSystem(b)
+	s := harness.NewSystem(b).WithoutValidation()
 	s.StartManager("--log-level", "warn")
 	var ids []string
 	for i := range proplets {
