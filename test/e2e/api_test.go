@@ -7,12 +7,14 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
 	"github.com/absmach/propeller/api/rest"
+	"github.com/absmach/propeller/api/safetensors"
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/test/apitest"
 	"github.com/absmach/propeller/test/harness"
@@ -21,8 +23,7 @@ import (
 // uploadLimit is the manager's --max-upload-bytes in TestAPIContract.
 const uploadLimit = 64 << 10
 
-// TestAPIContract drives each operation of the task and proplet API and
-// each error code through the harness's client, which validates every
+// TestAPIContract drives each operation of the API and each error code through the harness's client, which validates every
 // request and answer against the OpenAPI document (apitest.Transport):
 // a field, header or status the document does not have fails the test.
 func TestAPIContract(t *testing.T) {
@@ -110,6 +111,72 @@ func TestAPIContract(t *testing.T) {
 		_, err = c.GetProplet(ctx, "edge-none")
 		requireCode(t, err, rest.CodeNotFound)
 		requireCode(t, c.DeleteProplet(ctx, "edge-none"), rest.CodeNotFound)
+	})
+
+	t.Run("request ids", func(t *testing.T) {
+		var h http.Header
+		_, err := c.CreateTask(ctx, rest.TaskRequest{Name: "contract-rid", ImageURL: "oci://registry.invalid/rid:1", Suspend: true}, rest.WithRequestID("contract-req-1"), rest.WithResponseHeader(&h))
+		require.NoError(t, err)
+		require.Equal(t, "contract-req-1", h.Get(rest.HeaderRequestID), "the client's id is echoed")
+
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/v1/tasks/no-such-task", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+s.APIToken)
+		resp, err := s.HTTP.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var p rest.Problem
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+		require.NotEmpty(t, resp.Header.Get(rest.HeaderRequestID), "the manager makes one up")
+		require.Equal(t, resp.Header.Get(rest.HeaderRequestID), p.RequestID, "and puts it in the problem")
+		require.Equal(t, "/v1/tasks/no-such-task", p.Instance)
+	})
+
+	t.Run("federated job: idempotent retry, 422, stop", func(t *testing.T) {
+		model, err := safetensors.EncodeF32(map[string][]float32{"w": {0, 0}}, map[string][]int{"w": {2}}, nil)
+		require.NoError(t, err)
+		req := rest.FederatedJobRequest{
+			FederatedJobSpec: rest.FederatedJobSpec{
+				Participants: []rest.Participant{{PropletID: "edge-fl-absent"}},
+				Rounds:       rest.Rounds{Total: 1}, Aggregator: rest.Aggregator{Algorithm: "fedavg"},
+			},
+			InitialModel: model, TaskWasm: add,
+		}
+		var h http.Header
+		job, err := c.CreateFederatedJob(ctx, req, rest.WithIdempotencyKey("contract-job"), rest.WithResponseHeader(&h))
+		require.NoError(t, err)
+		require.Equal(t, "/v1/federated-jobs/"+job.ID, h.Get("Location"))
+		require.Empty(t, h.Get(rest.HeaderIdempotentReplay))
+		again, err := c.CreateFederatedJob(ctx, req, rest.WithIdempotencyKey("contract-job"), rest.WithResponseHeader(&h))
+		require.NoError(t, err)
+		require.Equal(t, job.ID, again.ID, "a retry finds the first job")
+		require.Equal(t, "true", h.Get(rest.HeaderIdempotentReplay))
+		other := req
+		other.Rounds.Total = 2
+		_, err = c.CreateFederatedJob(ctx, other, rest.WithIdempotencyKey("contract-job"))
+		requireCode(t, err, rest.CodeIdempotencyKeyReused)
+
+		l, err := c.ListFederatedJobs(ctx, rest.Page{Limit: 1})
+		require.NoError(t, err)
+		require.Len(t, l.Items, 1)
+		cps, err := c.ListCheckpoints(ctx, job.ID, rest.Page{})
+		require.NoError(t, err)
+		require.Empty(t, cps.Items)
+		b, err := c.Model(ctx, job.Status.ModelDigest)
+		require.NoError(t, err)
+		require.Equal(t, model, b)
+		_, err = c.Model(ctx, "sha256:"+strings.Repeat("0", 64))
+		requireCode(t, err, rest.CodeNotFound)
+		_, err = c.Model(ctx, "not-a-digest")
+		requireCode(t, err, rest.CodeInvalidRequest)
+
+		stopped, err := c.StopFederatedJob(ctx, job.ID)
+		require.NoError(t, err)
+		require.Equal(t, rest.JobStopped, stopped.Status.Phase)
+		_, err = c.StopFederatedJob(ctx, job.ID)
+		requireCode(t, err, rest.CodeConflict)
+		_, err = c.GetFederatedJob(ctx, "no-such-job")
+		requireCode(t, err, rest.CodeNotFound)
 	})
 
 	t.Run("400 invalid-request", func(t *testing.T) {
