@@ -1,16 +1,19 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/test/harness"
 )
 
@@ -32,6 +35,7 @@ type cluster struct {
 	sys       *harness.System
 	ids       []string
 	hbTimeout time.Duration
+	client    *rest.Client
 	dir       string
 
 	mu    sync.Mutex
@@ -85,7 +89,7 @@ func (c *cluster) inject(r *rand.Rand, kinds []string) string {
 	case faultBrokerKill:
 		c.sys.RestartBroker()
 	case faultPause:
-		id := c.ids[r.IntN(len(c.ids))]
+		id := c.busiest(r)
 		c.mu.Lock()
 		p := c.cur[id].proc
 		c.mu.Unlock()
@@ -100,6 +104,28 @@ func (c *cluster) inject(r *rand.Rand, kinds []string) string {
 		}
 	}
 	return f
+}
+
+// busiest picks, by r, a proplet the manager says runs tasks, so a pause
+// freezes modules mid-run; any proplet when none does or the manager does
+// not answer.
+func (c *cluster) busiest(r *rand.Rand) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var busy []string
+	for p, err := range c.client.Proplets(ctx) {
+		if err != nil {
+			break
+		}
+		if len(p.Running) > 0 && slices.Contains(c.ids, p.ID) {
+			busy = append(busy, p.ID)
+		}
+	}
+	slices.Sort(busy)
+	if len(busy) == 0 {
+		return c.ids[r.IntN(len(c.ids))]
+	}
+	return busy[r.IntN(len(busy))]
 }
 
 func managerArgs(hb time.Duration) []string {

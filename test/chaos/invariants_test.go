@@ -128,6 +128,9 @@ type figures struct {
 	// duplicates counts executions that ran on after a later attempt of
 	// their task succeeded, or beside the same attempt elsewhere.
 	duplicates int
+	// exhausted counts tasks failed PropletLost after every attempt was
+	// killed (checkTasks).
+	exhausted int
 }
 
 // checkExecutions applies the invariants the proplets' logs evidence: no
@@ -191,7 +194,19 @@ func checkExecutions(rep *report, execs []*execution, maxOf map[string]int, now 
 // acknowledged task is terminal with the right outcome, and stayed in the
 // first terminal state it was seen in; at most one task per idempotency
 // key; no task past its max attempts.
-func checkTasks(rep *report, subs []*submitted, all []rest.Task, w *terminalWatch) {
+//
+// A task that should succeed may instead fail PropletLost having used every
+// attempt, when each attempt was lost to a kill: that is the promise of
+// maxAttempts, counted in exhausted. It is a wrong result when an attempt
+// of it ran to its end on a proplet (the proplet was healthy and its work
+// was thrown away: issue 12 defect 1).
+func checkTasks(rep *report, subs []*submitted, all []rest.Task, w *terminalWatch, execs []*execution) (exhausted int) {
+	ended := map[string][]*execution{}
+	for _, e := range execs {
+		if e.ended {
+			ended[e.task] = append(ended[e.task], e)
+		}
+	}
 	byID := map[string]rest.Task{}
 	perKey := map[string][]string{}
 	for _, t := range all {
@@ -214,7 +229,15 @@ func checkTasks(rep *report, subs []*submitted, all []rest.Task, w *terminalWatc
 			continue
 		}
 		if msg := s.check(t); msg != "" {
-			rep.add(vWrongResult, "task %s (%s): %s", s.id, s.kind, msg)
+			switch {
+			case s.good && t.Phase == rest.PhaseFailed && t.Reason == "PropletLost" && t.Attempt == s.max && len(ended[t.ID]) == 0:
+				exhausted++
+			case len(ended[t.ID]) > 0 && t.Reason == "PropletLost":
+				e := ended[t.ID][len(ended[t.ID])-1]
+				rep.add(vWrongResult, "task %s (%s): %s, though attempt %d ran to its end on %s at %s (reason %q)", s.id, s.kind, msg, e.try, e.life.proplet, e.end.Format(time.StampMilli), e.reason)
+			default:
+				rep.add(vWrongResult, "task %s (%s): %s", s.id, s.kind, msg)
+			}
 		}
 		if t.Attempt > s.max {
 			rep.add(vAttemptsExceeded, "task %s (%s): attempt %d, max %d", s.id, s.kind, t.Attempt, s.max)
@@ -226,6 +249,7 @@ func checkTasks(rep *report, subs []*submitted, all []rest.Task, w *terminalWatc
 	for _, id := range w.changed {
 		rep.add(vTerminalChanged, "task %s: first %s, later %s", id, fingerprint(w.first[id]), fingerprint(byID[id]))
 	}
+	return exhausted
 }
 
 // checkBolt runs bbolt's consistency check over the manager's file.

@@ -29,7 +29,7 @@ type kind struct {
 }
 
 // primes are π(n): what examples/cpu prints for n.
-var primes = map[int]int{1_000_000: 78498, 2_000_000: 148933, 5_000_000: 348513, 10_000_000: 664579}
+var primes = map[int]int{1_000_000: 78498, 2_000_000: 148933, 5_000_000: 348513, 10_000_000: 664579, 20_000_000: 1270607}
 
 const (
 	goodAttempts = 4
@@ -77,7 +77,9 @@ func kinds(tb testing.TB) []kind {
 			return rest.TaskRequest{ImageURL: srv.URL + arithPath, Digest: arithDigest, Function: "fib", Inputs: []float64{float64(n)}, MaxAttempts: goodAttempts}, results(float64(fib(n)))
 		}},
 		{name: "primes", weight: 2, build: func(r *rand.Rand) (rest.TaskRequest, func(rest.Task) string) {
-			ns := []int{1_000_000, 2_000_000, 5_000_000, 10_000_000}
+			// The longest run seconds: long enough to be frozen mid-run
+			// by a pause and retried elsewhere meanwhile.
+			ns := []int{1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000}
 			n := ns[r.IntN(len(ns))]
 			return rest.TaskRequest{ImageURL: srv.URL + cpuPath, Digest: cpuDigest, CLIArgs: []string{strconv.Itoa(n)}, MaxAttempts: goodAttempts}, succeeded(func(t rest.Task) string {
 				if strings.TrimSpace(t.Stdout) != strconv.Itoa(primes[n]) {
@@ -112,10 +114,12 @@ func fib(n int) int64 {
 
 // submitted is one task the stream asked for.
 type submitted struct {
-	key   string
-	kind  string
-	id    string // empty until acknowledged
-	max   int
+	key  string
+	kind string
+	id   string // empty until acknowledged
+	max  int
+	// good is set for a task that must succeed.
+	good  bool
 	check func(rest.Task) string
 }
 
@@ -129,7 +133,13 @@ type stream struct {
 	tasks []*submitted
 	// retries counts creates answered only after an error.
 	retries int
+	// backlog says how many acknowledged tasks are not terminal yet; the
+	// stream holds off above maxBacklog, so it is steady rather than a
+	// queue that outgrows the proplets and takes minutes to drain.
+	backlog func() int
 }
+
+const maxBacklog = 16
 
 func (s *stream) pick(r *rand.Rand) kind {
 	total := 0
@@ -148,13 +158,16 @@ func (s *stream) pick(r *rand.Rand) kind {
 // submit runs until ctx ends; every gap comes from r.
 func (s *stream) submit(ctx context.Context, c *rest.Client, r *rand.Rand, worker int) {
 	for i := 0; ctx.Err() == nil; i++ {
+		for s.backlog() > maxBacklog && ctx.Err() == nil {
+			pause(ctx, 100*time.Millisecond)
+		}
 		k := s.pick(r)
 		req, check := k.build(r)
 		key := fmt.Sprintf("%s-w%d-%d", s.run, worker, i)
 		req.Name = k.name
 		req.TimeoutSeconds = 120
 		req.Labels = map[string]string{"run": s.run, "kind": k.name, "key": key}
-		sub := &submitted{key: key, kind: k.name, max: req.MaxAttempts, check: check}
+		sub := &submitted{key: key, kind: k.name, max: req.MaxAttempts, good: req.MaxAttempts == goodAttempts, check: check}
 		s.mu.Lock()
 		s.tasks = append(s.tasks, sub)
 		s.mu.Unlock()
@@ -232,8 +245,15 @@ func (w *terminalWatch) observe(t rest.Task) {
 func (w *terminalWatch) poll(ctx context.Context, c *rest.Client, run string) {
 	for ctx.Err() == nil {
 		_ = listRun(ctx, c, run, []string{rest.PhaseSucceeded, rest.PhaseFailed, rest.PhaseCancelled}, w.observe)
-		pause(ctx, 2*time.Second)
+		pause(ctx, time.Second)
 	}
+}
+
+// seen counts the tasks seen terminal.
+func (w *terminalWatch) seen() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.first)
 }
 
 // listRun calls f for every task of run in phases (all when nil).
