@@ -76,15 +76,15 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, code)
 	require.Equal(t, "not-found", body["code"])
 	require.Equal(t, `proplet "edge-1" has no credential`, body["detail"])
-	require.True(t, r.auth.Check("edge-1", joinToken))
+	require.True(t, (r.auth.Check("edge-1", joinToken) != broker.LoginRefused))
 
 	// Issue: effective at once, for this id only, replacing the join token.
 	s1, created := r.issue("edge-1")
 	require.WithinDuration(t, time.Now(), created, 2*time.Second)
-	require.True(t, r.auth.Check("edge-1", s1))
-	require.False(t, r.auth.Check("edge-1", joinToken), "the join token no longer works for an id with its own secret")
-	require.False(t, r.auth.Check("edge-2", s1), "a secret is good for its own id only")
-	require.True(t, r.auth.Check("edge-2", joinToken))
+	require.True(t, (r.auth.Check("edge-1", s1) != broker.LoginRefused))
+	require.False(t, (r.auth.Check("edge-1", joinToken) != broker.LoginRefused), "the join token no longer works for an id with its own secret")
+	require.False(t, (r.auth.Check("edge-2", s1) != broker.LoginRefused), "a secret is good for its own id only")
+	require.True(t, (r.auth.Check("edge-2", joinToken) != broker.LoginRefused))
 	require.Equal(t, []string{"edge-1"}, r.disconnects())
 
 	// GET says it exists and since when, never the secret.
@@ -104,24 +104,24 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	// Rotate: the old secret stops working, the proplet is disconnected.
 	s2, _ := r.issue("edge-1")
 	require.NotEqual(t, s1, s2)
-	require.False(t, r.auth.Check("edge-1", s1))
-	require.True(t, r.auth.Check("edge-1", s2))
+	require.False(t, (r.auth.Check("edge-1", s1) != broker.LoginRefused))
+	require.True(t, (r.auth.Check("edge-1", s2) != broker.LoginRefused))
 	require.Equal(t, []string{"edge-1", "edge-1"}, r.disconnects())
 
 	// A restarted manager loads the digests: the current secret still works.
 	reloaded := broker.NewTokenCredentials(joinToken)
 	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded, nil)
 	require.NoError(t, err)
-	require.True(t, reloaded.Check("edge-1", s2))
-	require.False(t, reloaded.Check("edge-1", s1))
-	require.False(t, reloaded.Check("edge-1", joinToken))
+	require.True(t, (reloaded.Check("edge-1", s2) != broker.LoginRefused))
+	require.False(t, (reloaded.Check("edge-1", s1) != broker.LoginRefused))
+	require.False(t, (reloaded.Check("edge-1", joinToken) != broker.LoginRefused))
 
 	// Revoke: the secret stops working, the proplet is disconnected, the
 	// join token applies to the id again.
 	code, body = r.json(http.MethodDelete, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusNoContent, code, body)
-	require.False(t, r.auth.Check("edge-1", s2))
-	require.True(t, r.auth.Check("edge-1", joinToken))
+	require.False(t, (r.auth.Check("edge-1", s2) != broker.LoginRefused))
+	require.True(t, (r.auth.Check("edge-1", joinToken) != broker.LoginRefused))
 	require.Equal(t, []string{"edge-1", "edge-1", "edge-1"}, r.disconnects())
 	code, _ = r.json(http.MethodGet, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusNotFound, code)
@@ -133,7 +133,7 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	reloaded = broker.NewTokenCredentials(joinToken)
 	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded, nil)
 	require.NoError(t, err)
-	require.False(t, reloaded.Check("edge-1", s2), "a revoked secret stays revoked across restarts")
+	require.False(t, (reloaded.Check("edge-1", s2) != broker.LoginRefused), "a revoked secret stays revoked across restarts")
 }
 
 // TestPropletCredentialsErrors checks that refusals are JSON errors like the
