@@ -196,3 +196,46 @@ func TestPropletCredentialsExternalBroker(t *testing.T) {
 		require.Contains(t, body["detail"], "per-proplet credentials are not available")
 	}
 }
+
+// TestEnrolledCredentials: a secret enrolled over MQTT is on disk before
+// the broker accepts it, pending (the join token still enrolls the id)
+// until its first login, then the id's only credential, across restarts;
+// the API rotates and revokes it like an issued one.
+func TestEnrolledCredentials(t *testing.T) {
+	r := newCredRig(t)
+	path := filepath.Join(r.dir, standalone.CredentialsFile)
+	reload := func() *broker.TokenCredentials {
+		auth := broker.NewTokenCredentials(joinToken)
+		_, err := standalone.OpenCredentialStore(path, auth)
+		require.NoError(t, err)
+		return auth
+	}
+	creds, err := standalone.OpenCredentials(path, r.auth, nil)
+	require.NoError(t, err)
+
+	s1, err := creds.Enroll("edge-9")
+	require.NoError(t, err)
+	require.Equal(t, broker.LoginPending, r.auth.Check("edge-9", s1))
+	require.Equal(t, broker.LoginJoin, r.auth.Check("edge-9", joinToken), "pending: a proplet that lost the secret enrolls again")
+	require.Equal(t, broker.LoginPending, reload().Check("edge-9", s1), "a pending secret survives a manager restart")
+	onDisk, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NotContains(t, string(onDisk), s1)
+
+	require.NoError(t, creds.Confirm("edge-9"))
+	require.Equal(t, broker.LoginSecret, r.auth.Check("edge-9", s1))
+	require.Equal(t, broker.LoginRefused, r.auth.Check("edge-9", joinToken), "the join token never logs an enrolled id in")
+	reloaded := reload()
+	require.Equal(t, broker.LoginSecret, reloaded.Check("edge-9", s1))
+	require.Equal(t, broker.LoginRefused, reloaded.Check("edge-9", joinToken))
+	_, err = creds.Enroll("edge-9")
+	require.Error(t, err, "an enrollment never replaces a confirmed secret")
+
+	got, err := creds.Get("edge-9")
+	require.NoError(t, err)
+	require.Equal(t, "edge-9", got.PropletID)
+	// Revocation through the API: the id may enroll again.
+	require.NoError(t, creds.Revoke("edge-9"))
+	require.Equal(t, broker.LoginRefused, r.auth.Check("edge-9", s1))
+	require.Equal(t, broker.LoginJoin, reload().Check("edge-9", joinToken))
+}
