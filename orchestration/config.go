@@ -35,7 +35,8 @@ type Config struct {
 	// DefaultMaxAttempts applies when a task sets none. Default 3.
 	DefaultMaxAttempts int
 	// BackoffBase and BackoffMax shape the retry delay: base * 2^(attempt-1),
-	// capped. Defaults 1s and 1m.
+	// capped, then spread over (delay/2, delay] by the engine's jitter.
+	// Defaults 1s and 1m.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// TickInterval is how often Run checks deadlines, liveness and the

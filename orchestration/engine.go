@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -24,6 +25,9 @@ type Deps struct {
 	// with the task's lock held: it must be quick and must not call back
 	// into the engine for the same task.
 	Observer func(Task)
+	// Random returns a number in [0, 1) that spreads retry delays (see
+	// Engine.jitter). It defaults to math/rand/v2; tests inject their own.
+	Random func() float64
 }
 
 // ErrTerminal is returned when an operation needs a task that has not
@@ -49,6 +53,7 @@ type Engine struct {
 	newID   IDGen
 	log     *slog.Logger
 	observe func(Task)
+	random  func() float64
 
 	seed  maphash.Seed
 	locks [256]sync.Mutex
@@ -117,6 +122,9 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Observer == nil {
 		deps.Observer = func(Task) {}
 	}
+	if deps.Random == nil {
+		deps.Random = rand.Float64
+	}
 	return &Engine{
 		cfg:      cfg,
 		store:    deps.Store,
@@ -125,12 +133,22 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		newID:    deps.NewID,
 		log:      deps.Logger,
 		observe:  deps.Observer,
+		random:   deps.Random,
 		seed:     maphash.MakeSeed(),
 		rank:     newRanker(cfg.Policy),
 		proplets: make(map[string]*propletState),
 		flights:  make(map[string]*flight),
 		pending:  make(map[string]*waiting),
 	}, nil
+}
+
+// jitter spreads a retry delay d uniformly over (d/2, d] ("equal
+// jitter"): tasks that failed together, say with their proplet, come back
+// spread out instead of in one burst, and none waits less than half its
+// backoff.
+func (e *Engine) jitter(d time.Duration) time.Duration {
+	r := min(max(e.random(), 0), 1)
+	return d - time.Duration(r*float64(d/2))
 }
 
 // Config returns the effective configuration, defaults filled in.

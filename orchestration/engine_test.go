@@ -97,6 +97,9 @@ type harness struct {
 	store orchestration.Store
 	eng   *orchestration.Engine
 	cfg   orchestration.Config
+	// random is the engine's jitter source; 0 (the default) keeps every
+	// retry delay at its full backoff.
+	random float64
 }
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -126,7 +129,8 @@ func newHarness(t *testing.T, cfg orchestration.Config) *harness {
 // restart builds a fresh engine over the same store, as a manager restart.
 func (h *harness) restart() {
 	h.t.Helper()
-	eng, err := orchestration.New(h.cfg, orchestration.Deps{Store: h.store, Dispatcher: h.disp, Clock: h.clock, Logger: quiet})
+	eng, err := orchestration.New(h.cfg, orchestration.Deps{Store: h.store, Dispatcher: h.disp, Clock: h.clock, Logger: quiet,
+		Random: func() float64 { return h.random }})
 	require.NoError(h.t, err)
 	require.NoError(h.t, eng.Recover(h.ctx))
 	h.eng = eng

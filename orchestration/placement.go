@@ -227,6 +227,12 @@ func (e *Engine) dispatch(ctx context.Context, pl placement) {
 func (e *Engine) send(ctx context.Context, t Task) {
 	if err := e.disp.StartTask(ctx, t.Status.PropletID, t); err != nil {
 		e.log.Warn("start command not delivered", "task", t.ID, "proplet", t.Status.PropletID, "err", err)
-		e.failAttemptLocked(ctx, t.ID, t.Status.Attempt, ReasonDispatchFailed, err.Error())
+		reason := ReasonDispatchFailed
+		if errors.Is(err, ErrInvalid) {
+			// The task itself cannot be turned into a start (a bad
+			// module reference): every attempt would fail the same way.
+			reason = ReasonInvalidTask
+		}
+		e.failAttemptLocked(ctx, t.ID, t.Status.Attempt, reason, err.Error())
 	}
 }

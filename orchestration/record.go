@@ -136,22 +136,42 @@ func (e *Engine) fail(t *Task, reason, message string) {
 		st.Message = fmt.Sprintf("%s had no free slot (%s); placing attempt %d again", st.PropletID, message, st.Attempt)
 		st.Attempt--
 		st.Phase, st.Reason, st.PropletID = PhasePending, reason, ""
-		st.NotBefore = e.clock.Now().Add(e.cfg.BackoffBase)
+		st.NotBefore = e.clock.Now().Add(e.jitter(e.cfg.BackoffBase))
 		st.Deadline = time.Time{}
 		return
 	}
-	if st.Attempt < e.maxAttempts(t) {
+	if st.Attempt < e.maxAttempts(t) && !deterministic(t, reason) {
 		now := e.clock.Now()
 		st.Message = fmt.Sprintf("attempt %d on %s failed: %s", st.Attempt, st.PropletID, reasonText(reason, message))
 		st.LastFailure = st.Message
 		st.Phase = PhasePending
 		st.Reason = reason
 		st.PropletID = ""
-		st.NotBefore = now.Add(e.cfg.backoff(st.Attempt))
+		st.NotBefore = now.Add(e.jitter(e.cfg.backoff(st.Attempt)))
 		st.Deadline = time.Time{}
 		return
 	}
+	if st.Attempt < e.maxAttempts(t) {
+		message = fmt.Sprintf("%s (not retried: %s repeats on every attempt; %d of %d attempts used)",
+			reasonText(reason, message), reason, st.Attempt, e.maxAttempts(t))
+	}
 	e.finish(t, PhaseFailed, reason, message)
+}
+
+// deterministic reports whether a failure would repeat on any proplet and
+// any attempt, so retrying it only burns attempts: the module does not
+// compile or validate, the task cannot be run as given, or it asks for
+// more memory than its own explicit limit allows. A MemoryLimit under a
+// proplet's default limit (no memory_pages in the spec) may pass on a
+// proplet with a larger default, so it is retried.
+func deterministic(t *Task, reason string) bool {
+	switch reason {
+	case ReasonInvalidModule, ReasonInvalidTask:
+		return true
+	case ReasonMemoryLimit:
+		return t.Spec.MemoryPages > 0
+	}
+	return false
 }
 
 func reasonText(reason, message string) string {

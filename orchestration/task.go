@@ -49,6 +49,11 @@ const (
 	// ReasonNoCapacity is a proplet refusing a start because its slots
 	// are busy (wire.ReasonNoCapacity). Nothing ran, so it uses no attempt.
 	ReasonNoCapacity = "NoCapacity"
+	// Proplet reasons the engine treats as deterministic: they fail the
+	// task at once instead of using its remaining attempts (see fail).
+	ReasonInvalidModule = "InvalidModule"
+	ReasonInvalidTask   = "InvalidTask"
+	ReasonMemoryLimit   = "MemoryLimit"
 )
 
 // TaskSpec is what a user asks for. It does not change after creation,

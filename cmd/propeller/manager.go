@@ -20,6 +20,7 @@ type engineOptions struct {
 	defaultTimeout   time.Duration
 	maxAttempts      int
 	reconcileGrace   time.Duration
+	idemWindow       time.Duration
 }
 
 func (o *engineOptions) AddFlags(fs *pflag.FlagSet) {
@@ -28,6 +29,7 @@ func (o *engineOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.defaultTimeout, "default-timeout", 5*time.Minute, "deadline of a task attempt when the task sets none")
 	fs.IntVar(&o.maxAttempts, "max-attempts", 3, "attempts of a task when the task sets none")
 	fs.DurationVar(&o.reconcileGrace, "reconcile-grace", 10*time.Second, "an attempt its proplet's heartbeats have not listed for this long (and twice in a row) gets its start command again: a broker may have lost the start or the result")
+	fs.DurationVar(&o.idemWindow, "idempotency-window", 24*time.Hour, "how long a create's Idempotency-Key is remembered: a retry within it gets the first result, a later one creates anew (REST creates on the standalone manager)")
 }
 
 func (o *engineOptions) config() orchestration.Config {
@@ -37,6 +39,7 @@ func (o *engineOptions) config() orchestration.Config {
 		DefaultTimeout:     o.defaultTimeout,
 		DefaultMaxAttempts: o.maxAttempts,
 		ReconcileGrace:     o.reconcileGrace,
+		IdempotencyWindow:  o.idemWindow,
 	}
 }
 
