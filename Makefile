@@ -48,6 +48,7 @@ bench: build examples envtest ## run Go benchmarks, the REST load harness and th
 	$(GO) test -run '^$$' -bench . -benchmem ./orchestration/... ./storage/... ./proplet/... ./api/safetensors/
 	$(GO) test -run '^$$' -bench 'Load/proplets' -benchtime 15000x ./test/e2e/
 	$(GO) test -run '^$$' -bench 'Load/lone' -benchtime 500x ./test/e2e/
+	$(GO) test -run '^$$' -bench BatchCreate -benchtime 10x ./test/e2e/
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -run '^$$' -bench BenchmarkWasmTasks -benchtime 500x ./operator/
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -run '^$$' -bench BenchmarkWasmTaskPaced -benchtime 200x ./operator/
 

@@ -20,6 +20,7 @@ type engineOptions struct {
 	defaultTimeout   time.Duration
 	maxAttempts      int
 	reconcileGrace   time.Duration
+	idemWindow       time.Duration
 }
 
 func (o *engineOptions) AddFlags(fs *pflag.FlagSet) {
@@ -28,6 +29,7 @@ func (o *engineOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.defaultTimeout, "default-timeout", 5*time.Minute, "deadline of a task attempt when the task sets none")
 	fs.IntVar(&o.maxAttempts, "max-attempts", 3, "attempts of a task when the task sets none")
 	fs.DurationVar(&o.reconcileGrace, "reconcile-grace", 10*time.Second, "an attempt its proplet's heartbeats have not listed for this long (and twice in a row) gets its start command again: a broker may have lost the start or the result")
+	fs.DurationVar(&o.idemWindow, "idempotency-window", 24*time.Hour, "how long a create's Idempotency-Key is remembered: a retry within it gets the first result, a later one creates anew (REST creates on the standalone manager)")
 }
 
 func (o *engineOptions) config() orchestration.Config {
@@ -37,6 +39,7 @@ func (o *engineOptions) config() orchestration.Config {
 		DefaultTimeout:     o.defaultTimeout,
 		DefaultMaxAttempts: o.maxAttempts,
 		ReconcileGrace:     o.reconcileGrace,
+		IdempotencyWindow:  o.idemWindow,
 	}
 }
 
@@ -81,6 +84,7 @@ type standaloneOptions struct {
 	httpAddr       string
 	tlsCert        string
 	tlsKey         string
+	tlsClientCA    string
 	maxUploadBytes int64
 	pprofAddr      string
 	corsOrigins    []string
@@ -103,6 +107,7 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "listen address of the REST API")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate (PEM) for HTTPS and the embedded broker's TLS listener")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM): proplets may log in to the embedded broker with a client certificate it signed, its common name being the proplet id (mutual TLS; needs --tls-cert)")
 	fs.Var(newQuantityFlag(&o.maxUploadBytes, 32<<20), "max-upload-bytes", "largest WASM module accepted over REST, bytes or a quantity (32Mi)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
 	fs.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "let web pages from these origins call the REST API (CORS), e.g. https://dash.example.com; repeat or comma-separate; '*' allows any; default: none")

@@ -108,7 +108,12 @@ func (r *flRoutes) create(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	key := c.Request().Header.Get(api.HeaderIdempotencyKey)
+	var key string
+	if vals := c.Request().Header.Values(api.HeaderIdempotencyKey); len(vals) > 0 {
+		if key, err = checkIdempotencyKey(vals); err != nil {
+			return err
+		}
+	}
 	var j fl.Job
 	if key == "" {
 		j, err = r.Jobs.Create(ctx, spec)
@@ -133,9 +138,6 @@ var errReplayed = errors.New("replayed")
 // the first job again (errReplayed), another spec a reused key. Inline
 // payloads become digests in the spec, so the same bytes compare equal.
 func (r *flRoutes) createOnce(ctx context.Context, key string, spec fl.JobSpec) (fl.Job, error) {
-	if len(key) > 255 {
-		return fl.Job{}, api.NewProblem(api.CodeInvalidRequest, "Idempotency-Key is longer than 255 characters")
-	}
 	id := jobIDForKey(key)
 	j, err := r.Jobs.CreateNamed(ctx, id, spec)
 	if !errors.Is(err, orchestration.ErrExists) {

@@ -138,6 +138,9 @@ func New(cfg Config) (http.Handler, error) {
 	auth := authenticate(cfg.Auth)
 	v1 := e.Group("/v1")
 	v1.POST("/tasks", s.createTask, auth)
+	// Echo reads ':' as the start of a path parameter; "\\:" is a literal
+	// colon (the AIP-136 custom-method style of the contract).
+	v1.POST("/tasks\\:batch", s.createTaskBatch, auth)
 	v1.GET("/tasks", s.listTasks, auth)
 	v1.GET("/tasks/:id", s.getTask, auth)
 	v1.DELETE("/tasks/:id", s.deleteTask, auth)

@@ -62,24 +62,34 @@ func checkWasm(field string, b []byte) error {
 // decodeJSON reads a JSON body into v: 415 for another content type, 413
 // past limit, 400 for malformed JSON or unknown fields.
 func decodeJSON(c echo.Context, limit int64, v any) error {
+	_, err := readJSON(c, limit, v)
+	return err
+}
+
+// readJSON is decodeJSON that also returns the body as read, which an
+// Idempotency-Key's fingerprint covers.
+func readJSON(c echo.Context, limit int64, v any) ([]byte, error) {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != echo.MIMEApplicationJSON {
-		return api.Problemf(api.CodeUnsupportedMediaType, "Content-Type %q: want application/json", ct)
+		return nil, api.Problemf(api.CodeUnsupportedMediaType, "Content-Type %q: want application/json", ct)
 	}
-	body := http.MaxBytesReader(c.Response(), c.Request().Body, limit)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, limit))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return api.Problemf(api.CodePayloadTooLarge, "request body too large: the limit is %d bytes", limit)
+			return nil, api.Problemf(api.CodePayloadTooLarge, "request body too large: the limit is %d bytes", limit)
 		}
-		return api.Problemf(api.CodeMalformedBody, "malformed JSON body: %v", err)
+		return nil, api.Problemf(api.CodeMalformedBody, "request body not read: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return nil, api.Problemf(api.CodeMalformedBody, "malformed JSON body: %v", err)
 	}
 	if dec.More() {
-		return api.NewProblem(api.CodeMalformedBody, "malformed JSON body: trailing data after the JSON object")
+		return nil, api.NewProblem(api.CodeMalformedBody, "malformed JSON body: trailing data after the JSON object")
 	}
-	return nil
+	return raw, nil
 }
 
 // taskSpec turns one request into an engine spec, storing an inline
@@ -126,20 +136,36 @@ func created(c echo.Context, t orchestration.Task) error {
 
 func (s *server) createTask(c echo.Context) error {
 	var req api.TaskRequest
-	// Base64 inflates the module by a third.
-	if err := decodeJSON(c, s.maxUploadBytes*4/3+64<<10, &req); err != nil {
+	raw, err := readJSON(c, s.createLimit(), &req)
+	if err != nil {
+		return err
+	}
+	idem, err := idempotencyOf(c, raw)
+	if err != nil {
 		return err
 	}
 	spec, err := s.taskSpec("", req)
 	if err != nil {
 		return err
 	}
-	t, err := s.engine.Submit(c.Request().Context(), spec)
-	if err != nil {
-		return err
+	if idem.Key == "" {
+		t, err := s.engine.Submit(c.Request().Context(), spec)
+		if err != nil {
+			return err
+		}
+		return created(c, t)
 	}
-	return created(c, t)
+	tasks, replayed, err := s.engine.SubmitBatch(c.Request().Context(), []orchestration.TaskSpec{spec}, idem)
+	if err != nil {
+		return keyedCreateError(err)
+	}
+	markReplayed(c, replayed)
+	return created(c, tasks[0])
 }
+
+// createLimit bounds a create's body: one module, base64 (a third
+// larger), and the rest of the request.
+func (s *server) createLimit() int64 { return s.maxUploadBytes*4/3 + 64<<10 }
 
 func (s *server) getTask(c echo.Context) error {
 	t, err := s.engine.Get(c.Request().Context(), c.Param("id"))

@@ -40,6 +40,7 @@ type cachedModule struct {
 	digest string
 	ready  chan struct{} // closed when compiled (or failed)
 	mod    wazero.CompiledModule
+	shape  shape // every memory and table the module declares
 	err    error
 
 	refs    int
@@ -78,7 +79,7 @@ func (c *moduleCache) has(digest string) bool {
 // acquire returns a referenced module, compiling it with compile when
 // missing. hit is true when the module was already cached or being
 // compiled by another caller.
-func (c *moduleCache) acquire(digest string, compile func() (wazero.CompiledModule, time.Duration, error)) (*cachedModule, bool, time.Duration, error) {
+func (c *moduleCache) acquire(digest string, compile func() (wazero.CompiledModule, shape, time.Duration, error)) (*cachedModule, bool, time.Duration, error) {
 	c.mu.Lock()
 	if el, ok := c.items[digest]; ok {
 		m := el.Value.(*cachedModule)
@@ -96,8 +97,8 @@ func (c *moduleCache) acquire(digest string, compile func() (wazero.CompiledModu
 	c.items[digest] = c.lru.PushFront(m)
 	c.mu.Unlock()
 
-	mod, took, err := compile()
-	m.mod, m.err = mod, err
+	mod, sh, took, err := compile()
+	m.mod, m.shape, m.err = mod, sh, err
 	close(m.ready)
 
 	c.mu.Lock()

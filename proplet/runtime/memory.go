@@ -88,10 +88,13 @@ type limitedMemory struct {
 // len(buf) is never written (zero pages of the mapping, or make's zeros)
 // and memory never shrinks, so reslicing into it exposes only zeros, as
 // memory.grow requires. The first call sizes the initial memory, which
-// plan already checked against the limit for exported and imported
-// memories.
+// plan already checked against the limit for every memory the module
+// declares.
 func (m *limitedMemory) Reallocate(size uint64) []byte {
-	if size > m.a.limit && m.started {
+	// The initial size is refused too (wazero then panics, which Run
+	// reports): plan checked every declared minimum, and this holds should
+	// a memory ever escape that check.
+	if size > m.a.limit {
 		m.a.refused.Store(true)
 		return nil
 	}

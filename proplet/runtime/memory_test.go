@@ -66,14 +66,14 @@ func TestLimitedMemoryReservesDeclaredMaximum(t *testing.T) {
 	require.Len(t, m.Reallocate(page), page)
 	require.Len(t, m.mapping, 4*page, "no more than the module can ever use")
 
-	// A non-exported memory may start above the limit (plan checks only
-	// exported and imported ones): it gets its initial size, no growth.
+	// A memory starting above the limit is refused outright (plan refuses
+	// such a module first; this is the allocator's own guard).
 	b := &limitedAllocator{limit: 2 * page}
 	defer b.release()
 	big := b.Allocate(0, 65536*page).(*limitedMemory)
-	require.Len(t, big.Reallocate(3*page), 3*page)
-	require.Nil(t, big.Reallocate(4*page))
+	require.Nil(t, big.Reallocate(3*page))
 	require.True(t, b.refused.Load())
+	require.Nil(t, big.mapping, "nothing mapped for a refused memory")
 
 	// A zero-page memory maps nothing.
 	z := (&limitedAllocator{limit: 0}).Allocate(0, 0).(*limitedMemory)

@@ -160,7 +160,7 @@ func (r *Runtime) Run(ctx context.Context, job Job) (res Result) {
 	}
 	defer r.modules.release(context.Background(), cm)
 
-	entry, err := plan(cm.mod, job, pages)
+	entry, err := plan(cm, job, pages)
 	if err != nil {
 		var le *limitError
 		if errors.As(err, &le) {
@@ -168,6 +168,22 @@ func (r *Runtime) Run(ctx context.Context, job Job) (res Result) {
 		}
 		return fail(res, wire.ReasonInvalidTask, err.Error())
 	}
+
+	// The deadline starts before the instance is set up: building a large
+	// environment or argument list is the task's cost, not free time.
+	var runCtx context.Context
+	var cancel context.CancelFunc
+	if timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, timeout)
+	} else {
+		runCtx, cancel = context.WithCancel(ctx)
+	}
+	defer cancel()
+	env, err := newEnviron(job.Env)
+	if err != nil {
+		return fail(res, wire.ReasonInvalidTask, err.Error())
+	}
+	runCtx = withEnviron(runCtx, env)
 
 	stdout := newTail(r.cfg.OutputTailBytes, job.Stdout)
 	stderr := newTail(r.cfg.OutputTailBytes, job.Stderr)
@@ -180,16 +196,11 @@ func (r *Runtime) Run(ctx context.Context, job Job) (res Result) {
 		return fail(res, wire.ReasonInvalidTask, err.Error())
 	}
 
-	var runCtx context.Context
-	var cancel context.CancelFunc
-	if timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, timeout)
-	} else {
-		runCtx, cancel = context.WithCancel(ctx)
-	}
-	defer cancel()
 	alloc := &limitedAllocator{limit: uint64(pages) * 65536}
 	runCtx = withAllocator(runCtx, alloc)
+	if runCtx.Err() != nil {
+		return r.classify(ctx, runCtx, res, alloc, runCtx.Err(), wire.ReasonStopped, "setup")
+	}
 	// Deferred before mod.Close so it runs after it: the linear memory is
 	// unmapped once no guest code can run, also when instantiation fails.
 	defer alloc.release()
@@ -308,17 +319,6 @@ func (r *Runtime) moduleConfig(job Job, stdout, stderr io.Writer) (wazero.Module
 	if len(job.Stdin) > 0 {
 		mc = mc.WithStdin(bytes.NewReader(job.Stdin))
 	}
-	keys := make([]string, 0, len(job.Env))
-	for k := range job.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, fmt.Errorf("invalid environment variable name %q", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		mc = mc.WithEnv(k, job.Env[k])
-	}
 	if job.PreopenDir != "" || len(job.Mounts) > 0 {
 		fs := wazero.NewFSConfig()
 		if job.PreopenDir != "" {
@@ -351,18 +351,11 @@ type limitError struct{ msg string }
 
 func (e *limitError) Error() string { return e.msg }
 
-func plan(cm wazero.CompiledModule, job Job, pages uint32) (entryPlan, error) {
-	for _, m := range cm.ExportedMemories() {
-		if m.Min() > pages {
-			return entryPlan{}, &limitError{fmt.Sprintf("module needs %d memory pages at start, the limit is %d", m.Min(), pages)}
-		}
+func plan(cm *cachedModule, job Job, pages uint32) (entryPlan, error) {
+	if err := cm.shape.check(uint64(pages) * 65536); err != nil {
+		return entryPlan{}, err
 	}
-	for _, m := range cm.ImportedMemories() {
-		if m.Min() > pages {
-			return entryPlan{}, &limitError{fmt.Sprintf("module needs %d memory pages at start, the limit is %d", m.Min(), pages)}
-		}
-	}
-	exports := cm.ExportedFunctions()
+	exports := cm.mod.ExportedFunctions()
 	if job.Function == "" || job.Function == "_start" {
 		if _, ok := exports["_start"]; !ok {
 			return entryPlan{}, fmt.Errorf("module has no _start: name the exported function to call (exports: %s)", exportNames(exports))

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -120,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		WithCloseOnContextDone(true).
 		WithCompilationCache(cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	if err := instantiateWASI(ctx, rt); err != nil {
 		_ = rt.Close(ctx)
 		_ = cache.Close(ctx)
 		return nil, fmt.Errorf("instantiate wasi: %w", err)
@@ -181,21 +180,32 @@ func (r *Runtime) isClosed() bool {
 // returns on a miss (and calling load only then). The caller must release
 // it.
 func (r *Runtime) acquire(ctx context.Context, digest string, load func(context.Context) ([]byte, error)) (*cachedModule, bool, time.Duration, error) {
-	return r.modules.acquire(digest, func() (wazero.CompiledModule, time.Duration, error) {
+	return r.modules.acquire(digest, func() (wazero.CompiledModule, shape, time.Duration, error) {
 		wasm, err := load(context.WithoutCancel(ctx))
 		if err != nil {
-			return nil, 0, &loadError{digest: digest, err: err}
+			return nil, shape{}, 0, &loadError{digest: digest, err: err}
 		}
 		if wasm == nil {
-			return nil, 0, errNotCached
+			return nil, shape{}, 0, errNotCached
 		}
 		if got := Digest(wasm); got != digest {
-			return nil, 0, fmt.Errorf("%w: module bytes hash to %s, job says %s", errDigestMismatch, got, digest)
+			return nil, shape{}, 0, fmt.Errorf("%w: module bytes hash to %s, job says %s", errDigestMismatch, got, digest)
 		}
 		start := time.Now()
+		// The shape is read here, once per compiled module, because wazero
+		// lists neither private memories nor tables; each Run checks it
+		// against that task's limit.
+		sh, err := readShape(wasm)
+		if err != nil {
+			return nil, shape{}, time.Since(start), err
+		}
+		bounded, err := boundTables(wasm)
+		if err != nil {
+			return nil, shape{}, time.Since(start), err
+		}
 		// Compilation is shared by every waiter on this digest, so one
 		// caller's cancellation must not fail the others.
-		cm, err := r.rt.CompileModule(context.WithoutCancel(ctx), wasm)
-		return cm, time.Since(start), err
+		cm, err := r.rt.CompileModule(context.WithoutCancel(ctx), bounded)
+		return cm, sh, time.Since(start), err
 	})
 }

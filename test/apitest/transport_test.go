@@ -135,6 +135,7 @@ func TestTransport(t *testing.T) {
 		{name: "unknown path", method: "GET", path: "/v1/nope", answer: prob("not-found", 404), reports: "not an operation"},
 		{name: "unknown path, marked", ctx: apitest.UnknownRoute(bg), method: "GET", path: "/v1/nope", answer: prob("not-found", 404)},
 		{name: "unknown method, marked", ctx: apitest.UnknownRoute(bg), method: "PATCH", path: "/v1/tasks/t1", answer: answerAllow("DELETE, GET")},
+		{name: "unknown method, OPTIONS allowed too", ctx: apitest.UnknownRoute(bg), method: "PATCH", path: "/v1/tasks/t1", answer: answerAllow("DELETE, GET, OPTIONS")},
 		{name: "unknown method, wrong Allow", ctx: apitest.UnknownRoute(bg), method: "PATCH", path: "/v1/tasks/t1", answer: answerAllow("GET"), reports: "Allow is [GET]"},
 		{name: "unknown method without Allow", ctx: apitest.UnknownRoute(bg), method: "PATCH", path: "/v1/tasks/t1", answer: prob("method-not-allowed", 405), reports: "Allow"},
 		{name: "known route marked unknown", ctx: apitest.UnknownRoute(bg), method: "GET", path: "/v1/tasks/t1", answer: okTask, reports: "the document has it"},

@@ -16,6 +16,7 @@ import (
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
+	"github.com/absmach/propeller/test/apitest"
 	"github.com/absmach/propeller/test/harness"
 )
 
@@ -65,7 +66,7 @@ func TestCommandAndFunction(t *testing.T) {
 
 			// Prometheus metrics, unauthenticated: tasks by phase from the
 			// store's counters, live proplets.
-			resp, err := http.Get("http://" + s.HTTPAddr + "/metrics")
+			resp, err := s.HTTP.Get(s.URL + "/metrics")
 			require.NoError(t, err)
 			body, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -233,9 +234,13 @@ func TestRefusals(t *testing.T) {
 
 	// REST without and with a wrong token.
 	for _, tok := range []string{"", "wrong"} {
-		c, err := rest.NewClient("http://"+s.HTTPAddr, tok)
+		c, err := rest.NewClient(s.URL, tok, rest.WithHTTPClient(s.HTTP))
 		require.NoError(t, err)
-		_, err = c.ListTasks(context.Background(), rest.TaskFilter{})
+		ctx := context.Background()
+		if tok == "" {
+			ctx = apitest.InvalidRequest(ctx)
+		}
+		_, err = c.ListTasks(ctx, rest.TaskFilter{})
 		var se *rest.Problem
 		require.True(t, errors.As(err, &se), "%v", err)
 		require.Equal(t, http.StatusUnauthorized, se.Status)
@@ -249,7 +254,7 @@ func TestRefusals(t *testing.T) {
 	// A proplet with a wrong credential never joins.
 	bad := harness.Start(t, "proplet-bad", "proplet", "--broker", s.BrokerURL, "--id", "edge-bad", "--token", "wrong",
 		"--cache-dir", filepath.Join(t.TempDir(), "bad"), "--log-level", "debug")
-	require.Eventually(t, func() bool { return bad.LogContains("connect failed") }, 30*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return bad.LogContains("the manager refused --token for proplet edge-bad") }, 30*time.Second, 20*time.Millisecond)
 	ps, err := s.ListProplets(context.Background())
 	require.NoError(t, err)
 	for _, p := range ps {

@@ -80,7 +80,7 @@ func BenchmarkLoad(b *testing.B) {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func benchSystem(b *testing.B, proplets int) *harness.System {
-	s := harness.NewSystem(b)
+	s := harness.NewSystem(b).WithoutValidation()
 	s.StartManager("--log-level", "warn")
 	var ids []string
 	for i := range proplets {
@@ -93,7 +93,7 @@ func benchSystem(b *testing.B, proplets int) *harness.System {
 }
 
 // waitAll waits until n tasks labelled run are terminal and returns them.
-func waitAll(b *testing.B, c *rest.Client, run string, n int) []rest.Task {
+func waitAll(b testing.TB, c *rest.Client, run string, n int) []rest.Task {
 	ctx := context.Background()
 	require.Eventually(b, func() bool {
 		l, err := c.ListTasks(ctx, rest.TaskFilter{Phases: []string{"Pending", "Scheduled", "Running"}, Labels: map[string]string{"run": run}, Page: rest.Page{Limit: 1}})
@@ -114,7 +114,7 @@ func waitAll(b *testing.B, c *rest.Client, run string, n int) []rest.Task {
 	return out
 }
 
-func latencies(b *testing.B, tasks []rest.Task) []time.Duration {
+func latencies(b testing.TB, tasks []rest.Task) []time.Duration {
 	lat := make([]time.Duration, 0, len(tasks))
 	for _, t := range tasks {
 		require.Equal(b, "Succeeded", t.Phase, "%s: %s", t.Reason, t.Message)

@@ -197,7 +197,11 @@ func TestPoisonedClient(t *testing.T) {
 		return func(m map[string]any) {
 			m["participants"] = []map[string]any{{"propletId": "p1"}, {"propletId": "p2"},
 				{"propletId": "p3", "hyperparams": map[string]any{"poison": -20}}}
-			m["aggregator"] = map[string]any{"algorithm": algo, "config": cfg}
+			agg := map[string]any{"algorithm": algo}
+			if cfg != nil {
+				agg["config"] = cfg
+			}
+			m["aggregator"] = agg
 		}
 	}
 	jobs := map[string]rest.FederatedJob{
@@ -259,7 +263,7 @@ func (s *system) requireModelPull(j rest.FederatedJob) {
 	t := s.t
 	dir := t.TempDir()
 	pull := func(args ...string) (int, string) {
-		cmd := exec.Command(harness.Binary, append([]string{"fl", "model", "pull", "--server", "http://" + s.HTTPAddr, "--token", s.token}, args...)...)
+		cmd := exec.Command(harness.Binary, append([]string{"fl", "model", "pull", "--server", "http://" + s.HTTPAddr, "--token", s.APIToken}, args...)...)
 		cmd.Dir = dir
 		out, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(out)

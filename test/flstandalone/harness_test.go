@@ -10,8 +10,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/examples/fl/digits"
-	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/test/harness"
 )
 
@@ -49,8 +46,7 @@ func (l *moduleLoader) Run() int {
 // system is a manager with proplets, plus the FL helpers below.
 type system struct {
 	*harness.System
-	t     *testing.T
-	token string
+	t *testing.T
 }
 
 func newSystem(t *testing.T, proplets ...string) *system {
@@ -63,12 +59,7 @@ func newSystem(t *testing.T, proplets ...string) *system {
 	return s
 }
 
-func (s *system) startManager() {
-	s.StartManager()
-	b, err := os.ReadFile(filepath.Join(s.DataDir, standalone.APITokenFile))
-	require.NoError(s.t, err)
-	s.token = strings.TrimSpace(string(b))
-}
+func (s *system) startManager() { s.StartManager() }
 
 // call does one REST request; it returns 0 when the manager is down.
 func (s *system) call(method, path string, body any) (int, []byte) {
@@ -78,13 +69,13 @@ func (s *system) call(method, path string, body any) (int, []byte) {
 		require.NoError(s.t, err)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, "http://"+s.HTTPAddr+path, rd)
+	req, err := http.NewRequest(method, s.URL+path, rd)
 	require.NoError(s.t, err)
-	req.Header.Set("Authorization", "Bearer "+s.token)
+	req.Header.Set("Authorization", "Bearer "+s.APIToken)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.HTTP.Do(req)
 	if err != nil {
 		return 0, nil
 	}

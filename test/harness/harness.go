@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/manager/mosquitto"
 	"github.com/absmach/propeller/standalone"
+	"github.com/absmach/propeller/test/apitest"
 )
 
 // Binary is the propeller binary the processes run; Main sets it.
@@ -140,10 +142,19 @@ type System struct {
 	BrokerURL string
 	external  *externalBroker
 	Manager   *Proc
-	Client    *rest.Client
-	mu        sync.Mutex
-	Proplets  map[string]*Proc
-	tls       *TLSFiles
+	// Client is the SDK client; HTTP is the client under it, for requests
+	// a test builds itself, and URL the manager's base URL. Both send
+	// through apitest.Transport unless WithoutValidation was called, so
+	// every request and answer is held to the OpenAPI document.
+	Client *rest.Client
+	HTTP   *http.Client
+	URL    string
+	// APIToken is the manager's bearer token.
+	APIToken   string
+	unverified bool
+	mu         sync.Mutex
+	Proplets   map[string]*Proc
+	tls        *TLSFiles
 }
 
 // TLSFiles are PEM files for WithTLS: the manager's certificate and key,
@@ -170,6 +181,14 @@ func NewSystem(t testing.TB) *System {
 func (s *System) WithTLS(f TLSFiles) *System {
 	s.tls = &f
 	s.BrokerURL = "mqtts://" + s.MQTTAddr
+	return s
+}
+
+// WithoutValidation sends requests without checking them against the
+// OpenAPI document: for load benchmarks, which measure the manager and
+// not the validator.
+func (s *System) WithoutValidation() *System {
+	s.unverified = true
 	return s
 }
 
@@ -233,23 +252,32 @@ func (s *System) StartManager(extra ...string) {
 	} else {
 		args = append(args, "--mqtt-addr", s.MQTTAddr)
 	}
-	scheme, opts := "http", []rest.Option(nil)
+	scheme := "http"
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = 256
 	if s.tls != nil {
 		args = append(args, "--tls-cert", s.tls.Cert, "--tls-key", s.tls.Key)
 		pem, err := os.ReadFile(s.tls.CA)
 		require.NoError(t, err)
 		pool := x509.NewCertPool()
 		require.True(t, pool.AppendCertsFromPEM(pem))
-		scheme, opts = "https", append(opts, rest.WithTLSConfig(&tls.Config{RootCAs: pool}))
+		scheme, base.TLSClientConfig = "https", &tls.Config{RootCAs: pool}
 	}
+	var rt http.RoundTripper = base
+	if !s.unverified {
+		rt = apitest.Transport(t, base)
+	}
+	s.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: rt}
+	s.URL = scheme + "://" + s.HTTPAddr
 	s.Manager = Start(t, "manager", append(args, extra...)...)
 	var tok []byte
 	require.Eventually(t, func() bool {
 		tok, _ = os.ReadFile(filepath.Join(s.DataDir, standalone.APITokenFile))
 		return len(bytes.TrimSpace(tok)) > 0
 	}, 20*time.Second, 10*time.Millisecond)
+	s.APIToken = strings.TrimSpace(string(tok))
 	var err error
-	s.Client, err = rest.NewClient(scheme+"://"+s.HTTPAddr, strings.TrimSpace(string(tok)), opts...)
+	s.Client, err = rest.NewClient(s.URL, s.APIToken, rest.WithHTTPClient(s.HTTP))
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		// Each probe is bounded: one request stuck on a loaded machine
