@@ -117,3 +117,16 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("proplet starting", "id", cfg.ID, "broker", cfg.BrokerURL, "slots", cfg.Slots, "labels", cfg.Labels)
 	return ag.Run(ctx, &executor{fetch: fetcher, run: rt, workDir: dirs["work"], timeout: cfg.DefaultTimeout, log: xlog})
 }
+
+// CredentialPath is where a proplet with cacheDir keeps the secret it was
+// issued when it enrolled with the join token.
+func CredentialPath(cacheDir string) string {
+	return filepath.Join(cacheDir, "state", agent.CredentialFile)
+}
+
+// Enrolled reports whether the proplet with cacheDir holds an enrolled
+// secret, so it needs no --token.
+func Enrolled(cacheDir string) bool {
+	_, err := os.Stat(CredentialPath(cacheDir))
+	return err == nil
+}
