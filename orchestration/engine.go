@@ -25,6 +25,9 @@ type Deps struct {
 	// with the task's lock held: it must be quick and must not call back
 	// into the engine for the same task.
 	Observer func(Task)
+	// Link, when set, is the manager's connection to the broker: liveness
+	// is suspended while it is down (see BrokerLink). Nil means always up.
+	Link BrokerLink
 	// Random returns a number in [0, 1) that spreads retry delays (see
 	// Engine.jitter). It defaults to math/rand/v2; tests inject their own.
 	Random func() float64
@@ -54,6 +57,7 @@ type Engine struct {
 	log     *slog.Logger
 	observe func(Task)
 	random  func() float64
+	link    BrokerLink
 
 	seed  maphash.Seed
 	locks [256]sync.Mutex
@@ -66,6 +70,7 @@ type Engine struct {
 	pending  map[string]*waiting
 	queue    []string // FIFO of pending ids; may hold stale ids
 	seq      uint64
+	linkSeen linkSeen
 
 	idem idemState
 }
@@ -134,6 +139,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		log:      deps.Logger,
 		observe:  deps.Observer,
 		random:   deps.Random,
+		link:     deps.Link,
 		seed:     maphash.MakeSeed(),
 		rank:     newRanker(cfg.Policy),
 		proplets: make(map[string]*propletState),

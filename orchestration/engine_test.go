@@ -100,6 +100,8 @@ type harness struct {
 	// random is the engine's jitter source; 0 (the default) keeps every
 	// retry delay at its full backoff.
 	random float64
+	// link, when set, is the engine's view of the broker link.
+	link orchestration.BrokerLink
 }
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -130,7 +132,7 @@ func newHarness(t *testing.T, cfg orchestration.Config) *harness {
 func (h *harness) restart() {
 	h.t.Helper()
 	eng, err := orchestration.New(h.cfg, orchestration.Deps{Store: h.store, Dispatcher: h.disp, Clock: h.clock, Logger: quiet,
-		Random: func() float64 { return h.random }})
+		Random: func() float64 { return h.random }, Link: h.link})
 	require.NoError(h.t, err)
 	require.NoError(h.t, eng.Recover(h.ctx))
 	h.eng = eng

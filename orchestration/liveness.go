@@ -19,8 +19,9 @@ func (e *Engine) Tick(ctx context.Context) {
 	var victims []victim
 	var redispatch []placement
 	e.mu.Lock()
+	live := e.linkLocked(now)
 	for _, p := range e.proplets {
-		if p.LastSeen.Add(e.cfg.HeartbeatTimeout).After(now) {
+		if !live || p.LastSeen.Add(e.cfg.HeartbeatTimeout).After(now) {
 			continue
 		}
 		if p.Alive {
@@ -34,7 +35,7 @@ func (e *Engine) Tick(ctx context.Context) {
 		}
 	}
 	for id, f := range e.flights {
-		if !f.deadline.IsZero() && now.After(f.deadline) {
+		if live && !f.deadline.IsZero() && now.After(f.deadline) {
 			victims = append(victims, victim{id, f.propletID, f.attempt, ReasonDeadlineExceeded, "no result before the deadline"})
 		}
 		if f.redispatch {
@@ -60,6 +61,49 @@ func (e *Engine) Tick(ctx context.Context) {
 	e.schedule(ctx)
 	e.reportUnschedulable(ctx)
 	e.pruneIdempotency(ctx, now)
+}
+
+// linkSeen is what the engine last saw of its broker link.
+type linkSeen struct {
+	down     bool
+	connects uint64
+	// resumed is when the link was last seen back; attempt deadlines
+	// wait a heartbeat timeout past it (see linkLocked).
+	resumed time.Time
+}
+
+// linkLocked reports whether liveness may be enforced now. While the
+// manager's own link is down, every proplet looks silent, so nothing is
+// enforced. Once the link is back (or reconnected between two ticks),
+// every proplet gets a fresh heartbeat deadline from now, and attempt
+// deadlines wait the same heartbeat timeout, since the results the
+// broker queued meanwhile are still on their way. Callers hold e.mu.
+func (e *Engine) linkLocked(now time.Time) bool {
+	if e.link == nil {
+		return true
+	}
+	up, connects := e.link.LinkState()
+	ls := &e.linkSeen
+	if !up {
+		if !ls.down {
+			e.log.Warn("broker link down: proplet liveness and attempt deadlines suspended")
+			ls.down = true
+		}
+		return false
+	}
+	if ls.down || connects != ls.connects {
+		if ls.down || ls.connects != 0 {
+			e.log.Info("broker link back: every proplet gets a fresh heartbeat deadline", "grace", e.cfg.HeartbeatTimeout)
+			for _, p := range e.proplets {
+				if p.Alive || len(p.assigned) > 0 {
+					p.LastSeen = now
+				}
+			}
+			ls.resumed = now
+		}
+		ls.down, ls.connects = false, connects
+	}
+	return ls.resumed.IsZero() || !now.Before(ls.resumed.Add(e.cfg.HeartbeatTimeout))
 }
 
 // resend repeats the start commands of in-flight attempts: recovered ones

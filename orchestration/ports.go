@@ -73,6 +73,18 @@ type Dispatcher interface {
 	StopTask(ctx context.Context, propletID, taskID string, attempt int, reason string) error
 }
 
+// BrokerLink is the manager's own connection to the broker, through which
+// every heartbeat arrives (the manager's MQTT link). While it is down the
+// engine hears nothing from any proplet, which says nothing about them,
+// so it suspends liveness: no proplet is lost, and no attempt's deadline
+// passes, until the link is back and a grace has passed.
+type BrokerLink interface {
+	// LinkState reports whether the link is up now, and how many times it
+	// has come up so far: a changed count is a reconnection, even one that
+	// happened between two looks.
+	LinkState() (up bool, connects uint64)
+}
+
 // Clock supplies time, so tests control it.
 type Clock interface {
 	Now() time.Time

@@ -40,6 +40,10 @@ type Config struct {
 	OCIPlainHTTP artifact.PlainHTTP
 	Version      string
 	Logger       *slog.Logger
+	// ExecLog, when set, is a file the proplet appends a JSON line to
+	// when each module starts and ends (ExecRecord); for tests and
+	// audits, off by default.
+	ExecLog string
 }
 
 // Run serves until ctx ends.
@@ -105,6 +109,24 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("artifacts: %w", err)
 	}
+	xlog, err := openExecLog(cfg.ExecLog, cfg.ID)
+	if err != nil {
+		return err
+	}
+	defer xlog.Close()
 	log.Info("proplet starting", "id", cfg.ID, "broker", cfg.BrokerURL, "slots", cfg.Slots, "labels", cfg.Labels)
-	return ag.Run(ctx, &executor{fetch: fetcher, run: rt, workDir: dirs["work"], timeout: cfg.DefaultTimeout})
+	return ag.Run(ctx, &executor{fetch: fetcher, run: rt, workDir: dirs["work"], timeout: cfg.DefaultTimeout, log: xlog})
+}
+
+// CredentialPath is where a proplet with cacheDir keeps the secret it was
+// issued when it enrolled with the join token.
+func CredentialPath(cacheDir string) string {
+	return filepath.Join(cacheDir, "state", agent.CredentialFile)
+}
+
+// Enrolled reports whether the proplet with cacheDir holds an enrolled
+// secret, so it needs no --token.
+func Enrolled(cacheDir string) bool {
+	_, err := os.Stat(CredentialPath(cacheDir))
+	return err == nil
 }

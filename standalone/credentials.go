@@ -30,33 +30,56 @@ var ErrNoCredential = fmt.Errorf("proplet has no credential: %w", orchestration.
 type credentialRecord struct {
 	SHA256    string    `json:"sha256"`
 	CreatedAt time.Time `json:"created_at"`
+	// Pending marks a secret enrolled over MQTT that the proplet has not
+	// logged in with yet (see broker.Enroller).
+	Pending bool `json:"pending,omitempty"`
 }
 
 type credentialsFile struct {
 	Proplets map[string]credentialRecord `json:"proplets"`
 }
 
-// Credentials issues, rotates and revokes per-proplet MQTT secrets for the
-// embedded broker. Only SHA-256 digests of the secrets (256 random bits)
-// are kept, on disk and in the broker; a change is on disk before the
-// broker applies it, and the proplet's open connections are closed so the
-// change is effective at once, without a restart.
-type Credentials struct {
+// CredentialStore keeps the per-proplet MQTT secrets of the embedded
+// broker: only SHA-256 digests of the secrets (256 random bits), on disk
+// and in the broker; a change is on disk before the broker applies it. It
+// is the broker's Enroller: the broker needs it before it listens, and
+// Credentials (the REST side, which also disconnects) needs the broker.
+type CredentialStore struct {
 	path string
 	auth *broker.TokenCredentials
 	now  func() time.Time
 
-	mu         sync.Mutex
-	recs       map[string]credentialRecord
+	mu   sync.Mutex
+	recs map[string]credentialRecord
+}
+
+// Credentials issues, rotates and revokes per-proplet MQTT secrets, enrolled
+// or issued over the API, and closes the proplet's open connections so the
+// change is effective at once, without a restart.
+type Credentials struct {
+	*CredentialStore
 	disconnect func(id string) int
 }
 
-// OpenCredentials loads the digests at path (a missing file is an empty
-// set) into auth. disconnect, when not nil, closes a proplet's connections
-// after its secret changed. The broker may already listen: it holds
-// proplets back until the manager admits them, which is after this.
+// NewCredentials serves s over the API. disconnect, when not nil, closes a
+// proplet's connections after its secret changed.
+func NewCredentials(s *CredentialStore, disconnect func(id string) int) *Credentials {
+	return &Credentials{CredentialStore: s, disconnect: disconnect}
+}
+
+// OpenCredentials is OpenCredentialStore then NewCredentials.
 func OpenCredentials(path string, auth *broker.TokenCredentials, disconnect func(id string) int) (*Credentials, error) {
-	c := &Credentials{path: path, auth: auth, now: time.Now, recs: map[string]credentialRecord{}, disconnect: disconnect}
+	s, err := OpenCredentialStore(path, auth)
+	if err != nil {
+		return nil, err
+	}
+	return NewCredentials(s, disconnect), nil
+}
+
+// OpenCredentialStore loads the digests at path (a missing file is an empty
+// set) into auth.
+func OpenCredentialStore(path string, auth *broker.TokenCredentials) (*CredentialStore, error) {
+	c := &CredentialStore{path: path, auth: auth, now: time.Now, recs: map[string]credentialRecord{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return c, nil
@@ -73,7 +96,11 @@ func OpenCredentials(path string, auth *broker.TokenCredentials, disconnect func
 		if err != nil || !validCredentialID(id) {
 			return nil, fmt.Errorf("proplet credentials %s: bad entry for %q", path, id)
 		}
-		if err := auth.IssueDigest(id, sum); err != nil {
+		load := auth.IssueDigest
+		if r.Pending {
+			load = auth.PendingDigest
+		}
+		if err := load(id, sum); err != nil {
 			return nil, fmt.Errorf("proplet credentials %s: entry for %q: %w", path, id, err)
 		}
 		c.recs[id] = r
@@ -106,8 +133,57 @@ func (c *Credentials) Issue(id string) (rest.IssuedCredential, error) {
 	return rest.IssuedCredential{PropletID: id, Secret: secret, CreatedAt: rec.CreatedAt}, nil
 }
 
+// Enroll implements broker.Enroller: a fresh pending secret for id, on
+// disk before the broker accepts it. It never replaces a confirmed secret.
+func (c *CredentialStore) Enroll(id string) (string, error) {
+	if err := checkCredentialID(id); err != nil {
+		return "", err
+	}
+	secret, err := broker.NewSecret()
+	if err != nil {
+		return "", fmt.Errorf("generate secret: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.recs[id]; ok && !r.Pending {
+		return "", fmt.Errorf("proplet %q is enrolled already", id)
+	}
+	sum := broker.Digest(secret)
+	next := cloneRecords(c.recs)
+	next[id] = credentialRecord{SHA256: hex.EncodeToString(sum), CreatedAt: c.now().UTC().Truncate(time.Second), Pending: true}
+	if err := c.save(next); err != nil {
+		return "", err
+	}
+	if err := c.auth.PendingDigest(id, sum); err != nil {
+		return "", err
+	}
+	c.recs = next
+	return secret, nil
+}
+
+// Confirm implements broker.Enroller: id's pending secret becomes its only
+// credential. A secret that is not pending (issued over the API meanwhile)
+// is left alone.
+func (c *CredentialStore) Confirm(id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.recs[id]
+	if !ok || !r.Pending {
+		return nil
+	}
+	r.Pending = false
+	next := cloneRecords(c.recs)
+	next[id] = r
+	if err := c.save(next); err != nil {
+		return err
+	}
+	c.recs = next
+	c.auth.Confirm(id)
+	return nil
+}
+
 // Get reports when id's secret was issued, or ErrNoCredential.
-func (c *Credentials) Get(id string) (rest.PropletCredential, error) {
+func (c *CredentialStore) Get(id string) (rest.PropletCredential, error) {
 	if err := checkCredentialID(id); err != nil {
 		return rest.PropletCredential{}, err
 	}
@@ -157,7 +233,7 @@ func cloneRecords(m map[string]credentialRecord) map[string]credentialRecord {
 }
 
 // save replaces the file atomically (temp file, fsync, rename, fsync dir).
-func (c *Credentials) save(recs map[string]credentialRecord) error {
+func (c *CredentialStore) save(recs map[string]credentialRecord) error {
 	b, err := json.MarshalIndent(credentialsFile{Proplets: recs}, "", "  ")
 	if err != nil {
 		return err

@@ -76,15 +76,15 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, code)
 	require.Equal(t, "not-found", body["code"])
 	require.Equal(t, `proplet "edge-1" has no credential`, body["detail"])
-	require.True(t, r.auth.Check("edge-1", joinToken))
+	require.True(t, (r.auth.Check("edge-1", joinToken) != broker.LoginRefused))
 
 	// Issue: effective at once, for this id only, replacing the join token.
 	s1, created := r.issue("edge-1")
 	require.WithinDuration(t, time.Now(), created, 2*time.Second)
-	require.True(t, r.auth.Check("edge-1", s1))
-	require.False(t, r.auth.Check("edge-1", joinToken), "the join token no longer works for an id with its own secret")
-	require.False(t, r.auth.Check("edge-2", s1), "a secret is good for its own id only")
-	require.True(t, r.auth.Check("edge-2", joinToken))
+	require.True(t, (r.auth.Check("edge-1", s1) != broker.LoginRefused))
+	require.False(t, (r.auth.Check("edge-1", joinToken) != broker.LoginRefused), "the join token no longer works for an id with its own secret")
+	require.False(t, (r.auth.Check("edge-2", s1) != broker.LoginRefused), "a secret is good for its own id only")
+	require.True(t, (r.auth.Check("edge-2", joinToken) != broker.LoginRefused))
 	require.Equal(t, []string{"edge-1"}, r.disconnects())
 
 	// GET says it exists and since when, never the secret.
@@ -104,24 +104,24 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	// Rotate: the old secret stops working, the proplet is disconnected.
 	s2, _ := r.issue("edge-1")
 	require.NotEqual(t, s1, s2)
-	require.False(t, r.auth.Check("edge-1", s1))
-	require.True(t, r.auth.Check("edge-1", s2))
+	require.False(t, (r.auth.Check("edge-1", s1) != broker.LoginRefused))
+	require.True(t, (r.auth.Check("edge-1", s2) != broker.LoginRefused))
 	require.Equal(t, []string{"edge-1", "edge-1"}, r.disconnects())
 
 	// A restarted manager loads the digests: the current secret still works.
 	reloaded := broker.NewTokenCredentials(joinToken)
 	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded, nil)
 	require.NoError(t, err)
-	require.True(t, reloaded.Check("edge-1", s2))
-	require.False(t, reloaded.Check("edge-1", s1))
-	require.False(t, reloaded.Check("edge-1", joinToken))
+	require.True(t, (reloaded.Check("edge-1", s2) != broker.LoginRefused))
+	require.False(t, (reloaded.Check("edge-1", s1) != broker.LoginRefused))
+	require.False(t, (reloaded.Check("edge-1", joinToken) != broker.LoginRefused))
 
 	// Revoke: the secret stops working, the proplet is disconnected, the
 	// join token applies to the id again.
 	code, body = r.json(http.MethodDelete, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusNoContent, code, body)
-	require.False(t, r.auth.Check("edge-1", s2))
-	require.True(t, r.auth.Check("edge-1", joinToken))
+	require.False(t, (r.auth.Check("edge-1", s2) != broker.LoginRefused))
+	require.True(t, (r.auth.Check("edge-1", joinToken) != broker.LoginRefused))
 	require.Equal(t, []string{"edge-1", "edge-1", "edge-1"}, r.disconnects())
 	code, _ = r.json(http.MethodGet, "/v1/proplets/edge-1/credentials", nil)
 	require.Equal(t, http.StatusNotFound, code)
@@ -133,7 +133,7 @@ func TestPropletCredentialsIssueRotateRevoke(t *testing.T) {
 	reloaded = broker.NewTokenCredentials(joinToken)
 	_, err = standalone.OpenCredentials(filepath.Join(r.dir, standalone.CredentialsFile), reloaded, nil)
 	require.NoError(t, err)
-	require.False(t, reloaded.Check("edge-1", s2), "a revoked secret stays revoked across restarts")
+	require.False(t, (reloaded.Check("edge-1", s2) != broker.LoginRefused), "a revoked secret stays revoked across restarts")
 }
 
 // TestPropletCredentialsErrors checks that refusals are JSON errors like the
@@ -195,4 +195,47 @@ func TestPropletCredentialsExternalBroker(t *testing.T) {
 		require.Equal(t, "not-implemented", body["code"])
 		require.Contains(t, body["detail"], "per-proplet credentials are not available")
 	}
+}
+
+// TestEnrolledCredentials: a secret enrolled over MQTT is on disk before
+// the broker accepts it, pending (the join token still enrolls the id)
+// until its first login, then the id's only credential, across restarts;
+// the API rotates and revokes it like an issued one.
+func TestEnrolledCredentials(t *testing.T) {
+	r := newCredRig(t)
+	path := filepath.Join(r.dir, standalone.CredentialsFile)
+	reload := func() *broker.TokenCredentials {
+		auth := broker.NewTokenCredentials(joinToken)
+		_, err := standalone.OpenCredentialStore(path, auth)
+		require.NoError(t, err)
+		return auth
+	}
+	creds, err := standalone.OpenCredentials(path, r.auth, nil)
+	require.NoError(t, err)
+
+	s1, err := creds.Enroll("edge-9")
+	require.NoError(t, err)
+	require.Equal(t, broker.LoginPending, r.auth.Check("edge-9", s1))
+	require.Equal(t, broker.LoginJoin, r.auth.Check("edge-9", joinToken), "pending: a proplet that lost the secret enrolls again")
+	require.Equal(t, broker.LoginPending, reload().Check("edge-9", s1), "a pending secret survives a manager restart")
+	onDisk, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NotContains(t, string(onDisk), s1)
+
+	require.NoError(t, creds.Confirm("edge-9"))
+	require.Equal(t, broker.LoginSecret, r.auth.Check("edge-9", s1))
+	require.Equal(t, broker.LoginRefused, r.auth.Check("edge-9", joinToken), "the join token never logs an enrolled id in")
+	reloaded := reload()
+	require.Equal(t, broker.LoginSecret, reloaded.Check("edge-9", s1))
+	require.Equal(t, broker.LoginRefused, reloaded.Check("edge-9", joinToken))
+	_, err = creds.Enroll("edge-9")
+	require.Error(t, err, "an enrollment never replaces a confirmed secret")
+
+	got, err := creds.Get("edge-9")
+	require.NoError(t, err)
+	require.Equal(t, "edge-9", got.PropletID)
+	// Revocation through the API: the id may enroll again.
+	require.NoError(t, creds.Revoke("edge-9"))
+	require.Equal(t, broker.LoginRefused, r.auth.Check("edge-9", s1))
+	require.Equal(t, broker.LoginJoin, reload().Check("edge-9", joinToken))
 }

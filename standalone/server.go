@@ -6,6 +6,7 @@ package standalone
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,10 +44,16 @@ type Config struct {
 	BrokerCA string
 	// TLSCert and TLSKey enable HTTPS and the embedded broker's TLS.
 	TLSCert, TLSKey string
-	Prefix          string
-	Engine          orchestration.Config
-	MaxUploadBytes  int64
-	Logger          *slog.Logger
+	// TLSClientCA, a PEM bundle, lets proplets log in to the embedded
+	// broker with a client certificate it signed instead of a secret
+	// (mutual TLS): the certificate's common name is the proplet id.
+	// Needs TLSCert; proplets without a certificate still log in with a
+	// secret or the join token.
+	TLSClientCA    string
+	Prefix         string
+	Engine         orchestration.Config
+	MaxUploadBytes int64
+	Logger         *slog.Logger
 	// PprofAddr, when set, serves net/http/pprof there (keep it on
 	// loopback: it is unauthenticated).
 	PprofAddr string
@@ -145,7 +152,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	conn, creds, err := openMQTT(cfg, log, joinToken, serverTLS)
+	brokerTLS, err := withClientCA(serverTLS, cfg.TLSClientCA)
+	if err != nil {
+		return err
+	}
+	conn, creds, err := openMQTT(cfg, log, joinToken, brokerTLS)
 	if err != nil {
 		return err
 	}
@@ -193,7 +204,9 @@ func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Con
 	var (
 		secret      string
 		auth        *broker.TokenCredentials
+		store       *CredentialStore
 		propletAuth broker.Credentials
+		enroller    broker.Enroller
 		err         error
 	)
 	if cfg.Broker == "" {
@@ -207,26 +220,49 @@ func openMQTT(cfg Config, log *slog.Logger, joinToken string, serverTLS *tls.Con
 		}
 		auth = broker.NewTokenCredentials(join)
 		propletAuth = auth
+		if store, err = OpenCredentialStore(filepath.Join(cfg.DataDir, CredentialsFile), auth); err != nil {
+			return nil, nil, err
+		}
+		enroller = store
 	} else if cfg.RequirePropletCredentials {
 		return nil, nil, errors.New("--require-proplet-credentials needs the embedded broker; an external broker has its own credentials")
 	}
 	conn, err := mqttconn.Open(mqttconn.Config{
 		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
 		Addr: cfg.MQTTAddr, TLS: serverTLS, JoinToken: joinToken, ManagerSecret: secret,
-		Credentials: propletAuth, Prefix: cfg.Prefix, Logger: log,
+		Credentials: propletAuth, Enroller: enroller, Prefix: cfg.Prefix, Logger: log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	if auth == nil {
+	if store == nil {
 		return conn, nil, nil
 	}
-	creds, err := OpenCredentials(filepath.Join(cfg.DataDir, CredentialsFile), auth, conn.DisconnectProplet)
-	if err != nil {
-		conn.Close()
-		return nil, nil, err
+	return conn, NewCredentials(store, conn.DisconnectProplet), nil
+}
+
+// withClientCA returns serverTLS for the embedded broker: unchanged without
+// a client CA, else also verifying the client certificates it signed (a
+// client without one logs in with a secret).
+func withClientCA(serverTLS *tls.Config, caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return serverTLS, nil
 	}
-	return conn, creds, nil
+	if serverTLS == nil {
+		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key: client certificates are verified over TLS")
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls client ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls client ca %s: no PEM certificates", caFile)
+	}
+	c := serverTLS.Clone()
+	c.ClientCAs = pool
+	c.ClientAuth = tls.VerifyClientCertIfGiven
+	return c, nil
 }
 
 // serve runs the core and, once it is ready, the REST API on it, until

@@ -206,6 +206,15 @@ type ArtifactChunk struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// Credential is a proplet's own secret, issued when it logged in with the
+// join token for an id that had none (see KindCredential). The proplet
+// stores it and logs in with it from then on.
+type Credential struct {
+	V      int    `json:"v"`
+	ID     string `json:"id"`
+	Secret string `json:"secret"`
+}
+
 // message is implemented by every protocol message: it exposes the
 // version field Encode stamps and Decode checks.
 type message interface {
@@ -219,6 +228,7 @@ func (m *Event) version() *int           { return &m.V }
 func (m *FLUpdate) version() *int        { return &m.V }
 func (m *ArtifactRequest) version() *int { return &m.V }
 func (m *ArtifactChunk) version() *int   { return &m.V }
+func (m *Credential) version() *int      { return &m.V }
 
 // Encode marshals a message (a pointer to one of this package's message
 // types), stamping the protocol version.

@@ -29,6 +29,11 @@ const (
 	// relay an artifact; KindArtifactChunks carries the answer back.
 	KindArtifactRequest = "artifacts/request"
 	KindArtifactChunks  = "artifacts/chunks"
+	// KindCredential carries a proplet's enrolled secret. The embedded
+	// broker writes it straight to the one connection that enrolled, right
+	// after its CONNACK; it is never routed, so no subscriber (nor the
+	// retained store) ever holds it, and no client may subscribe to it.
+	KindCredential = "credential"
 )
 
 // Topics builds topic names under one prefix. The zero value uses
@@ -59,6 +64,7 @@ func (t Topics) ArtifactRequest(id string) string {
 	return t.For(id, KindArtifactRequest)
 }
 func (t Topics) ArtifactChunks(id string) string { return t.For(id, KindArtifactChunks) }
+func (t Topics) Credential(id string) string     { return t.For(id, KindCredential) }
 
 // AllOf returns the wildcard filter matching one kind for every proplet,
 // as the manager subscribes to it.

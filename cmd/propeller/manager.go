@@ -84,6 +84,7 @@ type standaloneOptions struct {
 	httpAddr       string
 	tlsCert        string
 	tlsKey         string
+	tlsClientCA    string
 	maxUploadBytes int64
 	pprofAddr      string
 	corsOrigins    []string
@@ -106,6 +107,7 @@ func (o *standaloneOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "listen address of the REST API")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate (PEM) for HTTPS and the embedded broker's TLS listener")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA bundle (PEM): proplets may log in to the embedded broker with a client certificate it signed, its common name being the proplet id (mutual TLS; needs --tls-cert)")
 	fs.Var(newQuantityFlag(&o.maxUploadBytes, 32<<20), "max-upload-bytes", "largest WASM module accepted over REST, bytes or a quantity (32Mi)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
 	fs.StringSliceVar(&o.corsOrigins, "cors-origin", nil, "let web pages from these origins call the REST API (CORS), e.g. https://dash.example.com; repeat or comma-separate; '*' allows any; default: none")

@@ -30,13 +30,14 @@ type propletOptions struct {
 	tlsKey            string
 	ociPlainHTTP      string
 	pprofAddr         string
+	execLog           string
 }
 
 func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&o.broker, "broker", "mqtt://127.0.0.1:1883", "MQTT broker, mqtt://host:1883 or mqtts://host:8883")
 	fs.StringVar(&o.id, "id", host, "proplet id: letters, digits, '-', '_' and '.'")
-	fs.StringVar(&o.token, "token", "", "credential: the manager's join token or a per-proplet secret")
+	fs.StringVar(&o.token, "token", "", "credential: the manager's join token (enrolls this proplet: the secret it is issued is kept in <cache-dir>/state/credential and used from then on) or a per-proplet secret; not needed once enrolled or with --tls-cert")
 	fs.StringToStringVar(&o.labels, "labels", nil, "labels that tasks select on, k=v,k2=v2")
 	fs.IntVar(&o.slots, "slots", 4, "tasks run at the same time")
 	fs.StringVar(&o.cacheDir, "cache-dir", propletStateDir(os.Geteuid()), "cache of modules, compiled code and undelivered events; one proplet per dir ($STATE_DIRECTORY, else ~/.local/state/propeller, or /var/lib/propeller as root)")
@@ -46,9 +47,10 @@ func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 5*time.Second, "how often liveness is reported")
 	fs.StringVar(&o.prefix, "prefix", wire.DefaultPrefix, "MQTT topic prefix")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "CA bundle (PEM) that signed the broker's certificate")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS; its common name must be --id, and it replaces --token")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "client key (PEM) for mutual TLS")
 	fs.StringVar(&o.ociPlainHTTP, "oci-plain-http", "loopback", "when oci:// registries may be reached without TLS: never, loopback or always")
+	fs.StringVar(&o.execLog, "exec-log", "", "append a JSON line to this file when each module starts and ends (task, attempt, time, reason); evidence for audits and the chaos suite")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
 }
 

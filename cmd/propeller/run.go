@@ -29,6 +29,7 @@ func runStandalone(cmd *cobra.Command, o *standaloneOptions) error {
 		BrokerCA:       o.brokerCA,
 		TLSCert:        o.tlsCert,
 		TLSKey:         o.tlsKey,
+		TLSClientCA:    o.tlsClientCA,
 		Prefix:         o.prefix,
 		Engine:         o.engineOptions.config(),
 		MaxUploadBytes: o.maxUploadBytes,
@@ -52,8 +53,8 @@ func runProplet(cmd *cobra.Command, o *propletOptions) error {
 	case o.cacheDir == "":
 		return errors.New("--cache-dir is required: there is no home directory for the default")
 	}
-	if o.token == "" {
-		return errors.New("--token is required: the manager's join token (<data-dir>/join-token) or this proplet's secret")
+	if o.token == "" && o.tlsCert == "" && !proplet.Enrolled(o.cacheDir) {
+		return errors.New("--token is required: the manager's join token (<data-dir>/join-token) or this proplet's secret (or --tls-cert for mutual TLS)")
 	}
 	plain := map[string]artifact.PlainHTTP{"never": artifact.PlainHTTPNever, "loopback": artifact.PlainHTTPLoopback, "always": artifact.PlainHTTPAlways}
 	ph, ok := plain[o.ociPlainHTTP]
@@ -83,6 +84,7 @@ func runProplet(cmd *cobra.Command, o *propletOptions) error {
 		OCIPlainHTTP:      ph,
 		Version:           buildVersion(),
 		Logger:            log,
+		ExecLog:           o.execLog,
 	})
 }
 

@@ -25,7 +25,10 @@ import (
 type Config struct {
 	// Addr is the TCP listen address, e.g. ":1883" or "127.0.0.1:0".
 	Addr string
-	// TLS, when set, makes the listener speak TLS only.
+	// TLS, when set, makes the listener speak TLS only. With ClientCAs
+	// and ClientAuth tls.VerifyClientCertIfGiven, a proplet may log in
+	// with a client certificate instead of a password: its common name
+	// is the proplet id.
 	TLS *tls.Config
 	// Prefix is the topic prefix; empty means wire.DefaultPrefix.
 	Prefix string
@@ -35,6 +38,9 @@ type Config struct {
 	ManagerSecret string
 	// Authenticator checks proplet logins (username = proplet id).
 	Authenticator Credentials
+	// Enroller, when set, makes the join token enrolment only: a proplet
+	// logging in with it is issued its own secret (see Enroller).
+	Enroller Enroller
 	// SessionExpiry bounds how long a disconnected persistent session
 	// (subscriptions + queued QoS 1 messages) is kept; 0 means 24h.
 	SessionExpiry time.Duration
@@ -87,12 +93,14 @@ func New(cfg Config) (*Broker, error) {
 		SysTopicResendInterval: 60,
 	})
 	h := &aclHook{
-		topics:  wire.Topics{Prefix: cfg.Prefix},
-		manager: cfg.ManagerUser,
-		secret:  cfg.ManagerSecret,
-		creds:   cfg.Authenticator,
-		srv:     srv,
-		log:     cfg.Logger,
+		topics:   wire.Topics{Prefix: cfg.Prefix},
+		manager:  cfg.ManagerUser,
+		secret:   cfg.ManagerSecret,
+		creds:    cfg.Authenticator,
+		enroller: cfg.Enroller,
+		srv:      srv,
+		log:      cfg.Logger,
+		claims:   make(map[string]claim),
 	}
 	h.held.Store(cfg.HoldProplets)
 	if err := srv.AddHook(h, nil); err != nil {
@@ -206,33 +214,62 @@ var (
 
 type aclHook struct {
 	mqtt.HookBase
-	held    atomic.Bool
-	topics  wire.Topics
-	manager string
-	secret  string
-	creds   Credentials
-	srv     *mqtt.Server
-	log     *slog.Logger
+	held     atomic.Bool
+	topics   wire.Topics
+	manager  string
+	secret   string
+	creds    Credentials
+	enroller Enroller
+	srv      *mqtt.Server
+	log      *slog.Logger
+
+	claimMu sync.Mutex
+	claims  map[string]claim // client id -> the proplet connection holding it
 }
 
 func (h *aclHook) ID() string { return "propeller-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnSessionEstablished
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect:
+		return true
+	}
+	return false
 }
 
 // OnSessionEstablished checks a proplet's credentials once more, now that
 // it is in the client list: a secret rotated or revoked between the login
 // check and here is caught either by this check or by DisconnectProplet's
-// scan of the list, never by neither.
+// scan of the list, never by neither. It then confirms a pending enrolled
+// secret on its first login, or enrolls a proplet that used the join token.
 func (h *aclHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	user := string(cl.Properties.Username)
-	if user == h.manager || h.creds.Check(user, string(pk.Connect.Password)) {
+	if user == h.manager {
 		return
 	}
-	h.log.Warn("mqtt proplet disconnected: credentials changed while logging in", "user", user, "client", cl.ID)
-	h.disconnect(cl)
+	switch h.login(cl, user, pk.Connect.Password) {
+	case LoginRefused:
+		h.log.Warn("mqtt proplet disconnected: credentials changed while logging in", "user", user, "client", cl.ID)
+		h.disconnect(cl)
+	case LoginPending:
+		if h.enroller == nil {
+			return
+		}
+		if err := h.enroller.Confirm(user); err != nil {
+			// The login stands; the next one confirms.
+			h.log.Error("mqtt proplet enrollment not confirmed", "user", user, "error", err)
+			return
+		}
+		h.log.Info("mqtt proplet enrollment confirmed: the join token no longer logs this id in", "user", user)
+	case LoginJoin:
+		if h.enroller != nil {
+			h.enroll(cl, user)
+		}
+	case LoginSecret:
+	}
 }
+
+func (h *aclHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.releaseClientID(cl) }
 
 // disconnect ends one client's connection: MQTT 5 clients are told why
 // (administrative action), MQTT 3.1.1 has no server DISCONNECT.
@@ -247,17 +284,36 @@ func (h *aclHook) disconnect(cl *mqtt.Client) {
 // errHeld rejects a proplet while the broker holds them back.
 var errHeld = errors.New("broker: proplets are held until the manager is subscribed")
 
-// OnConnect turns proplets away, with a retryable code, while held.
-func (h *aclHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
-	if !h.held.Load() || string(cl.Properties.Username) == h.manager {
+// OnConnect turns proplets away, with a retryable code, while held, and
+// a second proplet process for a client id that is connected (see
+// takeClientID). The duplicate check runs only for a login that would
+// succeed, so an unauthenticated client learns nothing about who is
+// connected; OnConnectAuthenticate refuses the others.
+func (h *aclHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	user := string(cl.Properties.Username)
+	if user == h.manager {
 		return nil
 	}
-	code := packets.ErrServerUnavailable
-	if cl.Properties.ProtocolVersion >= 5 {
-		code = packets.ErrServerBusy
+	if h.held.Load() {
+		code := packets.ErrServerUnavailable
+		if cl.Properties.ProtocolVersion >= 5 {
+			code = packets.ErrServerBusy
+		}
+		_ = h.srv.SendConnack(cl, code, false, nil)
+		return errHeld
 	}
-	_ = h.srv.SendConnack(cl, code, false, nil)
-	return errHeld
+	if h.refuseProplet(cl, pk, user) != "" {
+		return nil
+	}
+	enrolling := h.enroller != nil && h.login(cl, user, pk.Connect.Password) == LoginJoin
+	if err := h.takeClientID(cl, pk, enrolling); err != nil {
+		h.log.Warn("mqtt login refused: another proplet instance is connected with this id", "user", user, "client", cl.ID, "remote", cl.Net.Remote)
+		// MQTT 3.1.1 says "identifier rejected", MQTT 5 "client
+		// identifier not valid": the refused proplet names the reason.
+		_ = h.srv.SendConnack(cl, packets.ErrClientIdentifierNotValid, false, nil)
+		return err
+	}
+	return nil
 }
 
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -289,7 +345,7 @@ func (h *aclHook) refuseProplet(cl *mqtt.Client, pk packets.Packet, id string) s
 	if existing, ok := h.srv.Clients.Get(cl.ID); ok && !bytes.Equal(existing.Properties.Username, cl.Properties.Username) {
 		return "client id is held by another user"
 	}
-	if !h.creds.Check(id, string(pk.Connect.Password)) {
+	if h.login(cl, id, pk.Connect.Password) == LoginRefused {
 		return "bad credentials"
 	}
 	// The broker publishes a will on the client's behalf without an ACL

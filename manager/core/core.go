@@ -130,6 +130,7 @@ func New(cfg Config, deps Deps) (*Core, error) {
 	engine, err := orchestration.New(cfg.Engine, orchestration.Deps{
 		Store:      deps.Tasks,
 		Dispatcher: l,
+		Link:       l,
 		Clock:      deps.Clock,
 		Logger:     log,
 		Observer: func(t orchestration.Task) {

@@ -138,7 +138,10 @@ type Link struct {
 	closeOnce                           sync.Once
 }
 
-var _ orchestration.Dispatcher = (*Link)(nil)
+var (
+	_ orchestration.Dispatcher = (*Link)(nil)
+	_ orchestration.BrokerLink = (*Link)(nil)
+)
 
 // New builds a link; Start connects it. Until then it starts no goroutine,
 // so a link that is never started needs no Close. The link's sink comes
@@ -187,7 +190,12 @@ func New(cfg Config) (*Link, error) {
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(10 * time.Second).
 		SetConnectTimeout(10 * time.Second).
-		SetKeepAlive(30 * time.Second).
+		// The engine suspends liveness while this connection is down, so
+		// a silent one (a network cut, no TCP reset) must be noticed
+		// well within a proplet's heartbeat timeout (15s by default):
+		// keepalive plus ping timeout, 10s.
+		SetKeepAlive(5 * time.Second).
+		SetPingTimeout(5 * time.Second).
 		// The default handler only enqueues, so ordered delivery never
 		// blocks paho's router; acks are sent after the sink has the
 		// message, so a crash before that means redelivery, not loss.
@@ -298,6 +306,15 @@ func (l *Link) Close() error {
 
 // Connected reports whether the link is connected right now.
 func (l *Link) Connected() bool { return l.client.IsConnectionOpen() }
+
+// LinkState implements orchestration.BrokerLink: whether the link is
+// connected, and how many times it connected so far.
+func (l *Link) LinkState() (bool, uint64) {
+	// Read the count first: a reconnection between the two reads then
+	// shows as up with the old count, and the next look sees the new one.
+	n := l.connects.Load()
+	return l.Connected(), n
+}
 
 // Stats returns a snapshot of the counters.
 func (l *Link) Stats() Stats {

@@ -38,6 +38,9 @@ type Config struct {
 	// instead of credentials built from JoinToken alone, so the caller can
 	// issue and revoke per-proplet secrets while it runs.
 	Credentials broker.Credentials
+	// Enroller, when set, makes the join token enrolment only (see
+	// broker.Enroller); it must persist what it issues.
+	Enroller broker.Enroller
 
 	Prefix string
 	Logger *slog.Logger
@@ -88,6 +91,7 @@ func Open(cfg Config) (*Conn, error) {
 		ManagerUser:   wire.ManagerClientID,
 		ManagerSecret: cfg.ManagerSecret,
 		Authenticator: creds,
+		Enroller:      cfg.Enroller,
 		Logger:        log,
 		HoldProplets:  true,
 	})

@@ -35,7 +35,10 @@ type Config struct {
 	BrokerURL string
 	// ID is the proplet id, MQTT client id and MQTT username.
 	ID string
-	// Token is the MQTT password.
+	// Token is the MQTT password: the join token, or a secret issued with
+	// `propeller proplet credentials create`. A secret the manager issued
+	// when this proplet enrolled with the join token (StateDir/credential)
+	// takes its place.
 	Token string
 	// TLS configures mqtts (CA pool, client certificate). Nil with mqtts
 	// means the system roots.
@@ -141,11 +144,12 @@ type Agent struct {
 	topics   wire.Topics
 	instance string
 
-	server string
-	opts   *mqtt.ClientOptions // template; every connection gets a copy
-	connMu sync.Mutex
-	conn   *conn      // current connection, nil while down
-	pubMu  sync.Mutex // serialises QoS 1 publishes, see ackStore.ackChan
+	server   string
+	opts     *mqtt.ClientOptions // template; every connection gets a copy
+	credPath string              // StateDir/CredentialFile
+	connMu   sync.Mutex
+	conn     *conn      // current connection, nil while down
+	pubMu    sync.Mutex // serialises QoS 1 publishes, see ackStore.ackChan
 
 	ob  *outbox.Outbox
 	led *ledger
@@ -187,6 +191,7 @@ func New(cfg Config) (*Agent, error) {
 		topics:    wire.Topics{Prefix: cfg.Prefix},
 		instance:  randomID(),
 		server:    server,
+		credPath:  filepath.Join(cfg.StateDir, CredentialFile),
 		connSig:   make(chan struct{}, 1),
 		ackedSig:  make(chan struct{}, 1),
 		running:   map[wire.TaskRef]*attempt{},

@@ -41,18 +41,37 @@ func (a *Agent) current() *conn {
 }
 
 // connectLoop keeps one connection up until ctx ends, backing off
-// exponentially (with jitter) between failed attempts.
+// exponentially (with jitter) between failed attempts. A refused login
+// (bad credential, id in use) is explained once, not on every retry, and
+// waits at least refusedBackoff.
 func (a *Agent) connectLoop(ctx context.Context) {
 	const initial = 250 * time.Millisecond
 	backoff := initial
+	explained := ""
 	for ctx.Err() == nil {
 		c, err := a.dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
+			var why string
+			var ce *connectError
+			if errors.As(err, &ce) {
+				why, err = a.refusal(ce.err, ce.stored), ce.err
+			}
+			if why != "" {
+				backoff = max(backoff, refusedBackoff)
+			}
 			wait := backoff/2 + rand.N(backoff/2+1)
-			a.log.Warn("connect failed", "broker", a.server, "err", err, "retry_in", wait)
+			switch {
+			case why == "":
+				a.log.Warn("connect failed", "broker", a.server, "err", err, "retry_in", wait)
+			case why != explained:
+				a.log.Error(why, "broker", a.server, "err", err, "retry_in", wait)
+			default:
+				a.log.Debug("connect refused again", "broker", a.server, "err", err, "retry_in", wait)
+			}
+			explained = why
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
@@ -63,7 +82,7 @@ func (a *Agent) connectLoop(ctx context.Context) {
 			backoff = min(2*backoff, a.cfg.MaxReconnectInterval)
 			continue
 		}
-		backoff = initial
+		backoff, explained = initial, ""
 		a.connMu.Lock()
 		a.conn = c
 		a.connMu.Unlock()
@@ -76,15 +95,28 @@ func (a *Agent) connectLoop(ctx context.Context) {
 	}
 }
 
+// connectError is a failed connect and which secret it used.
+type connectError struct {
+	err    error
+	stored bool
+}
+
+func (e *connectError) Error() string { return e.err.Error() }
+
 func (a *Agent) dial(ctx context.Context) (*conn, error) {
 	c := &conn{store: newAckStore(), lost: make(chan struct{})}
 	opts := *a.opts
 	opts.SetStore(c.store)
+	secret, stored := a.password()
+	opts.SetPassword(secret)
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		a.log.Warn("connection lost", "err", err)
 		c.markLost()
 	})
 	c.client = mqtt.NewClient(&opts)
+	// The broker writes an enrolled secret to this connection right after
+	// its CONNACK, unsubscribed: a route sees it, before any SUBSCRIBE.
+	c.client.AddRoute(a.topics.Credential(a.cfg.ID), a.onCredential(c))
 	tok := c.client.Connect()
 	select {
 	case <-tok.Done():
@@ -96,7 +128,7 @@ func (a *Agent) dial(ctx context.Context) (*conn, error) {
 		return nil, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
-		return nil, err
+		return nil, &connectError{err: err, stored: stored}
 	}
 	return c, nil
 }

@@ -254,7 +254,7 @@ func TestRefusals(t *testing.T) {
 	// A proplet with a wrong credential never joins.
 	bad := harness.Start(t, "proplet-bad", "proplet", "--broker", s.BrokerURL, "--id", "edge-bad", "--token", "wrong",
 		"--cache-dir", filepath.Join(t.TempDir(), "bad"), "--log-level", "debug")
-	require.Eventually(t, func() bool { return bad.LogContains("connect failed") }, 30*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return bad.LogContains("the manager refused --token for proplet edge-bad") }, 30*time.Second, 20*time.Millisecond)
 	ps, err := s.ListProplets(context.Background())
 	require.NoError(t, err)
 	for _, p := range ps {
