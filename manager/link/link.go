@@ -252,6 +252,7 @@ func (l *Link) Start(ctx context.Context, sink Sink) error {
 	}
 	to := receivers{sink: sink}
 	to.fl, _ = sink.(FLSink)
+	to.tasks, _ = sink.(Assignments)
 	for _, q := range l.shards {
 		l.wg.Add(1)
 		go func() {
@@ -396,7 +397,7 @@ func (l *Link) enqueue(_ mqtt.Client, m mqtt.Message) {
 }
 
 // StartTask implements orchestration.Dispatcher.
-func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.Task) error {
+func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.Task, w orchestration.StartWindow) error {
 	if !wire.ValidID(propletID) {
 		return fmt.Errorf("%w: proplet id %q", orchestration.ErrInvalid, propletID)
 	}
@@ -404,6 +405,7 @@ func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.
 	if err != nil {
 		return err
 	}
+	cmd.Start.Sent, cmd.Start.NotAfter = w.Sent.UTC(), w.NotAfter.UTC()
 	return l.send(ctx, propletID, &cmd)
 }
 
