@@ -252,6 +252,7 @@ func (l *Link) Start(ctx context.Context, sink Sink) error {
 	}
 	to := receivers{sink: sink}
 	to.fl, _ = sink.(FLSink)
+	to.tasks, _ = sink.(Assignments)
 	for _, q := range l.shards {
 		l.wg.Add(1)
 		go func() {
