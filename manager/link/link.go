@@ -397,7 +397,7 @@ func (l *Link) enqueue(_ mqtt.Client, m mqtt.Message) {
 }
 
 // StartTask implements orchestration.Dispatcher.
-func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.Task) error {
+func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.Task, w orchestration.StartWindow) error {
 	if !wire.ValidID(propletID) {
 		return fmt.Errorf("%w: proplet id %q", orchestration.ErrInvalid, propletID)
 	}
@@ -405,6 +405,7 @@ func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.
 	if err != nil {
 		return err
 	}
+	cmd.Start.Sent, cmd.Start.NotAfter = w.Sent.UTC(), w.NotAfter.UTC()
 	return l.send(ctx, propletID, &cmd)
 }
 

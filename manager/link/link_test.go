@@ -156,7 +156,8 @@ func TestDispatchReachesOnlyAddressedProplet(t *testing.T) {
 			Status: orchestration.TaskStatus{Attempt: 3},
 		}
 		ctx := context.Background()
-		require.NoError(t, l.StartTask(ctx, "p1", task))
+		sent := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		require.NoError(t, l.StartTask(ctx, "p1", task, orchestration.StartWindow{Sent: sent, NotAfter: sent.Add(15 * time.Second)}))
 		require.NoError(t, l.StopTask(ctx, "p2", "t2", 1, "Cancelled"))
 
 		cmd := decodeCommand(t, recv(t, c1))
@@ -165,7 +166,7 @@ func TestDispatchReachesOnlyAddressedProplet(t *testing.T) {
 			TaskID: "t1", Attempt: 3, Name: "hello",
 			Artifact: wire.Artifact{URI: "oci://reg/hello:1", Digest: task.Spec.Digest},
 			Function: "add", Inputs: []float64{1, 2}, CLIArgs: []string{"-v"}, Env: map[string]string{"K": "V"},
-			TimeoutMS: 1500, MemoryPages: 16,
+			TimeoutMS: 1500, MemoryPages: 16, Sent: sent, NotAfter: sent.Add(15 * time.Second),
 		}, cmd.Start)
 
 		// p2's first message is its own stop: the start for p1 never
@@ -182,8 +183,8 @@ func TestDispatchReachesOnlyAddressedProplet(t *testing.T) {
 		require.EqualValues(t, 3, st.Dispatched)
 		require.True(t, st.Connected)
 
-		require.ErrorIs(t, l.StartTask(ctx, "+", task), orchestration.ErrInvalid)
-		require.ErrorIs(t, l.StartTask(ctx, "p1", orchestration.Task{ID: "x"}), orchestration.ErrInvalid)
+		require.ErrorIs(t, l.StartTask(ctx, "+", task, orchestration.StartWindow{}), orchestration.ErrInvalid)
+		require.ErrorIs(t, l.StartTask(ctx, "p1", orchestration.Task{ID: "x"}, orchestration.StartWindow{}), orchestration.ErrInvalid)
 	})
 }
 
@@ -347,7 +348,7 @@ func TestReconnectResubscribes(t *testing.T) {
 			return false
 		}
 	}, 20*time.Second, time.Millisecond)
-	require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "x", Spec: orchestration.TaskSpec{Image: "https://x/y.wasm"}}))
+	require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "x", Spec: orchestration.TaskSpec{Image: "https://x/y.wasm"}}, orchestration.StartWindow{}))
 }
 
 func TestArtifactRelay(t *testing.T) {
@@ -482,7 +483,7 @@ func TestStartTaskWithUploadedBlob(t *testing.T) {
 			})
 			p := mqtttest.MustConnect(t, env, "p1", mqtttest.ProplerOpts{})
 			_, cmds := p.Subscribe(t, topics.Commands("p1"))
-			require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "t", Spec: orchestration.TaskSpec{Image: wire.BlobScheme + digest}}))
+			require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "t", Spec: orchestration.TaskSpec{Image: wire.BlobScheme + digest}}, orchestration.StartWindow{}))
 			require.Equal(t, tc.want, decodeCommand(t, recv(t, cmds)).Start.Artifact)
 		})
 	}

@@ -161,6 +161,8 @@ type Agent struct {
 	exec    Executor
 	runCtx  context.Context
 	running map[wire.TaskRef]*attempt
+	// manager judges starts' NotAfter on the manager's clock.
+	manager managerClock
 	// finishing attempts have ended but are not yet recorded as finished.
 	finishing map[wire.TaskRef]*attempt
 	tasks     sync.WaitGroup
