@@ -142,6 +142,11 @@ func Run(ctx context.Context, cfg Config) error {
 		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
+	brokerTLS, err := withClientCA(serverTLS, cfg.TLSClientCA)
+	if err != nil {
+		return err
+	}
+
 	store, err := bolt.Open(filepath.Join(cfg.DataDir, "propeller.db"), bolt.Options{})
 	if err != nil {
 		return err
@@ -152,10 +157,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	brokerTLS, err := withClientCA(serverTLS, cfg.TLSClientCA)
-	if err != nil {
-		return err
-	}
 	conn, creds, err := openMQTT(cfg, log, joinToken, brokerTLS)
 	if err != nil {
 		return err

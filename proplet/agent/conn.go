@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -20,6 +21,10 @@ type conn struct {
 	store  *ackStore
 	lost   chan struct{}
 	once   sync.Once
+	// enrolled is set when the connection is dropped on purpose, to log
+	// in again with the secret it was just issued: what fails on it
+	// meanwhile is expected.
+	enrolled atomic.Bool
 }
 
 func (c *conn) markLost() { c.once.Do(func() { close(c.lost) }) }
@@ -145,13 +150,13 @@ func (a *Agent) onConnected(c *conn) {
 	go func() {
 		select {
 		case <-tok.Done():
-			if err := tok.Error(); err != nil {
+			if err := tok.Error(); err != nil && !c.enrolled.Load() {
 				a.log.Error("subscribe failed", "err", err)
 			}
 		case <-c.lost:
 		}
 	}()
-	if _, err := a.publishAck(c, a.topics.Status(a.cfg.ID), true, a.mustEncode(a.status(wire.StateOnline))); err != nil {
+	if _, err := a.publishAck(c, a.topics.Status(a.cfg.ID), true, a.mustEncode(a.status(wire.StateOnline))); err != nil && !c.enrolled.Load() {
 		a.log.Error("publish status", "err", err)
 	}
 	a.heartbeat()
