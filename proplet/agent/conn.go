@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +44,14 @@ func (a *Agent) current() *conn {
 	}
 }
 
+// equalJitter spreads a reconnect delay d over (d/2, d] by r in [0, 1):
+// a fleet of proplets that lost the same broker does not come back in one
+// burst, and none retries sooner than half its backoff.
+func equalJitter(d time.Duration, r float64) time.Duration {
+	r = min(max(r, 0), 1)
+	return d - time.Duration(r*float64(d/2))
+}
+
 // connectLoop keeps one connection up until ctx ends, backing off
 // exponentially (with jitter) between failed attempts. A refused login
 // (bad credential, id in use) is explained once, not on every retry, and
@@ -67,7 +74,7 @@ func (a *Agent) connectLoop(ctx context.Context) {
 			if why != "" {
 				backoff = max(backoff, refusedBackoff)
 			}
-			wait := backoff/2 + rand.N(backoff/2+1)
+			wait := equalJitter(backoff, a.cfg.Random())
 			switch {
 			case why == "":
 				a.log.Warn("connect failed", "broker", a.server, "err", err, "retry_in", wait)
