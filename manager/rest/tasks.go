@@ -188,7 +188,7 @@ func (s *server) listTasks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f := orchestration.TaskFilter{PropletID: q.Get("propletId"), Name: q.Get("name"), Limit: limit, Continue: q.Get("continue")}
+	f := orchestration.TaskFilter{PropletID: q.Get("propletId"), Name: q.Get("name"), IDPrefix: q.Get("idPrefix"), Limit: limit, Continue: q.Get("continue")}
 	for _, v := range q["phase"] {
 		for _, p := range strings.Split(v, ",") {
 			ph := orchestration.Phase(p)
