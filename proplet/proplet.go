@@ -40,6 +40,10 @@ type Config struct {
 	OCIPlainHTTP artifact.PlainHTTP
 	Version      string
 	Logger       *slog.Logger
+	// Ready, when set, is called once the proplet is set up (cache dir
+	// locked, runtime and agent built) and starts joining the broker,
+	// which it keeps retrying; systemd's Type=notify waits for it.
+	Ready func()
 }
 
 // Run serves until ctx ends.
@@ -105,7 +109,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("artifacts: %w", err)
 	}
-	log.Info("proplet starting", "id", cfg.ID, "broker", cfg.BrokerURL, "slots", cfg.Slots, "labels", cfg.Labels)
+	log.Info("proplet starting", "id", cfg.ID, "broker", cfg.BrokerURL, "slots", cfg.Slots, "labels", cfg.Labels, "cache_dir", cfg.CacheDir)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 	return ag.Run(ctx, &executor{fetch: fetcher, run: rt, workDir: dirs["work"], timeout: cfg.DefaultTimeout})
 }
 
