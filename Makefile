@@ -30,7 +30,7 @@ IMAGE_PLATFORMS := $(IMAGE_PLATFORMS)
 IMAGE_NAME ?= propeller
 TAG ?= $(VERSION)
 
-.PHONY: help deps build build-edge image image-push helm kustomize examples test test-short bench lint generate manifests envtest demo fl-demo clean
+.PHONY: help deps build build-edge image image-push helm kustomize examples test test-short soak bench lint generate manifests envtest demo fl-demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -75,6 +75,16 @@ examples: deps ## build the example WASM modules into bin/wasm
 
 test: build examples envtest helm kustomize ## run every test (unit, integration, e2e) with -race
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# make soak: the chaos suite (test/chaos) for DURATION with every fault kind
+# and a new seed (SEED=n replays one); prints tasks, faults and violations.
+DURATION ?= 30m
+SEED ?= $(shell date +%s)
+soak: ## long chaos run: make soak DURATION=30m [SEED=n]
+	@mkdir -p $(BIN); rm -f $(BIN)/soak-report.txt
+	CHAOS_DURATION=$(DURATION) CHAOS_SEED=$(SEED) CHAOS_FAULTS=all CHAOS_REPORT=$(abspath $(BIN))/soak-report.txt \
+		$(GO) test -count=1 -timeout 0 -run '^TestChaos$$' ./test/chaos/ ; status=$$?; \
+		cat $(BIN)/soak-report.txt 2>/dev/null; exit $$status
 
 test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)

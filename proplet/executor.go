@@ -62,6 +62,8 @@ type executor struct {
 	run     Runner
 	workDir string
 	timeout time.Duration
+	// log, when set, records each module run (Config.ExecLog).
+	log *execLog
 }
 
 var _ agent.Executor = (*executor)(nil)
@@ -130,7 +132,9 @@ func (x *executor) Execute(ctx context.Context, st wire.StartTask, running func(
 		defer fl.cleanup()
 	}
 	running()
+	x.log.record("start", st.TaskID, st.Attempt, "")
 	res := x.run.Run(ctx, job)
+	x.log.record("end", st.TaskID, st.Attempt, res.Reason)
 	metrics.CompileMS = res.CompileDuration.Milliseconds()
 	metrics.RunMS = res.RunDuration.Milliseconds()
 	metrics.CacheHit = res.CacheHit

@@ -40,6 +40,10 @@ type Config struct {
 	OCIPlainHTTP artifact.PlainHTTP
 	Version      string
 	Logger       *slog.Logger
+	// ExecLog, when set, is a file the proplet appends a JSON line to
+	// when each module starts and ends (ExecRecord); for tests and
+	// audits, off by default.
+	ExecLog string
 	// Ready, when set, is called once the proplet is set up (cache dir
 	// locked, runtime and agent built) and starts joining the broker,
 	// which it keeps retrying; systemd's Type=notify waits for it.
@@ -109,11 +113,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("artifacts: %w", err)
 	}
+	xlog, err := openExecLog(cfg.ExecLog, cfg.ID)
+	if err != nil {
+		return err
+	}
+	defer xlog.Close()
 	log.Info("proplet starting", "id", cfg.ID, "broker", cfg.BrokerURL, "slots", cfg.Slots, "labels", cfg.Labels, "cache_dir", cfg.CacheDir)
 	if cfg.Ready != nil {
 		cfg.Ready()
 	}
-	return ag.Run(ctx, &executor{fetch: fetcher, run: rt, workDir: dirs["work"], timeout: cfg.DefaultTimeout})
+	return ag.Run(ctx, &executor{fetch: fetcher, run: rt, workDir: dirs["work"], timeout: cfg.DefaultTimeout, log: xlog})
 }
 
 // CredentialPath is where a proplet with cacheDir keeps the secret it was

@@ -30,6 +30,7 @@ type propletOptions struct {
 	tlsKey            string
 	ociPlainHTTP      string
 	pprofAddr         string
+	execLog           string
 }
 
 func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
@@ -49,6 +50,7 @@ func (o *propletOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "client key (PEM) for mutual TLS")
 	fs.StringVar(&o.ociPlainHTTP, "oci-plain-http", "loopback", "when oci:// registries may be reached without TLS: never, loopback or always")
+	fs.StringVar(&o.execLog, "exec-log", "", "append a JSON line to this file when each module starts and ends (task, attempt, time, reason); evidence for audits and the chaos suite")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiling (net/http/pprof) on this address; unauthenticated, keep it on loopback")
 }
 

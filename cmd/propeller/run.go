@@ -89,6 +89,7 @@ func runProplet(cmd *cobra.Command, o *propletOptions) error {
 		OCIPlainHTTP:      ph,
 		Version:           buildVersion(),
 		Logger:            log,
+		ExecLog:           o.execLog,
 		Ready:             notify.ready,
 	})
 }

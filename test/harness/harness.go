@@ -119,6 +119,12 @@ func (p *Proc) Kill() {
 	<-p.Done
 }
 
+// Signal sends sig (SIGSTOP and SIGCONT pause and resume the process).
+func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Pid is the process id, for /proc readings such as RSS.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 func (p *Proc) LogContains(s string) bool {
 	b, _ := os.ReadFile(p.log)
 	return bytes.Contains(b, []byte(s))
