@@ -21,7 +21,7 @@ func TestChartInstallRuns(t *testing.T) {
 		ns := newNamespace(t)
 		m := helmTemplate(t, ns, "image.repository=registry.example.com/team/propeller")
 		createAll(t, m)
-		k := &kubelet{ns: ns, node: "node-a", hosts: map[string]string{}}
+		k := newKubelet(ns, "node-a")
 		op := operatorPod(t, k, m)
 		token := secretValue(t, ns, "propeller-operator-join-token", "token")
 		propletOutside(t, "mqtt://"+op.ports["mqtt"], token, "edge-1")
@@ -36,12 +36,18 @@ func TestChartInstallRuns(t *testing.T) {
 		m := helmTemplate(t, ns, "broker.tls.enabled=true", "broker.tls.secretName=broker-tls",
 			"broker.service.type=NodePort", "proplet.enabled=true", "proplet.labels.where=cluster")
 		createAll(t, m)
-		k := &kubelet{ns: ns, node: "node-a", hosts: map[string]string{}}
+		k := newKubelet(ns, "node-a")
 		op := operatorPod(t, k, m)
 		// The DaemonSet's pod dials the Service's DNS name on 8883 with
 		// the Secret's CA; the kubelet routes the name to the operator.
-		k.run(t, "proplet-node-a", one[appsv1.DaemonSet](t, m, "DaemonSet").Spec.Template.Spec)
+		ds := one[appsv1.DaemonSet](t, m, "DaemonSet").Spec.Template.Spec
+		pod := k.run(t, "proplet-node-a", ds)
 		require.Equal(t, "node-a", runTask(t, ns, "in-cluster", map[string]string{"where": "cluster"}))
+		// A new pod on the node (a rollout, an eviction) logs in with the
+		// secret its predecessor enrolled for, kept in the hostPath.
+		pod.proc.stop()
+		k.run(t, "proplet-node-a-2", ds)
+		require.Equal(t, "node-a", runTask(t, ns, "in-cluster-again", map[string]string{"where": "cluster"}))
 
 		ca := filepath.Join(t.TempDir(), "ca.crt")
 		require.NoError(t, os.WriteFile(ca, []byte(secretValue(t, ns, "broker-tls", "ca.crt")), 0o600))
@@ -55,7 +61,7 @@ func TestChartInstallRuns(t *testing.T) {
 		ns := newNamespace(t)
 		m := helmTemplate(t, ns, "allNamespaces=true")
 		createAll(t, m)
-		k := &kubelet{ns: ns, node: "node-a", hosts: map[string]string{}}
+		k := newKubelet(ns, "node-a")
 		op := operatorPod(t, k, m)
 		token := secretValue(t, ns, "propeller-operator-join-token", "token")
 		propletOutside(t, "mqtt://"+op.ports["mqtt"], token, "edge-all")

@@ -70,10 +70,9 @@ type chartCase struct {
 
 var chartCases = []chartCase{
 	{name: "defaults", check: func(t *testing.T, ns string, m manifest) {
-		require.Equal(t, []string{"ClusterRole", "ClusterRole", "Deployment", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"}, m.kinds(),
-			"a namespaced Role; the ClusterRoles are propeller-editor and propeller-viewer")
-		cluster, _ := generatedRules(t)
-		require.Equal(t, normalized(cluster), normalized(one[rbacv1.Role](t, m, "Role").Rules), "the Role has the generated rules (deploy/rbac)")
+		require.Equal(t, []string{"ClusterRole", "ClusterRole", "Deployment", "Role", "Role", "RoleBinding", "RoleBinding", "Secret", "Service", "ServiceAccount"}, m.kinds(),
+			"namespaced Roles; the ClusterRoles are propeller-editor and propeller-viewer")
+		requireGeneratedRoles(t, m, "Role", "propeller-operator")
 		for _, cr := range m.find("ClusterRole") {
 			require.Contains(t, []string{"propeller-editor", "propeller-viewer"}, cr.GetName())
 		}
@@ -120,16 +119,7 @@ var chartCases = []chartCase{
 			require.Subset(t, m.operatorArgs(t), []string{"--mqtt-addr=:8883", "--tls-cert=/etc/propeller/tls/tls.crt", "--tls-key=/etc/propeller/tls/tls.key"})
 		}},
 	{name: "all namespaces", set: []string{"allNamespaces=true"}, check: func(t *testing.T, ns string, m manifest) {
-		require.Empty(t, m.find("Role"))
-		var operatorRole *rbacv1.ClusterRole
-		for _, u := range m.find("ClusterRole") {
-			if u.GetName() == "propeller-operator-"+ns {
-				operatorRole = as[rbacv1.ClusterRole](t, u)
-			}
-		}
-		require.NotNil(t, operatorRole, "the ClusterRole, named for the release's namespace")
-		cluster, _ := generatedRules(t)
-		require.Equal(t, normalized(cluster), normalized(operatorRole.Rules))
+		requireGeneratedRoles(t, m, "ClusterRole", "propeller-operator-"+ns)
 		b := one[rbacv1.ClusterRoleBinding](t, m, "ClusterRoleBinding")
 		require.Equal(t, ns, b.Subjects[0].Namespace)
 		require.Contains(t, m.operatorArgs(t), "--all-namespaces")
@@ -141,6 +131,9 @@ var chartCases = []chartCase{
 			c := ds.Spec.Template.Spec.Containers[0]
 			require.Subset(t, c.Args, []string{"--broker=mqtt://propeller-operator-mqtt." + ns + ".svc:1883", "--slots=3", "--labels=zone=cluster"})
 			require.False(t, *ds.Spec.Template.Spec.AutomountServiceAccountToken)
+			require.Equal(t, "/var/lib/propeller-proplet", ds.Spec.Template.Spec.Volumes[0].HostPath.Path, "its enrolled secret outlives the pod")
+			require.True(t, *c.SecurityContext.ReadOnlyRootFilesystem)
+			require.Equal(t, []corev1.Capability{"ALL"}, c.SecurityContext.Capabilities.Drop)
 			d := m.deployment(t)
 			require.NotEqual(t, d.Spec.Selector.MatchLabels, ds.Spec.Selector.MatchLabels, "the Deployment must not adopt proplet pods")
 		}},
@@ -159,6 +152,31 @@ var chartCases = []chartCase{
 				"--checkpoint-registry=oci://registry.example.com/models"})
 			require.NotContains(t, pod.Containers[0].Args, "--unserved-interval=0")
 		}},
+}
+
+// requireGeneratedRoles: the chart grants what deploy/rbac (make
+// manifests) generates: the ClusterRole's rules as a kind named name, the
+// Role's (Secrets) as the Role <fullname>-secrets, each bound to the
+// operator's ServiceAccount.
+func requireGeneratedRoles(t *testing.T, m manifest, kind, name string) {
+	t.Helper()
+	cluster, namespaced := generatedRules(t)
+	got := map[string][]rbacv1.PolicyRule{}
+	for _, u := range append(m.find("Role"), m.find("ClusterRole")...) {
+		got[u.GetKind()+"/"+u.GetName()] = as[rbacv1.ClusterRole](t, u).Rules
+	}
+	require.Contains(t, got, kind+"/"+name)
+	require.Equal(t, normalized(cluster), normalized(got[kind+"/"+name]), "%s %s has the generated ClusterRole's rules", kind, name)
+	require.Contains(t, got, "Role/propeller-operator-secrets")
+	require.Equal(t, normalized(namespaced), normalized(got["Role/propeller-operator-secrets"]), "the generated Role's rules")
+	bound := map[string]bool{}
+	for _, u := range append(m.find("RoleBinding"), m.find("ClusterRoleBinding")...) {
+		b := as[rbacv1.RoleBinding](t, u)
+		require.Equal(t, "propeller-operator", b.Subjects[0].Name)
+		bound[b.RoleRef.Kind+"/"+b.RoleRef.Name] = true
+	}
+	require.True(t, bound[kind+"/"+name])
+	require.True(t, bound["Role/propeller-operator-secrets"])
 }
 
 // Every case renders, lints, and creates on the API server.

@@ -72,7 +72,7 @@ func TestKustomizeDefaultRuns(t *testing.T) {
 	ns := uniqueName()
 	m := kustomizeBuild(t, "default", ns)
 	createAll(t, m)
-	k := &kubelet{ns: ns, node: "node-a", hosts: map[string]string{}}
+	k := newKubelet(ns, "node-a")
 	op := operatorPod(t, k, m)
 	var token string
 	require.Eventually(t, func() bool {

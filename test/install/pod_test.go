@@ -39,6 +39,23 @@ type kubelet struct {
 	node string
 	// hosts maps "<service>.<ns>.svc:<port>" to a loopback address.
 	hosts map[string]string
+	// dirs are the node's hostPath directories: the same for every pod.
+	dirs map[string]string
+}
+
+func newKubelet(ns, node string) *kubelet {
+	return &kubelet{ns: ns, node: node, hosts: map[string]string{}, dirs: map[string]string{}}
+}
+
+func (k *kubelet) hostDir(t *testing.T, path string) string {
+	if d, ok := k.dirs[path]; ok {
+		return d
+	}
+	// The node's, not the test's: it outlives the pods of the test.
+	d := filepath.Join(t.TempDir(), "host", path)
+	require.NoError(t, os.MkdirAll(d, 0o755))
+	k.dirs[path] = d
+	return d
 }
 
 // container is one running container.
@@ -62,6 +79,9 @@ func (k *kubelet) run(t *testing.T, name string, spec corev1.PodSpec) *container
 	volumes := map[string]string{}
 	for _, v := range spec.Volumes {
 		dir := t.TempDir()
+		if v.HostPath != nil {
+			dir = k.hostDir(t, v.HostPath.Path)
+		}
 		volumes[v.Name] = dir
 		switch {
 		case v.Secret != nil:
