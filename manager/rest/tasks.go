@@ -96,8 +96,15 @@ func readJSON(c echo.Context, limit int64, v any) ([]byte, error) {
 // module in the blob store. prefix names the request in a detail: "" for
 // POST /v1/tasks, "tasks[i]." inside a batch.
 func (s *server) taskSpec(prefix string, req api.TaskRequest) (orchestration.TaskSpec, error) {
-	if req.TimeoutSeconds < 0 {
-		return orchestration.TaskSpec{}, api.Problemf(api.CodeInvalidRequest, "%stimeoutSeconds must not be negative", prefix)
+	// Checked before the conversion: seconds past MaxTimeout overflow a
+	// time.Duration into a negative one.
+	if maxSec := orchestration.MaxTimeout.Seconds(); req.TimeoutSeconds < 0 || req.TimeoutSeconds > maxSec {
+		return orchestration.TaskSpec{}, api.Problemf(api.CodeInvalidRequest, "%stimeoutSeconds is %g: want 0 to %g (%s)", prefix, req.TimeoutSeconds, maxSec, orchestration.MaxTimeout)
+	}
+	if req.File != nil && len(req.File) == 0 {
+		// "file": "" decodes to an empty, non-nil slice: a module that is
+		// not there, not a request for a suspended task.
+		return orchestration.TaskSpec{}, api.Problemf(api.CodeInvalidRequest, "%sfile is empty: give the module's bytes (base64), or leave file out", prefix)
 	}
 	spec := orchestration.TaskSpec{
 		Name: req.Name, Image: req.ImageURL, Digest: req.Digest, Function: req.Function,
@@ -181,7 +188,7 @@ func (s *server) listTasks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f := orchestration.TaskFilter{PropletID: q.Get("propletId"), Name: q.Get("name"), Limit: limit, Continue: q.Get("continue")}
+	f := orchestration.TaskFilter{PropletID: q.Get("propletId"), Name: q.Get("name"), IDPrefix: q.Get("idPrefix"), Limit: limit, Continue: q.Get("continue")}
 	for _, v := range q["phase"] {
 		for _, p := range strings.Split(v, ",") {
 			ph := orchestration.Phase(p)
