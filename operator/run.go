@@ -61,6 +61,9 @@ type Config struct {
 	// means the one in the Secret JoinTokenSecret, created if absent.
 	JoinToken string
 	Prefix    string
+	// TLSCert and TLSKey (PEM files) make the embedded broker speak TLS
+	// only, on MQTTAddr.
+	TLSCert, TLSKey string
 
 	Engine orchestration.Config
 	// DataDir holds the FL blob store (models, updates); give it a volume
@@ -133,6 +136,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Namespace == "" {
 		return errors.New("operator: namespace is required")
+	}
+	if _, err := brokerTLS(cfg); err != nil {
+		return err
 	}
 	if cfg.RegistryAuth != "" && cfg.CheckpointRegistry == "" {
 		if err := ocipush.CheckDockerConfig(cfg.RegistryAuth); err != nil {
@@ -352,9 +358,13 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	}
 	// The same broker decision as the standalone manager: embedded unless
 	// an external broker is named.
+	serverTLS, err := brokerTLS(cfg)
+	if err != nil {
+		return err
+	}
 	conn, err := mqttconn.Open(mqttconn.Config{
 		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
-		Addr: cfg.MQTTAddr, JoinToken: cfg.JoinToken, ManagerSecret: secret,
+		Addr: cfg.MQTTAddr, TLS: serverTLS, JoinToken: cfg.JoinToken, ManagerSecret: secret,
 		Credentials: creds, Enroller: enroller, Prefix: cfg.Prefix, Logger: o.log,
 	})
 	if err != nil {
