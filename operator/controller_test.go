@@ -85,9 +85,23 @@ func (s *syncBuffer) String() string {
 }
 
 type proplet struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
+	cmd   *exec.Cmd
+	out   *syncBuffer
+	done  chan struct{}
+	cache string // --cache-dir
+}
+
+// secret is the credential the proplet was issued when it enrolled with
+// the join token, once it stored it.
+func (p *proplet) secret(t testing.TB) string {
+	t.Helper()
+	var b []byte
+	require.Eventually(t, func() bool {
+		var err error
+		b, err = os.ReadFile(filepath.Join(p.cache, "state", "credential"))
+		return err == nil
+	}, 30*time.Second, 20*time.Millisecond, "the proplet did not enroll")
+	return strings.TrimSpace(string(b))
 }
 
 // kill ends the proplet without a goodbye: the broker publishes its
@@ -104,13 +118,14 @@ func startProplet(t testing.TB, mqttAddr, id string, extra ...string) *proplet {
 
 func startPropletWithToken(t testing.TB, mqttAddr, id, token string, extra ...string) *proplet {
 	t.Helper()
+	cache := filepath.Join(t.TempDir(), "cache")
 	args := append([]string{"proplet", "--broker", "mqtt://" + mqttAddr, "--id", id, "--token", token,
-		"--cache-dir", filepath.Join(t.TempDir(), "cache"), "--heartbeat-interval", "200ms", "--log-level", "debug"}, extra...)
+		"--cache-dir", cache, "--heartbeat-interval", "200ms", "--log-level", "debug"}, extra...)
 	cmd := exec.Command(propellerBinary(t), args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
-	p := &proplet{cmd: cmd, out: out, done: make(chan struct{})}
+	p := &proplet{cmd: cmd, out: out, done: make(chan struct{}), cache: cache}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.kill()

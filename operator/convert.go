@@ -274,7 +274,7 @@ func toTask(obj *v1.WasmTask) orchestration.Task {
 			Env:         cloneMap(sp.Env),
 			Labels:      cloneMap(sp.Labels),
 			PropletID:   sp.PropletID,
-			Timeout:     time.Duration(sp.TimeoutSeconds) * time.Second,
+			Timeout:     specTimeout(sp.TimeoutSeconds),
 			MaxAttempts: int(sp.MaxAttempts),
 			MemoryPages: memoryPages(sp),
 			MemoryBytes: memoryRequest(sp),
@@ -318,4 +318,15 @@ func toTask(obj *v1.WasmTask) orchestration.Task {
 		t.Status.ExitCode = &c
 	}
 	return t
+}
+
+// specTimeout converts timeoutSeconds without overflowing: a value past
+// orchestration.MaxTimeout (which the CRD schema refuses, but an object
+// stored before it may carry) becomes one ValidateSpec refuses, instead of
+// wrapping into an arbitrary duration.
+func specTimeout(sec int64) time.Duration {
+	if sec < 0 || sec > int64(orchestration.MaxTimeout/time.Second) {
+		return orchestration.MaxTimeout + time.Second
+	}
+	return time.Duration(sec) * time.Second
 }

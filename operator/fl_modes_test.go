@@ -282,6 +282,7 @@ func TestFLOperatorKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, p3Task)
+	p3Secret := e.proplets["p3"].secret(t)
 	e.proplets["p3"].kill()
 
 	fj, j := e.waitDone("kofn")
@@ -314,9 +315,10 @@ func TestFLOperatorKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 	}, time.Minute, 100*time.Millisecond, "rounds do not count 2 succeeded and 1 failed participant")
 
 	// p3's update for round 1 turns up after all (as from a proplet that
-	// was cut off): it is late.
+	// was cut off): it is late. p3 enrolled, so only its own secret logs
+	// it in.
 	opts := paho.NewClientOptions().AddBroker("tcp://" + e.op.mqttAddr).
-		SetClientID("p3" + wire.ClientIDSeparator + "late").SetUsername("p3").SetPassword(joinToken).
+		SetClientID("p3" + wire.ClientIDSeparator + "late").SetUsername("p3").SetPassword(p3Secret).
 		SetConnectTimeout(10 * time.Second)
 	c := paho.NewClient(opts)
 	tok := c.Connect()

@@ -30,7 +30,7 @@ import (
 
 // TestDeployedRBACSuffices runs the operator with exactly the rights that
 // deploy/ grants it: the generated ClusterRole (deploy/rbac/role.yaml)
-// bound to its ServiceAccount as deploy/kustomize/rbac.yaml does, with the
+// bound to its ServiceAccount as deploy/kustomize/all-namespaces does, with the
 // namespaced Role for the join token Secret, every API call made as that
 // ServiceAccount. With leader election, the join token Secret is created
 // and a proplet joins with it, a WasmTask
@@ -137,16 +137,21 @@ func bindDeployedRole(t *testing.T, ns string) {
 	require.NoError(t, k8s.Create(t.Context(), nsRole))
 	require.ErrorIs(t, dec.Decode(&rbacv1.Role{}), io.EOF, "role.yaml has more than the two roles this test binds")
 
-	f, err = os.Open(filepath.Join("..", "deploy", "kustomize", "rbac.yaml"))
+	// deploy/kustomize/base: the ServiceAccount and its RoleBinding;
+	// all-namespaces: the ClusterRoleBinding.
+	f, err = os.Open(filepath.Join("..", "deploy", "kustomize", "base", "rbac.yaml"))
 	require.NoError(t, err)
 	defer f.Close()
 	dec = utilyaml.NewYAMLOrJSONDecoder(f, 4096)
 	var sa corev1.ServiceAccount
 	require.NoError(t, dec.Decode(&sa))
-	var binding rbacv1.ClusterRoleBinding
-	require.NoError(t, dec.Decode(&binding))
 	var nsBinding rbacv1.RoleBinding
 	require.NoError(t, dec.Decode(&nsBinding))
+	f, err = os.Open(filepath.Join("..", "deploy", "kustomize", "all-namespaces", "clusterrolebinding.yaml"))
+	require.NoError(t, err)
+	defer f.Close()
+	var binding rbacv1.ClusterRoleBinding
+	require.NoError(t, utilyaml.NewYAMLOrJSONDecoder(f, 4096).Decode(&binding))
 	require.Equal(t, "ServiceAccount", sa.Kind)
 	require.Equal(t, "ClusterRoleBinding", binding.Kind)
 	require.Equal(t, "RoleBinding", nsBinding.Kind)

@@ -61,6 +61,9 @@ type Config struct {
 	// means the one in the Secret JoinTokenSecret, created if absent.
 	JoinToken string
 	Prefix    string
+	// TLSCert and TLSKey (PEM files) make the embedded broker speak TLS
+	// only, on MQTTAddr.
+	TLSCert, TLSKey string
 
 	Engine orchestration.Config
 	// DataDir holds the FL blob store (models, updates); give it a volume
@@ -133,6 +136,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Namespace == "" {
 		return errors.New("operator: namespace is required")
+	}
+	if _, err := brokerTLS(cfg); err != nil {
+		return err
 	}
 	if cfg.RegistryAuth != "" && cfg.CheckpointRegistry == "" {
 		if err := ocipush.CheckDockerConfig(cfg.RegistryAuth); err != nil {
@@ -226,7 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	jobs := NewFLStore(direct, cfg.Namespace)
-	o := &orchestrator{cfg: cfg, log: log, mgr: mgr, store: store, flStore: jobs, blobs: blobStore,
+	o := &orchestrator{cfg: cfg, log: log, mgr: mgr, store: store, flStore: jobs, blobs: blobStore, direct: direct,
 		recorder: rec, events: events, slow: slow,
 		tasks: cachedPhases{c: mgr.GetClient(), store: store}}
 	if err := mgr.Add(o); err != nil {
@@ -273,11 +279,14 @@ func cmpOr(a, b string) string {
 // drive the core's engine and FL coordinator, and runs the core until the
 // lease or the process ends. A standby replica builds none of it.
 type orchestrator struct {
-	cfg      Config
-	log      *slog.Logger
-	mgr      ctrl.Manager
-	store    *Store
-	flStore  *FLStore
+	cfg     Config
+	log     *slog.Logger
+	mgr     ctrl.Manager
+	store   *Store
+	flStore *FLStore
+	// direct reads the API server without a cache (the proplet
+	// credentials Secret).
+	direct   client.Client
 	blobs    *blobs.Store
 	recorder events.EventRecorder
 	events   *transitions
@@ -334,12 +343,29 @@ func (o *orchestrator) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The embedded broker enrolls proplets into a Secret, read afresh by
+	// every leader (see PropletCredentialsSecret).
+	var (
+		creds    broker.Credentials
+		enroller broker.Enroller
+	)
+	if cfg.Broker == "" {
+		sc, err := openSecretCredentials(ctx, o.direct, cfg.Namespace, cfg.JoinToken)
+		if err != nil {
+			return fmt.Errorf("operator: proplet credentials: %w", err)
+		}
+		creds, enroller = sc, sc
+	}
 	// The same broker decision as the standalone manager: embedded unless
 	// an external broker is named.
+	serverTLS, err := brokerTLS(cfg)
+	if err != nil {
+		return err
+	}
 	conn, err := mqttconn.Open(mqttconn.Config{
 		Broker: cfg.Broker, User: cfg.BrokerUser, Password: cfg.BrokerPassword, CAFile: cfg.BrokerCA,
-		Addr: cfg.MQTTAddr, JoinToken: cfg.JoinToken, ManagerSecret: secret,
-		Prefix: cfg.Prefix, Logger: o.log,
+		Addr: cfg.MQTTAddr, TLS: serverTLS, JoinToken: cfg.JoinToken, ManagerSecret: secret,
+		Credentials: creds, Enroller: enroller, Prefix: cfg.Prefix, Logger: o.log,
 	})
 	if err != nil {
 		return err

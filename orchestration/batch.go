@@ -9,10 +9,6 @@ import (
 	"time"
 )
 
-// MaxBatchSize caps SubmitBatch: a batch is one store write, and 1,000
-// tasks keep that write (about 1.5 MB in bbolt) and its reply small.
-const MaxBatchSize = 1000
-
 // SubmitBatch validates and stores many tasks at once, then schedules them
 // as Submit does. It is all or nothing: a bad spec fails the whole batch,
 // with an error naming its index (tasks[i]), before anything is written.

@@ -17,7 +17,9 @@ import (
 // nopDispatcher accepts every command; the benchmark measures creates.
 type nopDispatcher struct{}
 
-func (nopDispatcher) StartTask(context.Context, string, orchestration.Task) error { return nil }
+func (nopDispatcher) StartTask(context.Context, string, orchestration.Task, orchestration.StartWindow) error {
+	return nil
+}
 func (nopDispatcher) StopTask(context.Context, string, string, int, string) error { return nil }
 
 // BenchmarkSubmitBatch1000 creates 1,000 tasks per op on bbolt with fsync

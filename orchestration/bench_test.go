@@ -45,7 +45,7 @@ type lifecycleRig struct {
 	in   chan orchestration.Task
 }
 
-func (r *lifecycleRig) StartTask(_ context.Context, _ string, t orchestration.Task) error {
+func (r *lifecycleRig) StartTask(_ context.Context, _ string, t orchestration.Task, _ orchestration.StartWindow) error {
 	r.in <- t
 	return nil
 }

@@ -45,23 +45,29 @@ type command struct {
 type fakeDispatcher struct {
 	mu   sync.Mutex
 	cmds []command
-	fail error
+	// windows and reasons are the starts' windows and the stops' reasons,
+	// in order.
+	windows []orchestration.StartWindow
+	reasons []string
+	fail    error
 }
 
-func (d *fakeDispatcher) StartTask(_ context.Context, propletID string, t orchestration.Task) error {
+func (d *fakeDispatcher) StartTask(_ context.Context, propletID string, t orchestration.Task, w orchestration.StartWindow) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.fail != nil {
 		return d.fail
 	}
 	d.cmds = append(d.cmds, command{proplet: propletID, task: t.ID, attempt: t.Status.Attempt})
+	d.windows = append(d.windows, w)
 	return nil
 }
 
-func (d *fakeDispatcher) StopTask(_ context.Context, propletID, taskID string, attempt int, _ string) error {
+func (d *fakeDispatcher) StopTask(_ context.Context, propletID, taskID string, attempt int, reason string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.cmds = append(d.cmds, command{stop: true, proplet: propletID, task: taskID, attempt: attempt})
+	d.reasons = append(d.reasons, reason)
 	return nil
 }
 

@@ -18,7 +18,7 @@ import (
 // chanDispatcher hands start commands to simulated proplets.
 type chanDispatcher struct{ starts chan orchestration.Task }
 
-func (d *chanDispatcher) StartTask(_ context.Context, _ string, t orchestration.Task) error {
+func (d *chanDispatcher) StartTask(_ context.Context, _ string, t orchestration.Task, _ orchestration.StartWindow) error {
 	d.starts <- t
 	return nil
 }

@@ -114,7 +114,7 @@ func (e *Engine) resend(ctx context.Context, pls []placement) {
 		t, err := e.store.GetTask(ctx, pl.taskID)
 		inFlight := t.Status.Phase == PhaseScheduled || t.Status.Phase == PhaseRunning
 		if err == nil && inFlight && t.Status.PropletID == pl.propletID {
-			if err := e.disp.StartTask(ctx, pl.propletID, t); err != nil {
+			if err := e.disp.StartTask(ctx, pl.propletID, t, e.window()); err != nil {
 				e.log.Warn("start command not re-sent", "task", t.ID, "err", err)
 			}
 		}
@@ -137,12 +137,38 @@ func (e *Engine) Heartbeat(ctx context.Context, hb Heartbeat) error {
 	now := e.clock.Now()
 	p.LastSeen = now
 	ask := e.reconcileLocked(p, hb.Running, now)
+	stray := e.strayLocked(p, hb.Running)
 	e.mu.Unlock()
+	for _, r := range stray {
+		e.log.Warn("stopping an attempt the engine gave up on", "task", r.TaskID, "attempt", r.Attempt, "proplet", p.ID)
+		if err := e.disp.StopTask(ctx, p.ID, r.TaskID, r.Attempt, ReasonSuperseded); err != nil {
+			e.log.Warn("stop command not delivered", "task", r.TaskID, "proplet", p.ID, "err", err)
+		}
+	}
 	if revived {
 		e.Tick(ctx)
 	}
 	e.resend(ctx, ask)
 	return nil
+}
+
+// strayLocked lists the attempts p says it runs that are not the current
+// attempt of their task on p: ones the engine gave up on (p was lost, the
+// deadline passed, the task was retried, cancelled or deleted) while p
+// kept running them, say through a pause or a network cut. Each is
+// stopped, on every heartbeat that still lists it, so a module does not
+// run beside its retry. The current attempt is known before its start
+// goes out, so a freshly started one is never taken for a stray. Callers
+// hold e.mu.
+func (e *Engine) strayLocked(p *propletState, running []AttemptRef) []AttemptRef {
+	var out []AttemptRef
+	for _, r := range running {
+		if f := e.flights[r.TaskID]; f != nil && f.propletID == p.ID && f.attempt == r.Attempt {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // maxAsks bounds how often one attempt is asked for again.

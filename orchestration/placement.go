@@ -222,10 +222,18 @@ func (e *Engine) dispatch(ctx context.Context, pl placement) {
 	e.send(ctx, t)
 }
 
+// window fences a start sent now: a proplet begins it within a heartbeat
+// timeout or not at all. One that did not get it by then was silent long
+// enough to be lost, or nearly: its attempt may be retried elsewhere.
+func (e *Engine) window() StartWindow {
+	now := e.clock.Now()
+	return StartWindow{Sent: now, NotAfter: now.Add(e.cfg.HeartbeatTimeout)}
+}
+
 // send delivers the start command of t's current attempt; a failed
 // delivery fails the attempt. Callers hold t's lock.
 func (e *Engine) send(ctx context.Context, t Task) {
-	if err := e.disp.StartTask(ctx, t.Status.PropletID, t); err != nil {
+	if err := e.disp.StartTask(ctx, t.Status.PropletID, t, e.window()); err != nil {
 		e.log.Warn("start command not delivered", "task", t.ID, "proplet", t.Status.PropletID, "err", err)
 		reason := ReasonDispatchFailed
 		if errors.Is(err, ErrInvalid) {

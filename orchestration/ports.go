@@ -69,8 +69,22 @@ type Store interface {
 // Sending the same start twice must be harmless: proplets de-duplicate by
 // (task id, attempt).
 type Dispatcher interface {
-	StartTask(ctx context.Context, propletID string, t Task) error
+	// StartTask sends the start of t's current attempt; the proplet
+	// refuses it (ReasonExpired) if it arrives after w.NotAfter.
+	StartTask(ctx context.Context, propletID string, t Task, w StartWindow) error
 	StopTask(ctx context.Context, propletID, taskID string, attempt int, reason string) error
+}
+
+// StartWindow fences a start command in time, on the engine's clock: Sent
+// is when it went out, NotAfter the latest the proplet may still begin it.
+// A start that sat in the broker longer (its proplet was cut off or
+// paused) reached a proplet the engine has given up on, or could have, and
+// whose attempt may have run elsewhere since: the proplet refuses it
+// instead of running the module a second time. Proplets compare the two
+// against the manager's clock as they observe it, so their own clock may
+// be off.
+type StartWindow struct {
+	Sent, NotAfter time.Time
 }
 
 // BrokerLink is the manager's own connection to the broker, through which

@@ -129,11 +129,15 @@ func (e *Engine) failAttemptLocked(ctx context.Context, id string, attempt int, 
 // A proplet that refused the start for want of a free slot ran nothing:
 // its slots were busy with work the engine no longer counts (an attempt
 // stopped or deleted but still winding down). That uses no attempt: the
-// same attempt number is placed again after the base backoff.
+// same attempt number is placed again after the base backoff. So is a
+// start refused because it arrived after its StartWindow.
 func (e *Engine) fail(t *Task, reason, message string) {
 	st := &t.Status
-	if reason == ReasonNoCapacity {
+	if reason == ReasonNoCapacity || reason == ReasonExpired {
 		st.Message = fmt.Sprintf("%s had no free slot (%s); placing attempt %d again", st.PropletID, message, st.Attempt)
+		if reason == ReasonExpired {
+			st.Message = fmt.Sprintf("%s got the start too late (%s); placing attempt %d again", st.PropletID, message, st.Attempt)
+		}
 		st.Attempt--
 		st.Phase, st.Reason, st.PropletID = PhasePending, reason, ""
 		st.NotBefore = e.clock.Now().Add(e.jitter(e.cfg.BackoffBase))

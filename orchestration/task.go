@@ -49,6 +49,12 @@ const (
 	// ReasonNoCapacity is a proplet refusing a start because its slots
 	// are busy (wire.ReasonNoCapacity). Nothing ran, so it uses no attempt.
 	ReasonNoCapacity = "NoCapacity"
+	// ReasonExpired is a proplet refusing a start that reached it after
+	// its StartWindow (wire.ReasonExpired). Nothing ran either.
+	ReasonExpired = "Expired"
+	// ReasonSuperseded is the stop reason for an attempt a proplet still
+	// runs after the engine gave up on it (lost, timed out, retried).
+	ReasonSuperseded = "Superseded"
 	// Proplet reasons the engine treats as deterministic: they fail the
 	// task at once instead of using its remaining attempts (see fail).
 	ReasonInvalidModule = "InvalidModule"

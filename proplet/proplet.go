@@ -44,6 +44,10 @@ type Config struct {
 	// when each module starts and ends (ExecRecord); for tests and
 	// audits, off by default.
 	ExecLog string
+	// Ready, when set, is called once the proplet is set up (cache dir
+	// locked, runtime and agent built) and starts joining the broker,
+	// which it keeps retrying; systemd's Type=notify waits for it.
+	Ready func()
 }
 
 // Run serves until ctx ends.
@@ -114,7 +118,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer xlog.Close()
-	log.Info("proplet starting", "id", cfg.ID, "broker", cfg.BrokerURL, "slots", cfg.Slots, "labels", cfg.Labels)
+	log.Info("proplet starting", "id", cfg.ID, "broker", cfg.BrokerURL, "slots", cfg.Slots, "labels", cfg.Labels, "cache_dir", cfg.CacheDir)
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
 	return ag.Run(ctx, &executor{fetch: fetcher, run: rt, workDir: dirs["work"], timeout: cfg.DefaultTimeout, log: xlog})
 }
 

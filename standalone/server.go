@@ -73,6 +73,26 @@ type Config struct {
 	Ready func(Addrs)
 	// Built, when set, receives the core Run built, before it runs.
 	Built func(*core.Core)
+	// HTTPReadHeaderTimeout, HTTPReadTimeout and HTTPIdleTimeout bound a
+	// REST client: its request headers (default 10s), the whole request
+	// with its body (default 5m, a 32 MiB module at 1 Mbit/s), and a
+	// keep-alive connection between requests (default 2m). Responses have
+	// no write timeout: event streams and blocking queries stay open.
+	HTTPReadHeaderTimeout, HTTPReadTimeout, HTTPIdleTimeout time.Duration
+}
+
+// Defaults of the HTTP server's timeouts (docs/operations.md).
+const (
+	DefaultHTTPReadHeaderTimeout = 10 * time.Second
+	DefaultHTTPReadTimeout       = 5 * time.Minute
+	DefaultHTTPIdleTimeout       = 2 * time.Minute
+)
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 // Addrs are the addresses the manager bound.
@@ -122,6 +142,11 @@ func Run(ctx context.Context, cfg Config) error {
 		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
+	brokerTLS, err := withClientCA(serverTLS, cfg.TLSClientCA)
+	if err != nil {
+		return err
+	}
+
 	store, err := bolt.Open(filepath.Join(cfg.DataDir, "propeller.db"), bolt.Options{})
 	if err != nil {
 		return err
@@ -132,10 +157,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	brokerTLS, err := withClientCA(serverTLS, cfg.TLSClientCA)
-	if err != nil {
-		return err
-	}
 	conn, creds, err := openMQTT(cfg, log, joinToken, brokerTLS)
 	if err != nil {
 		return err
@@ -267,7 +288,12 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, c *core.Core, api 
 		ln, scheme = tls.NewListener(ln, serverTLS), "https"
 	}
 	addrs := Addrs{HTTP: ln.Addr().String(), MQTT: mqttAddr}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// Without ReadTimeout a body that never finishes holds its connection
+	// and handler forever.
+	srv := &http.Server{Handler: api, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: orDefault(cfg.HTTPReadHeaderTimeout, DefaultHTTPReadHeaderTimeout),
+		ReadTimeout:       orDefault(cfg.HTTPReadTimeout, DefaultHTTPReadTimeout),
+		IdleTimeout:       orDefault(cfg.HTTPIdleTimeout, DefaultHTTPIdleTimeout)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("REST API listening", "url", scheme+"://"+addrs.HTTP, "token_file", filepath.Join(cfg.DataDir, APITokenFile), "join_token_file", filepath.Join(cfg.DataDir, JoinTokenFile))

@@ -87,3 +87,18 @@ func TestTLSEverywhere(t *testing.T) {
 	require.NoError(t, connect("ssl://"+a.MQTT, &tls.Config{RootCAs: pool}))
 	require.Error(t, connect("tcp://"+a.MQTT, nil), "plain MQTT must not be served")
 }
+
+// TestClientCAConfig: --tls-client-ca without a server certificate, or
+// naming a file without certificates, is refused at start with a message
+// that says what to fix.
+func TestClientCAConfig(t *testing.T) {
+	dir := t.TempDir()
+	err := standalone.Run(context.Background(), standalone.Config{DataDir: dir, TLSClientCA: filepath.Join(dir, "ca.pem"), Logger: slog.New(slog.DiscardHandler)})
+	require.ErrorContains(t, err, "--tls-client-ca needs --tls-cert and --tls-key")
+
+	f := harness.SelfSignedTLS(t)
+	empty := filepath.Join(dir, "empty.pem")
+	require.NoError(t, os.WriteFile(empty, []byte("not a certificate\n"), 0o600))
+	err = standalone.Run(context.Background(), standalone.Config{DataDir: dir, TLSCert: f.Cert, TLSKey: f.Key, TLSClientCA: empty, Logger: slog.New(slog.DiscardHandler)})
+	require.ErrorContains(t, err, "no PEM certificates")
+}

@@ -260,6 +260,9 @@ func (c *Client) ListTasks(ctx context.Context, f TaskFilter) (TaskList, error) 
 	if f.Name != "" {
 		q.Set("name", f.Name)
 	}
+	if f.IDPrefix != "" {
+		q.Set("idPrefix", f.IDPrefix)
+	}
 	for k, v := range f.Labels {
 		q.Add("label", k+"="+v)
 	}

@@ -136,6 +136,8 @@ type TaskFilter struct {
 	Labels map[string]string
 	// Name keeps tasks with exactly this name.
 	Name string
+	// IDPrefix keeps tasks whose id starts with it.
+	IDPrefix string
 	Page
 }
 

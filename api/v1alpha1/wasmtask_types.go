@@ -39,6 +39,7 @@ type WasmTaskSpec struct {
 	// blob://sha256:<hex> for a module uploaded to the manager.
 	// +required
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('oci://') || self.startsWith('http://') || self.startsWith('https://') || self.matches('^blob://sha256:[a-f0-9]+$')",message="imageUrl must start with oci://, http://, https:// or be blob://sha256:<hex>"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="imageUrl is immutable"
 	ImageURL string `json:"imageUrl"`
@@ -53,27 +54,35 @@ type WasmTaskSpec struct {
 	DisplayName string `json:"displayName,omitempty"`
 	// Function is the exported function to call; empty runs _start.
 	// +optional
+	// +kubebuilder:validation:MaxLength=256
 	Function string `json:"function,omitempty"`
 	// Inputs are the function's numeric arguments.
 	// +optional
+	// +kubebuilder:validation:MaxItems=1000
 	Inputs []float64 `json:"inputs,omitempty"`
-	// CLIArgs are the WASI command-line arguments.
+	// CLIArgs are the WASI command-line arguments (at most 256 KiB
+	// together, checked on admission).
 	// +optional
+	// +kubebuilder:validation:MaxItems=1024
 	CLIArgs []string `json:"cliArgs,omitempty"`
 	// Env is the WASI environment. ROUND_ID plus MODEL_URI make the task a
-	// federated-learning training task.
+	// federated-learning training task. Names up to 256 bytes, names and
+	// values at most 256 KiB together (checked on admission).
 	// +optional
+	// +kubebuilder:validation:MaxProperties=1024
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k != '' && !k.contains('='))",message="env keys must be non-empty and contain no '='"
 	Env map[string]string `json:"env,omitempty"`
 	// Labels are the engine's task labels (any strings); metadata.labels
 	// stay the user's.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
 	Labels map[string]string `json:"labels,omitempty"`
 	// +optional
 	Resources *WasmResources `json:"resources,omitempty"`
 	// TimeoutSeconds bounds one attempt; 0 takes the manager's default.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=604800
 	TimeoutSeconds int64 `json:"timeoutSeconds,omitempty"`
 	// MaxAttempts caps retries; 0 takes the manager's default.
 	// +optional
@@ -96,6 +105,7 @@ type WasmTaskSpec struct {
 	PropletGroupRef *LocalObjectReference `json:"propletGroupRef,omitempty"`
 	// Selector restricts scheduling to proplets carrying all these labels.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
 	Selector map[string]string `json:"selector,omitempty"`
 	// Suspend holds a task before it is scheduled; clearing it releases
 	// the task. It cannot pause a task that already runs.

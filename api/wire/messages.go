@@ -89,6 +89,14 @@ type StartTask struct {
 	// Preopen gives the module a writable, empty /data directory private
 	// to the attempt. Nothing is mounted otherwise.
 	Preopen bool `json:"preopen,omitempty"`
+	// Sent and NotAfter fence the start in time, both on the manager's
+	// clock: a proplet refuses (ReasonExpired) a start it gets after
+	// NotAfter, since the manager may have given the attempt up and run
+	// it elsewhere meanwhile (a start queued in the broker while the
+	// proplet was paused or cut off). The proplet judges the manager's
+	// time from Sent, so its own clock may differ. Zero: no fence.
+	Sent     time.Time `json:"sent,omitzero"`
+	NotAfter time.Time `json:"not_after,omitzero"`
 }
 
 // Artifact says where a module's bytes come from. Exactly one of URI and
@@ -170,6 +178,9 @@ const (
 	ReasonInvalidModule    = "InvalidModule"
 	ReasonInvalidTask      = "InvalidTask"
 	ReasonNoCapacity       = "NoCapacity"
+	// ReasonExpired refuses a start that arrived after its NotAfter;
+	// nothing ran.
+	ReasonExpired = "Expired"
 )
 
 // FLUpdate is a federated-learning client's contribution for one round,

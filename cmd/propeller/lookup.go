@@ -23,34 +23,23 @@ func findTask(ctx context.Context, c *rest.Client, ref string) (rest.Task, error
 	if err == nil || !rest.IsNotFound(err) {
 		return t, err
 	}
-	var byName, byPrefix []rest.Task
-	// scan collects the name and id-prefix matches among the tasks f
-	// lists, and reports whether that was every task: a server that does
-	// not filter by name answers with all of them.
-	scan := func(f rest.TaskFilter) (all bool, err error) {
-		f.Limit = 1000
+	collect := func(f rest.TaskFilter) ([]rest.Task, error) {
+		var out []rest.Task
 		for t, err := range c.Tasks(ctx, f) {
 			if err != nil {
-				return false, err
+				return nil, err
 			}
-			if t.Name == ref {
-				byName = append(byName, t)
-			} else {
-				all = true
-			}
-			if strings.HasPrefix(t.ID, ref) {
-				byPrefix = append(byPrefix, t)
-			}
+			out = append(out, t)
 		}
-		return all || f.Name == "", nil
+		return out, nil
 	}
-	all, err := scan(rest.TaskFilter{Name: ref})
+	byName, err := collect(rest.TaskFilter{Name: ref})
 	if err != nil {
 		return rest.Task{}, err
 	}
-	if len(byName) == 0 && !all {
-		byPrefix = nil
-		if _, err := scan(rest.TaskFilter{}); err != nil {
+	var byPrefix []rest.Task
+	if len(byName) == 0 {
+		if byPrefix, err = collect(rest.TaskFilter{IDPrefix: ref}); err != nil {
 			return rest.Task{}, err
 		}
 	}

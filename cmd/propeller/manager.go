@@ -151,6 +151,8 @@ type operatorOptions struct {
 	allNamespaces  bool
 	unserved       time.Duration
 	joinToken      string
+	tlsCert        string
+	tlsKey         string
 	dataDir        string
 	// checkpointRegistry is oci://host[:port]/repo, or empty.
 	checkpointRegistry string
@@ -168,6 +170,8 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.allNamespaces, "all-namespaces", false, "also run the WasmTasks and PropletGroups of every other namespace (FederatedJobs stay in --namespace)")
 	fs.DurationVar(&o.unserved, "unserved-interval", 15*time.Second, "how often to look for WasmTasks applied in a namespace the operator does not serve; one still not admitted by any operator a look later gets a Warning event (NamespaceNotServed) saying where tasks run; 0 turns it off (it lists wasmtasks in every namespace)")
 	fs.StringVar(&o.joinToken, "join-token", "", "proplets' credential on the embedded broker (--embedded-broker); empty: the token in the Secret propeller-join-token (key token) of --namespace, which the operator creates with a random token if it is absent")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate (PEM) of the embedded broker: it then speaks MQTT over TLS only, on --mqtt-addr (8883 by convention)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) matching --tls-cert")
 	fs.StringVar(&o.dataDir, "data-dir", "", "federated-learning blob store (models, updates); mount a volume here to keep them across restarts (default: a temporary directory)")
 	fs.StringVar(&o.checkpointRegistry, "checkpoint-registry", "", "also push every FL checkpoint to this OCI registry, oci://host[:port]/repo, tagged <job>-round-<n> (plain HTTP for loopback registries only); proplets still fetch models from the --data-dir store")
 	o.registryOptions.AddFlags(fs)

@@ -24,6 +24,8 @@ func startOperator(ctx context.Context, o *operatorOptions, log *slog.Logger) er
 		BrokerCA:           o.brokerCA,
 		MQTTAddr:           o.mqttAddr,
 		JoinToken:          o.joinToken,
+		TLSCert:            o.tlsCert,
+		TLSKey:             o.tlsKey,
 		Prefix:             o.prefix,
 		Engine:             o.engineOptions.config(),
 		DataDir:            o.dataDir,

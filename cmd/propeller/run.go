@@ -19,6 +19,8 @@ func runStandalone(cmd *cobra.Command, o *standaloneOptions) error {
 	if err != nil {
 		return err
 	}
+	notify := newSystemdNotifier(cmd.Context(), log)
+	defer notify.close()
 	return standalone.Run(cmd.Context(), standalone.Config{
 		DataDir:        o.dataDir,
 		HTTPAddr:       o.httpAddr,
@@ -36,6 +38,7 @@ func runStandalone(cmd *cobra.Command, o *standaloneOptions) error {
 		PprofAddr:      o.pprofAddr,
 		RegistryAuth:   o.registryAuth,
 		Logger:         log,
+		Ready:          func(standalone.Addrs) { notify.ready() },
 
 		RequirePropletCredentials: o.requireCredentials,
 		CORSOrigins:               o.corsOrigins,
@@ -68,6 +71,8 @@ func runProplet(cmd *cobra.Command, o *propletOptions) error {
 	if o.pprofAddr != "" {
 		go standalone.ServePprof(o.pprofAddr, log)
 	}
+	notify := newSystemdNotifier(cmd.Context(), log)
+	defer notify.close()
 	return proplet.Run(cmd.Context(), proplet.Config{
 		BrokerURL:         o.broker,
 		ID:                o.id,
@@ -85,6 +90,7 @@ func runProplet(cmd *cobra.Command, o *propletOptions) error {
 		Version:           buildVersion(),
 		Logger:            log,
 		ExecLog:           o.execLog,
+		Ready:             notify.ready,
 	})
 }
 

@@ -52,6 +52,8 @@ type Config struct {
 	// would publish its queued results to nobody. Proplets retry with
 	// backoff, so holding them costs a few seconds, never a result.
 	HoldProplets bool
+	// Limits bound packet sizes, before login and per topic after it.
+	Limits Limits
 }
 
 // Broker is a running embedded MQTT broker.
@@ -61,6 +63,10 @@ type Broker struct {
 	ln        *trackedListener
 	log       *slog.Logger
 	closeOnce sync.Once
+	limits    Limits
+	// dropped counts publishes over their topic's limit; refused counts
+	// connections whose CONNECT was too large or not a CONNECT.
+	dropped, refused atomic.Uint64
 
 	mu     sync.Mutex
 	closed bool
@@ -86,6 +92,8 @@ func New(cfg Config) (*Broker, error) {
 	// Proplets talk only to the manager; shared subscriptions would let a
 	// proplet's filter escape the per-id ACL reasoning, so turn them off.
 	caps.SharedSubAvailable = 0
+	limits := cfg.Limits.withDefaults()
+	caps.MaximumPacketSize = limits.packetMax()
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       cfg.Logger.With("component", "mqtt-broker"),
@@ -109,7 +117,10 @@ func New(cfg Config) (*Broker, error) {
 	if err := srv.AddHook(newHandoverHook(cfg.Logger), nil); err != nil {
 		return nil, fmt.Errorf("broker: add session handover hook: %w", err)
 	}
-	b := &Broker{hook: h, srv: srv, log: cfg.Logger}
+	b := &Broker{hook: h, srv: srv, log: cfg.Logger, limits: limits}
+	if err := srv.AddHook(&sizeHook{limits: limits, topics: h.topics, manager: cfg.ManagerUser, log: cfg.Logger, dropped: &b.dropped}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add size hook: %w", err)
+	}
 	b.ln = &trackedListener{TCP: listeners.NewTCP(listeners.Config{ID: "propeller", Address: cfg.Addr, TLSConfig: cfg.TLS}), b: b}
 	if err := srv.AddListener(b.ln); err != nil {
 		return nil, fmt.Errorf("broker: listen on %s: %w", cfg.Addr, err)
@@ -142,8 +153,27 @@ func (l *trackedListener) Serve(establish listeners.EstablishFn) {
 			l.b.conns--
 			l.b.mu.Unlock()
 		}()
-		return establish(id, c)
+		admitted, err := admitConnect(c, l.b.limits.Connect)
+		if err != nil {
+			l.b.refused.Add(1)
+			l.b.log.Warn("mqtt connection refused before login", "remote", c.RemoteAddr().String(), "error", err)
+			return c.Close()
+		}
+		l.b.mu.Lock()
+		closed = l.b.closed
+		l.b.mu.Unlock()
+		if closed {
+			return c.Close()
+		}
+		return establish(id, admitted)
 	})
+}
+
+// Oversized reports how many connections were refused for their CONNECT
+// (too large, or not a CONNECT) and how many publishes were dropped for
+// exceeding their topic's limit.
+func (b *Broker) Oversized() (connects, publishes uint64) {
+	return b.refused.Load(), b.dropped.Load()
 }
 
 // AdmitProplets ends HoldProplets: proplets may connect from now on.

@@ -14,7 +14,7 @@ import (
 // listener verified against Config.TLS.ClientCAs (mutual TLS): the leaf's
 // common name. "" when the connection carries no verified certificate.
 func certID(cl *mqtt.Client) string {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
+	tc, ok := unwrapConn(cl.Net.Conn).(*tls.Conn)
 	if !ok {
 		return ""
 	}

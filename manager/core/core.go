@@ -241,6 +241,8 @@ type reports struct {
 var (
 	_ link.Sink   = reports{}
 	_ link.FLSink = reports{}
+	// The relay serves a proplet only the artifacts of its own tasks.
+	_ link.Assignments = reports{}
 )
 
 func (r reports) PropletUp(ctx context.Context, p orchestration.Proplet) error {

@@ -64,8 +64,9 @@ func (q *queue) run(ctx context.Context) <-chan mqtt.Message {
 
 // receivers are what Start was given: where reports and FL updates go.
 type receivers struct {
-	sink Sink
-	fl   FLSink // nil drops FL updates
+	sink  Sink
+	fl    FLSink      // nil drops FL updates
+	tasks Assignments // nil refuses every relay request
 }
 
 // handle processes one message from a proplet. Nothing a proplet sends may
@@ -136,7 +137,7 @@ func (l *Link) handle(m mqtt.Message, to receivers) {
 			l.drop(m, err.Error())
 			return
 		}
-		l.startRelay(id, req.Digest)
+		l.startRelay(to, id, req.Digest)
 	default:
 		l.drop(m, "unknown topic kind")
 	}
@@ -189,7 +190,7 @@ func (l *Link) sinkErr(m mqtt.Message, err error) {
 
 // startRelay serves a blob in the background, so a large transfer never
 // delays status or events of the proplet that asked for it.
-func (l *Link) startRelay(id, digest string) {
+func (l *Link) startRelay(to receivers, id, digest string) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -199,7 +200,7 @@ func (l *Link) startRelay(id, digest string) {
 			return
 		}
 		defer func() { <-l.relays }()
-		if err := l.relay(id, digest); err != nil {
+		if err := l.relay(to.tasks, id, digest); err != nil {
 			l.relayFails.Add(1)
 			l.log.Warn("artifact relay failed", "proplet", id, "digest", digest, "error", err)
 			return
@@ -209,10 +210,15 @@ func (l *Link) startRelay(id, digest string) {
 }
 
 // relay publishes a blob as numbered chunks on the proplet's chunks topic;
-// on any problem it sends a single chunk carrying Error instead.
-func (l *Link) relay(id, digest string) error {
+// on any problem, a request for a blob none of its tasks uses included, it
+// sends a single chunk carrying Error instead.
+func (l *Link) relay(tasks Assignments, id, digest string) error {
 	topic := l.topics.ArtifactChunks(id)
-	data, err := l.blobFor(digest)
+	var data []byte
+	err := l.authorize(tasks, id, digest)
+	if err == nil {
+		data, err = l.blobFor(digest)
+	}
 	if err != nil {
 		tok := l.publishChunk(topic, &wire.ArtifactChunk{Digest: digest, Total: 1, Error: err.Error()})
 		if perr := l.waitToken(tok); perr != nil {

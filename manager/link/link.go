@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"sync"
@@ -87,6 +88,9 @@ type Config struct {
 	// ObserveDispatch, when set, is called with the publish-to-PUBACK
 	// latency of every successful command (for a histogram).
 	ObserveDispatch func(time.Duration)
+	// Random returns a number in [0, 1) that spreads reconnect delays;
+	// default math/rand/v2. Tests inject their own.
+	Random func() float64
 }
 
 // Stats is a snapshot of the link's counters.
@@ -132,6 +136,7 @@ type Link struct {
 	instances map[string]string // proplet id -> instance of its last online status
 
 	connects, lost                      atomic.Uint64
+	retries                             atomic.Uint64 // reconnect attempts since the last connection
 	dispatched, dispatchErrs, latencyNS atomic.Uint64
 	received, dropped, sinkErrs         atomic.Uint64
 	relayed, relayFails                 atomic.Uint64
@@ -166,6 +171,9 @@ func New(cfg Config) (*Link, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = defaultWorkers
+	}
+	if cfg.Random == nil {
+		cfg.Random = rand.Float64
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Link{
@@ -203,6 +211,7 @@ func New(cfg Config) (*Link, error) {
 		SetAutoAckDisabled(true).
 		SetDefaultPublishHandler(l.enqueue).
 		SetOnConnectHandler(l.onConnect).
+		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) { l.reconnectJitter() }).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			l.lost.Add(1)
 			l.log.Warn("mqtt connection lost", "error", err)
@@ -252,6 +261,7 @@ func (l *Link) Start(ctx context.Context, sink Sink) error {
 	}
 	to := receivers{sink: sink}
 	to.fl, _ = sink.(FLSink)
+	to.tasks, _ = sink.(Assignments)
 	for _, q := range l.shards {
 		l.wg.Add(1)
 		go func() {
@@ -263,6 +273,7 @@ func (l *Link) Start(ctx context.Context, sink Sink) error {
 	}
 	var lastErr error
 	for backoff := 100 * time.Millisecond; ; backoff = min(backoff*2, 5*time.Second) {
+		wait := jittered(backoff, l.cfg.Random())
 		tok := l.client.Connect()
 		select {
 		case <-tok.Done():
@@ -273,7 +284,7 @@ func (l *Link) Start(ctx context.Context, sink Sink) error {
 			break
 		}
 		l.log.Warn("mqtt connect failed", "broker", l.cfg.BrokerURL, "error", lastErr)
-		t := time.NewTimer(backoff)
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -289,6 +300,33 @@ func (l *Link) Start(ctx context.Context, sink Sink) error {
 			return fmt.Errorf("link: subscribe: %w", err)
 		}
 		return fmt.Errorf("link: subscribe: %w", ctx.Err())
+	}
+}
+
+// jittered spreads a retry delay d over (d/2, d] by r in [0, 1) ("equal
+// jitter").
+func jittered(d time.Duration, r float64) time.Duration {
+	r = min(max(r, 0), 1)
+	return d - time.Duration(r*float64(d/2))
+}
+
+// reconnectJitter runs before each of paho's reconnect attempts. The first
+// goes at once (the link is down, liveness is suspended meanwhile); later
+// ones add up to half of paho's own delay (1s doubling to 10s), drawn from
+// Config.Random, on top of it, so retries against a struggling broker do
+// not come in lockstep.
+func (l *Link) reconnectJitter() {
+	n := l.retries.Add(1)
+	if n <= 1 {
+		return
+	}
+	step := min(time.Second<<min(n-2, 4), 10*time.Second)
+	d := time.Duration(min(max(l.cfg.Random(), 0), 1) * float64(step/2))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.ctx.Done():
 	}
 }
 
@@ -338,6 +376,7 @@ func (l *Link) Stats() Stats {
 // may have dropped the session, so subscriptions are always renewed.
 func (l *Link) onConnect(c mqtt.Client) {
 	l.connects.Add(1)
+	l.retries.Store(0)
 	filters := map[string]byte{}
 	for _, k := range []string{wire.KindStatus, wire.KindHeartbeat, wire.KindEvents, wire.KindFLUpdates, wire.KindArtifactRequest} {
 		filters[l.topics.AllOf(k)] = 1
@@ -396,7 +435,7 @@ func (l *Link) enqueue(_ mqtt.Client, m mqtt.Message) {
 }
 
 // StartTask implements orchestration.Dispatcher.
-func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.Task) error {
+func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.Task, w orchestration.StartWindow) error {
 	if !wire.ValidID(propletID) {
 		return fmt.Errorf("%w: proplet id %q", orchestration.ErrInvalid, propletID)
 	}
@@ -404,6 +443,7 @@ func (l *Link) StartTask(ctx context.Context, propletID string, t orchestration.
 	if err != nil {
 		return err
 	}
+	cmd.Start.Sent, cmd.Start.NotAfter = w.Sent.UTC(), w.NotAfter.UTC()
 	return l.send(ctx, propletID, &cmd)
 }
 

@@ -46,6 +46,29 @@ func newSink() *sink {
 	}
 }
 
+// assigned is a sink that also answers which tasks run where, as the
+// engine does, so the relay serves these tasks' artifacts.
+type assigned struct {
+	*sink
+	tasks []orchestration.Task
+}
+
+func (a assigned) List(_ context.Context, f orchestration.TaskFilter) (orchestration.TaskPage, error) {
+	var page orchestration.TaskPage
+	for _, t := range a.tasks {
+		if f.Match(&t) {
+			page.Tasks = append(page.Tasks, t)
+		}
+	}
+	return page, nil
+}
+
+// runningOn is a task Running on proplet id whose module is blob digest.
+func runningOn(id, digest string) orchestration.Task {
+	return orchestration.Task{ID: "t-" + id + digest[len(digest)-4:], Spec: orchestration.TaskSpec{Image: wire.BlobScheme + digest},
+		Status: orchestration.TaskStatus{Phase: orchestration.PhaseRunning, PropletID: id}}
+}
+
 func (s *sink) PropletUp(_ context.Context, p orchestration.Proplet) error { s.ups <- p; return nil }
 func (s *sink) PropletDown(_ context.Context, id string) error             { s.downs <- id; return nil }
 func (s *sink) Heartbeat(_ context.Context, hb orchestration.Heartbeat) error {
@@ -133,7 +156,8 @@ func TestDispatchReachesOnlyAddressedProplet(t *testing.T) {
 			Status: orchestration.TaskStatus{Attempt: 3},
 		}
 		ctx := context.Background()
-		require.NoError(t, l.StartTask(ctx, "p1", task))
+		sent := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		require.NoError(t, l.StartTask(ctx, "p1", task, orchestration.StartWindow{Sent: sent, NotAfter: sent.Add(15 * time.Second)}))
 		require.NoError(t, l.StopTask(ctx, "p2", "t2", 1, "Cancelled"))
 
 		cmd := decodeCommand(t, recv(t, c1))
@@ -142,7 +166,7 @@ func TestDispatchReachesOnlyAddressedProplet(t *testing.T) {
 			TaskID: "t1", Attempt: 3, Name: "hello",
 			Artifact: wire.Artifact{URI: "oci://reg/hello:1", Digest: task.Spec.Digest},
 			Function: "add", Inputs: []float64{1, 2}, CLIArgs: []string{"-v"}, Env: map[string]string{"K": "V"},
-			TimeoutMS: 1500, MemoryPages: 16,
+			TimeoutMS: 1500, MemoryPages: 16, Sent: sent, NotAfter: sent.Add(15 * time.Second),
 		}, cmd.Start)
 
 		// p2's first message is its own stop: the start for p1 never
@@ -159,8 +183,8 @@ func TestDispatchReachesOnlyAddressedProplet(t *testing.T) {
 		require.EqualValues(t, 3, st.Dispatched)
 		require.True(t, st.Connected)
 
-		require.ErrorIs(t, l.StartTask(ctx, "+", task), orchestration.ErrInvalid)
-		require.ErrorIs(t, l.StartTask(ctx, "p1", orchestration.Task{ID: "x"}), orchestration.ErrInvalid)
+		require.ErrorIs(t, l.StartTask(ctx, "+", task, orchestration.StartWindow{}), orchestration.ErrInvalid)
+		require.ErrorIs(t, l.StartTask(ctx, "p1", orchestration.Task{ID: "x"}, orchestration.StartWindow{}), orchestration.ErrInvalid)
 	})
 }
 
@@ -324,7 +348,7 @@ func TestReconnectResubscribes(t *testing.T) {
 			return false
 		}
 	}, 20*time.Second, time.Millisecond)
-	require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "x", Spec: orchestration.TaskSpec{Image: "https://x/y.wasm"}}))
+	require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "x", Spec: orchestration.TaskSpec{Image: "https://x/y.wasm"}}, orchestration.StartWindow{}))
 }
 
 func TestArtifactRelay(t *testing.T) {
@@ -336,7 +360,11 @@ func TestArtifactRelay(t *testing.T) {
 	missing := "sha256:" + hex.EncodeToString(bytes.Repeat([]byte{1}, 32))
 
 	forEachBroker(t, func(t *testing.T, env mqtttest.Env) {
-		l := startLink(t, env, newSink(), func(c *link.Config) { c.Blobs = store })
+		var tasks []orchestration.Task
+		for _, d := range []string{digest, corrupt, missing} {
+			tasks = append(tasks, runningOn("p1", d))
+		}
+		l := startLink(t, env, assigned{newSink(), tasks}, func(c *link.Config) { c.Blobs = store })
 		p := mqtttest.MustConnect(t, env, "p1", mqtttest.ProplerOpts{})
 		_, chunks := p.Subscribe(t, topics.ArtifactChunks("p1"))
 
@@ -370,6 +398,69 @@ func TestArtifactRelay(t *testing.T) {
 	})
 }
 
+// TestRelayServesOnlyAssignedArtifacts: two proplets, each running a task
+// of its own module. Each gets its own module through the relay; asking
+// for the other's digest, which it might have learnt anywhere, gets an
+// error chunk and no bytes. A sink that cannot say what runs where gets
+// nothing relayed at all.
+func TestRelayServesOnlyAssignedArtifacts(t *testing.T) {
+	modA, modB := []byte("\x00asm module of task a"), []byte("\x00asm module of task b")
+	da, db := sha(modA), sha(modB)
+	store := blobs{da: modA, db: modB}
+	env := mqtttest.Embedded(t)
+	l := startLink(t, env, assigned{newSink(), []orchestration.Task{runningOn("p1", da), runningOn("p2", db)}},
+		func(c *link.Config) { c.Blobs = store })
+	fetch := func(p *mqtttest.Proplet, chunks <-chan paho.Message, digest string) wire.ArtifactChunk {
+		t.Helper()
+		p.Publish(t, wire.KindArtifactRequest, &wire.ArtifactRequest{Digest: digest}, false)
+		var c wire.ArtifactChunk
+		require.NoError(t, wire.Decode(recv(t, chunks).Payload(), &c))
+		require.Equal(t, digest, c.Digest)
+		return c
+	}
+	p1 := mqtttest.MustConnect(t, env, "p1", mqtttest.ProplerOpts{})
+	_, chunks1 := p1.Subscribe(t, topics.ArtifactChunks("p1"))
+	p2 := mqtttest.MustConnect(t, env, "p2", mqtttest.ProplerOpts{})
+	_, chunks2 := p2.Subscribe(t, topics.ArtifactChunks("p2"))
+
+	c := fetch(p1, chunks1, da)
+	require.Empty(t, c.Error)
+	require.Equal(t, modA, c.Data)
+	c = fetch(p2, chunks2, db)
+	require.Empty(t, c.Error)
+	require.Equal(t, modB, c.Data)
+
+	c = fetch(p2, chunks2, da)
+	require.Contains(t, c.Error, "not authorised")
+	require.Empty(t, c.Data)
+	c = fetch(p1, chunks1, db)
+	require.Contains(t, c.Error, "not authorised")
+	require.Empty(t, c.Data)
+	require.Eventually(t, func() bool {
+		st := l.Stats()
+		return st.BlobsRelayed == 2 && st.RelayFailures == 2
+	}, wait, 10*time.Millisecond)
+}
+
+func TestRelayRefusesWithoutAssignments(t *testing.T) {
+	mod := []byte("\x00asm module")
+	d := sha(mod)
+	env := mqtttest.Embedded(t)
+	startLink(t, env, newSink(), func(c *link.Config) { c.Blobs = blobs{d: mod} })
+	p := mqtttest.MustConnect(t, env, "p1", mqtttest.ProplerOpts{})
+	_, chunks := p.Subscribe(t, topics.ArtifactChunks("p1"))
+	p.Publish(t, wire.KindArtifactRequest, &wire.ArtifactRequest{Digest: d}, false)
+	var c wire.ArtifactChunk
+	require.NoError(t, wire.Decode(recv(t, chunks).Payload(), &c))
+	require.Contains(t, c.Error, "not authorised")
+	require.Empty(t, c.Data)
+}
+
+func sha(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
 func TestStartTaskWithUploadedBlob(t *testing.T) {
 	small := []byte("\x00asm\x01\x00\x00\x00")
 	sum := sha256.Sum256(small)
@@ -392,7 +483,7 @@ func TestStartTaskWithUploadedBlob(t *testing.T) {
 			})
 			p := mqtttest.MustConnect(t, env, "p1", mqtttest.ProplerOpts{})
 			_, cmds := p.Subscribe(t, topics.Commands("p1"))
-			require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "t", Spec: orchestration.TaskSpec{Image: wire.BlobScheme + digest}}))
+			require.NoError(t, l.StartTask(context.Background(), "p1", orchestration.Task{ID: "t", Spec: orchestration.TaskSpec{Image: wire.BlobScheme + digest}}, orchestration.StartWindow{}))
 			require.Equal(t, tc.want, decodeCommand(t, recv(t, cmds)).Start.Artifact)
 		})
 	}

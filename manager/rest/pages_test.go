@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +94,15 @@ func TestPaginationOfTasks(t *testing.T) {
 	}
 	require.Equal(t, want, r.collect(t, "/v1/tasks", 3, byID), "oldest first, each once")
 	require.Equal(t, []string{want[4]}, r.collect(t, "/v1/tasks?name=t4", 3, byID), "name is exact")
+	require.Equal(t, []string{want[6]}, r.collect(t, "/v1/tasks?idPrefix="+want[6], 3, byID), "a whole id is its own prefix")
+	var shared []string // ids are time-ordered: those made together share a prefix
+	for _, id := range want {
+		if strings.HasPrefix(id, want[0][:8]) {
+			shared = append(shared, id)
+		}
+	}
+	require.Equal(t, shared, r.collect(t, "/v1/tasks?idPrefix="+want[0][:8], 3, byID))
+	require.Empty(t, r.collect(t, "/v1/tasks?idPrefix=zz", 3, byID))
 	require.Equal(t, want, r.collect(t, "/v1/tasks", 0, byID), "limit 0 is the default page")
 }
 

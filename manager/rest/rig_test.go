@@ -33,7 +33,7 @@ type recordingDispatcher struct {
 	stops  []string
 }
 
-func (d *recordingDispatcher) StartTask(_ context.Context, _ string, t orchestration.Task) error {
+func (d *recordingDispatcher) StartTask(_ context.Context, _ string, t orchestration.Task, _ orchestration.StartWindow) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.starts = append(d.starts, t)

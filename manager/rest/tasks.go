@@ -62,13 +62,18 @@ func checkWasm(field string, b []byte) error {
 // decodeJSON reads a JSON body into v: 415 for another content type, 413
 // past limit, 400 for malformed JSON or unknown fields.
 func decodeJSON(c echo.Context, limit int64, v any) error {
-	_, err := readJSON(c, limit, v)
+	_, err := readBody(c, limit, v, false)
 	return err
 }
 
-// readJSON is decodeJSON that also returns the body as read, which an
-// Idempotency-Key's fingerprint covers.
+// readJSON is decodeJSON for task requests: it also returns the body as
+// read, which an Idempotency-Key's fingerprint covers, and refuses
+// containers over the task limits before decoding (checkContainers).
 func readJSON(c echo.Context, limit int64, v any) ([]byte, error) {
+	return readBody(c, limit, v, true)
+}
+
+func readBody(c echo.Context, limit int64, v any, bounded bool) ([]byte, error) {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != echo.MIMEApplicationJSON {
 		return nil, api.Problemf(api.CodeUnsupportedMediaType, "Content-Type %q: want application/json", ct)
@@ -80,6 +85,11 @@ func readJSON(c echo.Context, limit int64, v any) ([]byte, error) {
 			return nil, api.Problemf(api.CodePayloadTooLarge, "request body too large: the limit is %d bytes", limit)
 		}
 		return nil, api.Problemf(api.CodeMalformedBody, "request body not read: %v", err)
+	}
+	if bounded {
+		if err := checkContainers(raw, maxJSONMembers); err != nil {
+			return nil, err
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -96,8 +106,15 @@ func readJSON(c echo.Context, limit int64, v any) ([]byte, error) {
 // module in the blob store. prefix names the request in a detail: "" for
 // POST /v1/tasks, "tasks[i]." inside a batch.
 func (s *server) taskSpec(prefix string, req api.TaskRequest) (orchestration.TaskSpec, error) {
-	if req.TimeoutSeconds < 0 {
-		return orchestration.TaskSpec{}, api.Problemf(api.CodeInvalidRequest, "%stimeoutSeconds must not be negative", prefix)
+	// Checked before the conversion: seconds past MaxTimeout overflow a
+	// time.Duration into a negative one.
+	if maxSec := orchestration.MaxTimeout.Seconds(); req.TimeoutSeconds < 0 || req.TimeoutSeconds > maxSec {
+		return orchestration.TaskSpec{}, api.Problemf(api.CodeInvalidRequest, "%stimeoutSeconds is %g: want 0 to %g (%s)", prefix, req.TimeoutSeconds, maxSec, orchestration.MaxTimeout)
+	}
+	if req.File != nil && len(req.File) == 0 {
+		// "file": "" decodes to an empty, non-nil slice: a module that is
+		// not there, not a request for a suspended task.
+		return orchestration.TaskSpec{}, api.Problemf(api.CodeInvalidRequest, "%sfile is empty: give the module's bytes (base64), or leave file out", prefix)
 	}
 	spec := orchestration.TaskSpec{
 		Name: req.Name, Image: req.ImageURL, Digest: req.Digest, Function: req.Function,
@@ -181,7 +198,7 @@ func (s *server) listTasks(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f := orchestration.TaskFilter{PropletID: q.Get("propletId"), Name: q.Get("name"), Limit: limit, Continue: q.Get("continue")}
+	f := orchestration.TaskFilter{PropletID: q.Get("propletId"), Name: q.Get("name"), IDPrefix: q.Get("idPrefix"), Limit: limit, Continue: q.Get("continue")}
 	for _, v := range q["phase"] {
 		for _, p := range strings.Split(v, ",") {
 			ph := orchestration.Phase(p)

@@ -190,7 +190,7 @@ func TestBadInput(t *testing.T) {
 		{"bad base64", "POST", "/v1/tasks", "application/json", `{"file":"!!"}`, auth, 400, "malformed JSON"},
 		{"bad scheme", "POST", "/v1/tasks", "application/json", `{"imageUrl":"ftp://x"}`, auth, 400, `invalid-request imageUrl "ftp://x": want oci://`},
 		{"both sources", "POST", "/v1/tasks", "application/json", `{"imageUrl":"oci://x/y","file":"AGFzbQEAAAA="}`, auth, 400, "not both"},
-		{"negative timeout", "POST", "/v1/tasks", "application/json", `{"imageUrl":"oci://x/y","timeoutSeconds":-1}`, auth, 400, "invalid-request timeoutSeconds must not be negative"},
+		{"negative timeout", "POST", "/v1/tasks", "application/json", `{"imageUrl":"oci://x/y","timeoutSeconds":-1}`, auth, 400, "invalid-request timeoutSeconds is -1: want 0 to 604800 (168h0m0s)"},
 		{"no module", "POST", "/v1/tasks", "application/json", `{"name":"x"}`, auth, 400, "invalid-request give file or imageUrl, or suspend: true"},
 		{"too large json", "POST", "/v1/tasks", "application/json", `{"name":"` + strings.Repeat("x", 80<<10) + `"}`, auth, 413, "too large"},
 		{"unknown task", "GET", "/v1/tasks/nope", "", "", auth, 404, `not-found task "nope" not found`},

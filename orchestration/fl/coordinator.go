@@ -20,13 +20,18 @@ import (
 	"github.com/absmach/propeller/orchestration/fl/aggregate"
 )
 
+// DefaultMaxUpdateBytes is Config.MaxUpdateBytes's default, 256 MiB.
+const DefaultMaxUpdateBytes = 256 << 20
+
 // Config tunes the coordinator; zero fields take the documented defaults.
 type Config struct {
 	// TickInterval is how often Run checks round deadlines. Default 1s.
 	TickInterval time.Duration
 	// MaxRejections is how many rejected updates a job keeps. Default 100.
 	MaxRejections int
-	// MaxUpdateBytes bounds one update's tensor. Default 256 MiB.
+	// MaxUpdateBytes bounds one update's tensor. Default
+	// DefaultMaxUpdateBytes; the embedded broker's limit on fl/updates
+	// follows it (manager/broker Limits).
 	MaxUpdateBytes int
 	// UpdateGrace is how long a participant whose task succeeded without
 	// an accepted update still counts as outstanding. A proplet sends the
@@ -105,7 +110,7 @@ func New(cfg Config, deps Deps) (*Coordinator, error) {
 		cfg.MaxRejections = 100
 	}
 	if cfg.MaxUpdateBytes <= 0 {
-		cfg.MaxUpdateBytes = 256 << 20
+		cfg.MaxUpdateBytes = DefaultMaxUpdateBytes
 	}
 	if deps.Clock == nil {
 		deps.Clock = orchestration.SystemClock{}

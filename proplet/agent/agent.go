@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/url"
 	"path/filepath"
 	"sync"
@@ -66,6 +67,9 @@ type Config struct {
 	ShutdownTimeout      time.Duration // flush + offline status on Run exit, default 5s
 	RelayMaxBytes        int64         // largest relayed artifact, default 512 MiB
 	InflightWindow       int           // outbox publishes awaiting PUBACK, default 64
+	// Random returns a number in [0, 1) that spreads reconnect delays;
+	// default math/rand/v2. Tests inject their own.
+	Random func() float64
 	// NoSync skips fsync in the outbox and ledger; benchmarks only.
 	NoSync bool
 }
@@ -97,6 +101,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 5 * time.Second
+	}
+	if c.Random == nil {
+		c.Random = mrand.Float64
 	}
 	if c.RelayMaxBytes <= 0 {
 		c.RelayMaxBytes = 512 << 20
@@ -161,6 +168,8 @@ type Agent struct {
 	exec    Executor
 	runCtx  context.Context
 	running map[wire.TaskRef]*attempt
+	// manager judges starts' NotAfter on the manager's clock.
+	manager managerClock
 	// finishing attempts have ended but are not yet recorded as finished.
 	finishing map[wire.TaskRef]*attempt
 	tasks     sync.WaitGroup

@@ -3,8 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -20,6 +20,10 @@ type conn struct {
 	store  *ackStore
 	lost   chan struct{}
 	once   sync.Once
+	// enrolled is set when the connection is dropped on purpose, to log
+	// in again with the secret it was just issued: what fails on it
+	// meanwhile is expected.
+	enrolled atomic.Bool
 }
 
 func (c *conn) markLost() { c.once.Do(func() { close(c.lost) }) }
@@ -38,6 +42,14 @@ func (a *Agent) current() *conn {
 	default:
 		return a.conn
 	}
+}
+
+// equalJitter spreads a reconnect delay d over (d/2, d] by r in [0, 1):
+// a fleet of proplets that lost the same broker does not come back in one
+// burst, and none retries sooner than half its backoff.
+func equalJitter(d time.Duration, r float64) time.Duration {
+	r = min(max(r, 0), 1)
+	return d - time.Duration(r*float64(d/2))
 }
 
 // connectLoop keeps one connection up until ctx ends, backing off
@@ -62,7 +74,7 @@ func (a *Agent) connectLoop(ctx context.Context) {
 			if why != "" {
 				backoff = max(backoff, refusedBackoff)
 			}
-			wait := backoff/2 + rand.N(backoff/2+1)
+			wait := equalJitter(backoff, a.cfg.Random())
 			switch {
 			case why == "":
 				a.log.Warn("connect failed", "broker", a.server, "err", err, "retry_in", wait)
@@ -145,13 +157,13 @@ func (a *Agent) onConnected(c *conn) {
 	go func() {
 		select {
 		case <-tok.Done():
-			if err := tok.Error(); err != nil {
+			if err := tok.Error(); err != nil && !c.enrolled.Load() {
 				a.log.Error("subscribe failed", "err", err)
 			}
 		case <-c.lost:
 		}
 	}()
-	if _, err := a.publishAck(c, a.topics.Status(a.cfg.ID), true, a.mustEncode(a.status(wire.StateOnline))); err != nil {
+	if _, err := a.publishAck(c, a.topics.Status(a.cfg.ID), true, a.mustEncode(a.status(wire.StateOnline))); err != nil && !c.enrolled.Load() {
 		a.log.Error("publish status", "err", err)
 	}
 	a.heartbeat()

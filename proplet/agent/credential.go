@@ -56,6 +56,7 @@ func (a *Agent) onCredential(c *conn) mqtt.MessageHandler {
 			return
 		}
 		a.log.Info("enrolled: the manager issued this proplet its own credential; it logs in with it from now on", "path", a.credPath)
+		c.enrolled.Store(true)
 		go func() {
 			c.client.Disconnect(250)
 			c.markLost()

@@ -104,6 +104,10 @@ func (a *Agent) start(st wire.StartTask, ack func()) {
 		return
 	}
 
+	// Sampled for every start, duplicates too: each refines the estimate
+	// of the manager's clock.
+	expired := a.manager.expired(st.Sent, st.NotAfter, time.Now())
+
 	a.mu.Lock()
 	at, ok := a.running[ref]
 	if !ok {
@@ -156,6 +160,23 @@ func (a *Agent) start(st wire.StartTask, ack func()) {
 	if a.runCtx.Err() != nil {
 		a.mu.Unlock()
 		// Unacknowledged: the next process gets it again.
+		return
+	}
+	if expired {
+		a.tasks.Add(1)
+		a.mu.Unlock()
+		log.Warn("start arrived after its deadline; refused, the manager may have run the attempt elsewhere",
+			"sent", st.Sent, "not_after", st.NotAfter)
+		// Not recorded in the ledger, as NoCapacity: the manager may send
+		// the same attempt again, with a fresh window, if it still wants it.
+		go func() {
+			defer a.tasks.Done()
+			if a.emit(wire.Event{TaskID: ref.TaskID, Attempt: ref.Attempt, Type: wire.EventFailed,
+				Reason: wire.ReasonExpired, Error: "start sent at " + st.Sent.Format(time.RFC3339Nano) +
+					" arrived after " + st.NotAfter.Format(time.RFC3339Nano)}, false) {
+				ack()
+			}
+		}()
 		return
 	}
 	if len(a.running) >= a.cfg.Slots {

@@ -113,6 +113,33 @@ func TestAPIContract(t *testing.T) {
 		requireCode(t, c.DeleteProplet(ctx, "edge-none"), rest.CodeNotFound)
 	})
 
+	// TestIdempotentCreateSurvivesKill and TestBatchOfThousand drive the
+	// happy paths of batches and keys; these are their refusals.
+	t.Run("batch and idempotency refusals", func(t *testing.T) {
+		ok := rest.TaskRequest{Name: "contract-batch", ImageURL: "oci://registry.invalid/b:1", Suspend: true}
+		_, err := c.CreateTasks(ctx, []rest.TaskRequest{ok, {Name: "no-module"}})
+		requireCode(t, err, rest.CodeInvalidRequest)
+		require.ErrorContains(t, err, "tasks[1]", "the detail names the element")
+		l, err := c.ListTasks(ctx, rest.TaskFilter{Name: "contract-batch"})
+		require.NoError(t, err)
+		require.Empty(t, l.Items, "all or none")
+
+		_, err = c.CreateTasks(apitest.InvalidRequest(ctx), nil)
+		requireCode(t, err, rest.CodeInvalidRequest)
+		_, err = c.CreateTasks(apitest.InvalidRequest(ctx), make([]rest.TaskRequest, 1001))
+		requireCode(t, err, rest.CodeInvalidRequest)
+
+		batch, err := c.CreateTasks(ctx, []rest.TaskRequest{ok, ok}, rest.WithIdempotencyKey("contract-batch-key"))
+		require.NoError(t, err)
+		require.Len(t, batch, 2)
+		_, err = c.CreateTasks(ctx, []rest.TaskRequest{ok}, rest.WithIdempotencyKey("contract-batch-key"))
+		requireCode(t, err, rest.CodeIdempotencyKeyReused)
+		_, err = c.CreateTask(ctx, ok, rest.WithIdempotencyKey("contract-batch-key"))
+		requireCode(t, err, rest.CodeIdempotencyKeyReused)
+		_, err = c.CreateTask(apitest.InvalidRequest(ctx), ok, rest.WithIdempotencyKey(strings.Repeat("k", 256)))
+		requireCode(t, err, rest.CodeInvalidRequest)
+	})
+
 	t.Run("request ids", func(t *testing.T) {
 		var h http.Header
 		_, err := c.CreateTask(ctx, rest.TaskRequest{Name: "contract-rid", ImageURL: "oci://registry.invalid/rid:1", Suspend: true}, rest.WithRequestID("contract-req-1"), rest.WithResponseHeader(&h))

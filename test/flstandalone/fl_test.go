@@ -165,7 +165,7 @@ func TestKOfNSurvivesKilledPropletAndRejectsLateUpdate(t *testing.T) {
 	// p3's update for round 1 turns up after all (as from a proplet that
 	// was cut off): it is late.
 	opts := paho.NewClientOptions().AddBroker("tcp://" + s.MQTTAddr).
-		SetClientID("p3" + wire.ClientIDSeparator + "late").SetUsername("p3").SetPassword(s.Token("p3")).
+		SetClientID("p3" + wire.ClientIDSeparator + "late").SetUsername("p3").SetPassword(s.EnrolledSecret("p3")).
 		SetConnectTimeout(10 * time.Second)
 	c := paho.NewClient(opts)
 	tok := c.Connect()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/absmach/propeller/api/rest"
 	"github.com/absmach/propeller/manager/mosquitto"
+	"github.com/absmach/propeller/proplet/agent"
 	"github.com/absmach/propeller/standalone"
 	"github.com/absmach/propeller/test/apitest"
 )
@@ -311,6 +312,20 @@ func (s *System) Token(id string) string {
 	}
 	b, err := os.ReadFile(filepath.Join(s.DataDir, standalone.JoinTokenFile))
 	require.NoError(s.t, err)
+	return strings.TrimSpace(string(b))
+}
+
+// EnrolledSecret is the credential proplet id was issued when it enrolled
+// with the join token, once it stored it under its cache dir: since
+// enrollment, the join token no longer logs an enrolled id in.
+func (s *System) EnrolledSecret(id string) string {
+	s.t.Helper()
+	var b []byte
+	require.Eventually(s.t, func() bool {
+		var err error
+		b, err = os.ReadFile(filepath.Join(s.DataDir, "proplet-"+id, "state", agent.CredentialFile))
+		return err == nil
+	}, time.Minute, 20*time.Millisecond, "proplet %s did not enroll", id)
 	return strings.TrimSpace(string(b))
 }
 
