@@ -2,6 +2,7 @@ package rest_test
 
 import (
 	"net/http"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -80,4 +81,37 @@ func TestTaskLimits(t *testing.T) {
 	})
 	require.Equal(t, http.StatusCreated, code, body)
 	require.EqualValues(t, 604800, body["timeoutSeconds"])
+}
+
+// TestHugeContainersRefusedBeforeDecoding: a body with a million env
+// variables is refused from its bytes, without building the map; the
+// answer names the limit.
+func TestHugeContainersRefusedBeforeDecoding(t *testing.T) {
+	r := newRig(t, func(c *rest.Config) { c.MaxUploadBytes = 16 << 20 })
+	var b strings.Builder
+	b.WriteString(`{"imageUrl":"oci://registry.local/app:v1","env":{`)
+	for i := range 1_000_000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"K` + strconv.Itoa(i) + `":"v"`)
+	}
+	b.WriteString(`}}`)
+	body := []byte(b.String())
+
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	code, problem := r.do(http.MethodPost, "/v1/tasks", "application/json", body, "Bearer "+token)
+	goruntime.ReadMemStats(&after)
+	require.Equal(t, http.StatusBadRequest, code, problem)
+	require.Contains(t, stringOf(problem["detail"]), "more than 4096 members")
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d MB body of 1M env vars allocated %d MiB", len(body)>>20, allocated>>20)
+	// The body itself is read (and copied by the test client); the map of a
+	// million entries would be several times more.
+	require.Less(t, allocated, uint64(8*len(body)))
+
+	code, problem = r.do(http.MethodPost, "/v1/tasks", "application/json",
+		[]byte(`{"imageUrl":"oci://registry.local/app:v1","cliArgs":["a,b,c","[[[,,,]]]"],"env":{"X":"{\"a\":[1,2,3]}"}}`), "Bearer "+token)
+	require.Equal(t, http.StatusCreated, code, problem, "commas and brackets inside strings do not count")
 }

@@ -62,13 +62,18 @@ func checkWasm(field string, b []byte) error {
 // decodeJSON reads a JSON body into v: 415 for another content type, 413
 // past limit, 400 for malformed JSON or unknown fields.
 func decodeJSON(c echo.Context, limit int64, v any) error {
-	_, err := readJSON(c, limit, v)
+	_, err := readBody(c, limit, v, false)
 	return err
 }
 
-// readJSON is decodeJSON that also returns the body as read, which an
-// Idempotency-Key's fingerprint covers.
+// readJSON is decodeJSON for task requests: it also returns the body as
+// read, which an Idempotency-Key's fingerprint covers, and refuses
+// containers over the task limits before decoding (checkContainers).
 func readJSON(c echo.Context, limit int64, v any) ([]byte, error) {
+	return readBody(c, limit, v, true)
+}
+
+func readBody(c echo.Context, limit int64, v any, bounded bool) ([]byte, error) {
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != echo.MIMEApplicationJSON {
 		return nil, api.Problemf(api.CodeUnsupportedMediaType, "Content-Type %q: want application/json", ct)
@@ -80,6 +85,11 @@ func readJSON(c echo.Context, limit int64, v any) ([]byte, error) {
 			return nil, api.Problemf(api.CodePayloadTooLarge, "request body too large: the limit is %d bytes", limit)
 		}
 		return nil, api.Problemf(api.CodeMalformedBody, "request body not read: %v", err)
+	}
+	if bounded {
+		if err := checkContainers(raw, maxJSONMembers); err != nil {
+			return nil, err
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
