@@ -23,7 +23,9 @@ const token = "s3cret"
 
 type nopDispatcher struct{}
 
-func (nopDispatcher) StartTask(context.Context, string, orchestration.Task, orchestration.StartWindow) error { return nil }
+func (nopDispatcher) StartTask(context.Context, string, orchestration.Task, orchestration.StartWindow) error {
+	return nil
+}
 func (nopDispatcher) StopTask(context.Context, string, string, int, string) error { return nil }
 
 // apiRig is the REST API as the standalone manager mounts it: its bearer
