@@ -30,7 +30,7 @@ IMAGE_PLATFORMS := $(IMAGE_PLATFORMS)
 IMAGE_NAME ?= propeller
 TAG ?= $(VERSION)
 
-.PHONY: help deps build build-edge image image-push helm kustomize examples test test-short soak bench lint generate manifests envtest demo fl-demo clean
+.PHONY: help deps build build-edge image image-push helm kustomize examples test test-short soak fuzz bench lint generate manifests envtest demo fl-demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -85,6 +85,10 @@ soak: ## long chaos run: make soak DURATION=30m [SEED=n]
 	CHAOS_DURATION=$(DURATION) CHAOS_SEED=$(SEED) CHAOS_FAULTS=all CHAOS_REPORT=$(abspath $(BIN))/soak-report.txt \
 		$(GO) test -count=1 -timeout 0 -run '^TestChaos$$' ./test/chaos/ ; status=$$?; \
 		cat $(BIN)/soak-report.txt 2>/dev/null; exit $$status
+
+FUZZTIME ?= 10s
+fuzz: ## run every fuzz target for FUZZTIME each (CI: 10s) and print executions per target
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 test-short: ## unit tests only
 	$(GO) test -short -count=1 $(PKGS)

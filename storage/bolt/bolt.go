@@ -48,7 +48,9 @@ const (
 	DefaultMaxBatchSize = 1000
 )
 
-const schemaVersion = 1
+// ErrNewerSchema means the file was written by a newer propeller, whose
+// layout this one cannot read; opening it refuses rather than guess.
+var ErrNewerSchema = errors.New("database written by a newer propeller")
 
 // recordJSON marks a JSON-encoded record, leaving room for a binary
 // encoding later without a migration of old records.
@@ -128,14 +130,7 @@ func initSchema(tx *bbolt.Tx) error {
 			return err
 		}
 	}
-	meta := tx.Bucket(bucketMeta)
-	if v := meta.Get(keySchema); v != nil {
-		if len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion {
-			return fmt.Errorf("unsupported schema %x (want %d)", v, schemaVersion)
-		}
-		return nil
-	}
-	return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, schemaVersion))
+	return migrate(tx, schema)
 }
 
 // Close waits for writes in flight, then releases the file. Later writes

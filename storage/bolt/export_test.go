@@ -37,3 +37,11 @@ func BulkCreate(s *Store, tasks []orchestration.Task) error {
 	}
 	return nil
 }
+
+// SetSchema makes this build's layout version and its migrations what a
+// test says (a simulated upgrade); restore puts the real ones back.
+func SetSchema(version uint64, migrations map[uint64]func(*bbolt.Tx) error) (restore func()) {
+	old := schema
+	schema = schemaLayout{version: version, migrations: migrations}
+	return func() { schema = old }
+}

@@ -123,6 +123,13 @@ func (p *Proc) Kill() {
 // Signal sends sig (SIGSTOP and SIGCONT pause and resume the process).
 func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
 
+// ExitCode is the process's exit status once Done is closed (-1 when a
+// signal ended it).
+func (p *Proc) ExitCode() int {
+	<-p.Done
+	return p.cmd.ProcessState.ExitCode()
+}
+
 // Pid is the process id, for /proc readings such as RSS.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
