@@ -2,8 +2,29 @@
 # temporary directory, and stop everything on exit. Source it after `cd`
 # to the repository root; it sets DIR, server and conn.
 BIN=${BIN:-bin/propeller}
-HTTP_PORT=${HTTP_PORT:-7070}
-MQTT_PORT=${MQTT_PORT:-1883}
+
+# taken PORT: something on this host listens on 127.0.0.1:PORT.
+taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_port VAR DEFAULT: VAR as set by the caller, which must be free, or
+# the first free port from DEFAULT on (another manager, a broker or an
+# earlier demo may hold the usual ones).
+pick_port() {
+  local var=$1 port=${!1:-}
+  if [ -n "$port" ]; then
+    if taken "$port"; then
+      echo "$var=$port: port $port is taken (another propeller manager or MQTT broker?); choose another" >&2
+      exit 1
+    fi
+  else
+    port=$2
+    while taken "$port"; do port=$((port + 1)); done
+    [ "$port" = "$2" ] || echo "port $2 is taken (another manager?); using $port for $var" >&2
+  fi
+  printf -v "$var" '%s' "$port"
+}
+pick_port HTTP_PORT 7070
+pick_port MQTT_PORT 1883
 DIR=$(mktemp -d -t propeller-demo.XXXXXX)
 server="http://127.0.0.1:$HTTP_PORT"
 conn=(--server "$server" --data-dir "$DIR/manager")
@@ -20,9 +41,15 @@ trap cleanup EXIT
 start_manager() {
   "$BIN" manager standalone --data-dir "$DIR/manager" \
     --http-addr "127.0.0.1:$HTTP_PORT" --mqtt-addr "127.0.0.1:$MQTT_PORT" >"$DIR/manager.log" 2>&1 &
-  pids+=($!)
+  local pid=$!
+  pids+=($pid)
   for _ in $(seq 100); do
-    curl -fs "$server/readyz" >/dev/null 2>&1 && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "the manager exited:" >&2
+      cat "$DIR/manager.log" >&2
+      return 1
+    fi
+    curl -fs "$server/readyz" >/dev/null 2>&1 && [ -s "$DIR/manager/join-token" ] && return 0
     sleep 0.1
   done
   cat "$DIR/manager.log"

@@ -117,3 +117,19 @@ func TestLinkFlapBetweenTicksRefreshesDeadlines(t *testing.T) {
 	require.True(t, h.alive("p1"))
 	require.Equal(t, orchestration.PhaseScheduled, h.get(task.ID).Status.Phase)
 }
+
+// Nothing is placed while the link is down: its start would wait in the
+// link and reach the proplet late. The task waits in the queue instead.
+func TestNoPlacementWhileLinkDown(t *testing.T) {
+	h, link := linkHarness(t)
+	h.join("p1", 1, nil)
+	link.set(false)
+	task := h.submit(orchestration.TaskSpec{})
+	h.eng.Tick(h.ctx)
+	require.Empty(t, h.disp.starts())
+	require.Equal(t, orchestration.PhasePending, h.get(task.ID).Status.Phase)
+	link.set(true)
+	h.eng.Tick(h.ctx)
+	require.Len(t, h.disp.starts(), 1)
+	require.Equal(t, orchestration.PhaseScheduled, h.get(task.ID).Status.Phase)
+}

@@ -20,6 +20,7 @@ func (e *Engine) Tick(ctx context.Context) {
 	var redispatch []placement
 	e.mu.Lock()
 	live := e.linkLocked(now)
+	linkUp := e.linkUp() // a recovered start is re-sent only over a live link
 	for _, p := range e.proplets {
 		if !live || p.LastSeen.Add(e.cfg.HeartbeatTimeout).After(now) {
 			continue
@@ -38,7 +39,7 @@ func (e *Engine) Tick(ctx context.Context) {
 		if live && !f.deadline.IsZero() && now.After(f.deadline) {
 			victims = append(victims, victim{id, f.propletID, f.attempt, ReasonDeadlineExceeded, "no result before the deadline"})
 		}
-		if f.redispatch {
+		if f.redispatch && linkUp {
 			if p := e.proplets[f.propletID]; p != nil && p.Alive {
 				f.redispatch = false
 				redispatch = append(redispatch, placement{id, f.propletID})

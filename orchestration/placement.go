@@ -97,6 +97,9 @@ func (e *Engine) schedule(ctx context.Context) {
 // placeNow picks a proplet for a new task when nothing waits ahead of it,
 // reserves the slot and marks t Scheduled. Callers hold t's lock.
 func (e *Engine) placeNow(t *Task, now time.Time) bool {
+	if !e.linkUp() {
+		return false // queued: placed once the link is back
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.pending) > 0 {
@@ -120,6 +123,11 @@ func (e *Engine) reserveLocked(t *Task, p *propletState, now time.Time) {
 
 // place picks proplets for queued tasks and reserves their slots.
 func (e *Engine) place() []placement {
+	if !e.linkUp() {
+		// A start sent now would wait in the link for the broker, and
+		// reach its proplet late or not at all: place once it is back.
+		return nil
+	}
 	now := e.clock.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -158,6 +166,15 @@ func (e *Engine) place() []placement {
 	clear(e.queue[len(kept):])
 	e.queue = kept
 	return out
+}
+
+// linkUp reports whether the broker link is up (always, without one).
+func (e *Engine) linkUp() bool {
+	if e.link == nil {
+		return true
+	}
+	up, _ := e.link.LinkState()
+	return up
 }
 
 // pick chooses a proplet for w: a pinned task takes its proplet if that

@@ -9,6 +9,11 @@ import (
 	"github.com/absmach/propeller/operator"
 )
 
+const (
+	operatorBuilt = true
+	operatorHelp  = "  propeller manager operator     the manager as a Kubernetes operator\n"
+)
+
 // startOperator runs the Kubernetes operator. Builds tagged noperator
 // leave it (and the Kubernetes client libraries) out: an edge device that
 // only runs proplets saves half the binary and its start-up memory.

@@ -24,8 +24,7 @@ func newRootCommandWith(r runners) *cobra.Command {
 		Long: `Propeller runs WebAssembly tasks on fleets of edge devices.
 
   propeller manager standalone   the manager on a bare host (REST + MQTT + bbolt)
-  propeller manager operator     the manager as a Kubernetes operator
-  propeller proplet              the worker that runs WASM on a device
+` + operatorHelp + `  propeller proplet              the worker that runs WASM on a device
 
 Every flag can also be set with an environment variable PROPELLER_<FLAG>
 (--http-addr is PROPELLER_HTTP_ADDR) or in the YAML config file (--config,
@@ -79,6 +78,11 @@ func newManagerCommand(g *globalOptions, r runners) *cobra.Command {
 		Use:   "manager",
 		Short: "Run the manager (standalone or Kubernetes operator)",
 	}
-	cmd.AddCommand(newStandaloneCommand(g, r), newOperatorCommand(g, r))
+	cmd.AddCommand(newStandaloneCommand(g, r))
+	if operatorBuilt {
+		cmd.AddCommand(newOperatorCommand(g, r))
+	} else {
+		cmd.Short = "Run the manager (standalone; this edge build has no Kubernetes operator)"
+	}
 	return cmd
 }

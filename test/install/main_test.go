@@ -88,5 +88,7 @@ func newNamespace(t testing.TB) string {
 	return ns.Name
 }
 
+func harnessBinary() string { return harness.Binary }
+
 // uniqueName is a namespace name no test has used.
 func uniqueName() string { return fmt.Sprintf("i%d-%d", os.Getpid(), nsSeq.Add(1)) }
