@@ -21,11 +21,10 @@ import (
 	"github.com/absmach/propeller/test/harness"
 )
 
-// ciFaults are the faults of the CI run. proplet-pause is left out until
-// attempt fencing lands (issue 12, defect 2): after a SIGSTOP past the
-// heartbeat deadline the paused attempt runs on beside its retry when the
-// proplet resumes, which ran-after-later-success reports. `make soak` and
-// CHAOS_FAULTS=all include it.
+// ciFaults are the faults of the CI run. proplet-pause is left out: with
+// attempt fencing on main its invariants hold, but after pauses the run
+// took up to the 3-minute settle bound to drain (seed 12: 252 s in all),
+// past CI's 2-minute budget. `make soak` and CHAOS_FAULTS=all include it.
 var ciFaults = []string{faultManagerKill, faultPropletKill, faultBrokerKill}
 
 type config struct {
@@ -133,7 +132,8 @@ func TestChaos(t *testing.T) {
 	for end := time.Now().Add(3 * time.Minute); !settled() && time.Now().Before(end); {
 		time.Sleep(500 * time.Millisecond)
 	}
-	t.Logf("settled in %s", time.Since(settleStart).Round(time.Second))
+	settledIn := time.Since(settleStart).Round(time.Second)
+	t.Logf("settled in %s", settledIn)
 	rssAfter := rssOf(cl)
 
 	var all []rest.Task
@@ -149,7 +149,7 @@ func TestChaos(t *testing.T) {
 	fig := checkExecutions(rep, execs, maxOf, time.Now().UTC())
 	fig.exhausted = checkTasks(rep, subs, all, watch, execs)
 
-	summary := summarize(cfg, st, subs, faults, rep, fig, rssBefore, rssAfter)
+	summary := summarize(cfg, st, subs, faults, rep, fig, rssBefore, rssAfter) + fmt.Sprintf("settled in %s after the last fault\n", settledIn)
 	t.Log(summary)
 	if p := os.Getenv("CHAOS_REPORT"); p != "" {
 		require.NoError(t, os.WriteFile(p, []byte(summary), 0o644))

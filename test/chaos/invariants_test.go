@@ -203,7 +203,7 @@ func checkExecutions(rep *report, execs []*execution, maxOf map[string]int, now 
 func checkTasks(rep *report, subs []*submitted, all []rest.Task, w *terminalWatch, execs []*execution) (exhausted int) {
 	ended := map[string][]*execution{}
 	for _, e := range execs {
-		if e.ended {
+		if e.ended && e.reason == "" {
 			ended[e.task] = append(ended[e.task], e)
 		}
 	}
@@ -234,7 +234,7 @@ func checkTasks(rep *report, subs []*submitted, all []rest.Task, w *terminalWatc
 				exhausted++
 			case len(ended[t.ID]) > 0 && t.Reason == "PropletLost":
 				e := ended[t.ID][len(ended[t.ID])-1]
-				rep.add(vWrongResult, "task %s (%s): %s, though attempt %d ran to its end on %s at %s (reason %q)", s.id, s.kind, msg, e.try, e.life.proplet, e.end.Format(time.StampMilli), e.reason)
+				rep.add(vWrongResult, "task %s (%s): %s, though attempt %d succeeded on %s at %s", s.id, s.kind, msg, e.try, e.life.proplet, e.end.Format(time.StampMilli))
 			default:
 				rep.add(vWrongResult, "task %s (%s): %s", s.id, s.kind, msg)
 			}
