@@ -7,8 +7,10 @@ import (
 
 // Tick does the periodic work: proplets whose heartbeat deadline passed
 // are lost, attempts past their deadline fail, the queue is served and,
-// hourly, expired idempotency keys are pruned. Run calls it; tests call
-// it with a fake clock.
+// hourly, expired idempotency keys are pruned. While the broker link is
+// down, and for a heartbeat timeout after it is back, neither proplets nor
+// attempts time out (see linkLocked). Run calls it; tests call it with a
+// fake clock.
 func (e *Engine) Tick(ctx context.Context) {
 	now := e.clock.Now()
 	type victim struct {

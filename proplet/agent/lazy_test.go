@@ -64,6 +64,9 @@ func TestFastAttemptCostsOneCommit(t *testing.T) {
 	fx.release(slow)
 	m.waitEvent(t, slow, wire.EventSucceeded)
 	settled()
+	// Its start was acknowledged at acceptance, and the final event is
+	// published before its commit: wait for the finish to be recorded.
+	require.Eventually(t, func() bool { return agent.Recorded(a.Agent, wire.TaskRef{TaskID: slow, Attempt: 1}) }, waitFor, time.Millisecond)
 	require.Equal(t, uint64(2), ob.Syncs()-before, "acceptance and terminal record")
 }
 
