@@ -188,6 +188,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Metrics:        metricsHTTP,
 		FL:             &rest.FL{Jobs: c.FL(), Blobs: c.Blobs()},
 		Credentials:    credentials(creds),
+		Backup:         store,
 		CORSOrigins:    cfg.CORSOrigins,
 		Logger:         log,
 	})

@@ -423,6 +423,18 @@ func (c *Client) Model(ctx context.Context, digest string) ([]byte, error) {
 	return io.ReadAll(resp.Body)
 }
 
+// Backup streams a consistent copy of the manager's database (a bbolt
+// file) to w and returns the bytes copied. The copy is complete only when
+// the error is nil.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/v1/backup", "", nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
+}
+
 // pages yields the items of every page from start on.
 func pages[T any](get func(Page) (List[T], error), start Page) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {

@@ -44,6 +44,7 @@ file, which wins over the default. An unknown key in the file is an error.
 		newTaskCommand(g),
 		newFLCommand(g),
 		newContextCommand(g),
+		newBackupCommand(g),
 		newVersionCommand(),
 	)
 	root.SetHelpCommand(newHelpCommand())

@@ -105,6 +105,8 @@ func TestEveryProblemCode(t *testing.T) {
 		{"method-not-allowed", r, "PATCH", "/v1/tasks/app", "", "", auth, 405, api.CodeMethodNotAllowed, "PATCH is not allowed on /v1/tasks/app; allowed: OPTIONS, DELETE, GET"},
 		{"not-implemented", r, "GET", "/v1/proplets/edge-1/credentials", "", "", auth, 501, api.CodeNotImplemented,
 			"per-proplet credentials are not available: the manager uses an external MQTT broker, manage proplet credentials there"},
+		{"no backup", r, "GET", "/v1/backup", "", "", auth, 501, api.CodeNotImplemented,
+			"this manager keeps its state elsewhere (the operator's is in Kubernetes): back that up instead"},
 		{"unavailable", r, "GET", "/readyz", "", "", nil, 503, api.CodeUnavailable, "not ready: not connected to the MQTT broker"},
 		{"internal", full, "POST", "/v1/tasks", "application/json", `{"file":"AGFzbQEAAAA="}`, auth, 500, api.CodeInternal,
 			"internal error; the manager's log has the cause under this requestId"},

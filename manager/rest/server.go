@@ -72,6 +72,9 @@ type Config struct {
 	// Credentials manages per-proplet MQTT secrets; nil (an external
 	// broker) answers the credential routes with 501.
 	Credentials Credentials
+	// Backup streams a copy of the database (GET /v1/backup); nil
+	// answers 501.
+	Backup Backuper
 	// CORSOrigins lists the origins a browser may call the API from;
 	// empty disables CORS.
 	CORSOrigins []string
@@ -86,6 +89,7 @@ type server struct {
 	maxUploadBytes int64
 	ready          func() error
 	creds          Credentials
+	backuper       Backuper
 	log            *slog.Logger
 }
 
@@ -108,7 +112,7 @@ func New(cfg Config) (http.Handler, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &server{engine: cfg.Engine, blobs: cfg.Blobs, maxUploadBytes: cfg.MaxUploadBytes,
-		ready: cfg.Ready, creds: cfg.Credentials, log: cfg.Logger}
+		ready: cfg.Ready, creds: cfg.Credentials, backuper: cfg.Backup, log: cfg.Logger}
 
 	e := echo.New()
 	e.HideBanner = true
@@ -153,6 +157,7 @@ func New(cfg Config) (http.Handler, error) {
 	v1.POST("/proplets/:id/credentials", s.issueCredential, auth)
 	v1.GET("/proplets/:id/credentials", s.getCredential, auth)
 	v1.DELETE("/proplets/:id/credentials", s.revokeCredential, auth)
+	v1.GET("/backup", s.backup, auth)
 	if cfg.FL != nil {
 		f := &flRoutes{FL: *cfg.FL, maxUpload: cfg.MaxUploadBytes}
 		v1.POST("/federated-jobs", f.create, auth)
