@@ -163,7 +163,7 @@ func (o *operatorOptions) AddFlags(fs *pflag.FlagSet) {
 	o.brokerOptions.AddFlags(fs, "external MQTT broker, mqtt://host:1883 or mqtts://host:8883; required unless --embedded-broker")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file to reach the API server with (its current context); empty: $KUBECONFIG, else the in-cluster service account, else ~/.kube/config")
 	fs.BoolVar(&o.embeddedBroker, "embedded-broker", false, "embed an MQTT broker on --mqtt-addr instead of connecting to --broker")
-	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "listen address of the Prometheus metrics endpoint")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "0", "listen address of the Prometheus metrics endpoint, e.g. :8080: plain, unauthenticated HTTP, so opt-in; 0 disables it")
 	fs.StringVar(&o.healthAddr, "health-addr", ":8081", "listen address of the health probes")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica orchestrates")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace whose WasmTasks the operator runs; it also holds the proplet and federated-learning records, FederatedJobs and the leader lease")
