@@ -209,7 +209,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{[]string{"broker.embedded=false"}, "broker.external.url"},
 		{[]string{"broker.tls.enabled=true"}, "broker.tls.secretName"},
 		{[]string{"broker.service.type=External"}, "/broker/service/type"},
-		{[]string{"replicaCount=2", "leaderElection.enabled=false"}, "leaderElection.enabled"},
+		{[]string{"replicaCount=2", "broker.embedded=false", "broker.external.url=mqtt://mq:1883", "leaderElection.enabled=false"}, "leaderElection.enabled"},
+		{[]string{"replicaCount=2"}, "replicaCount > 1 needs an external broker"},
 		{[]string{"brokr.embedded=false"}, "brokr"},
 		{[]string{"engine.policy=random"}, "/engine/policy"},
 	} {

@@ -88,6 +88,9 @@ app.kubernetes.io/part-of: propeller
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) (has "ReadWriteOnce" .Values.persistence.accessModes) }}
 {{- fail "persistence with ReadWriteOnce cannot be shared by replicaCount > 1; use ReadWriteMany or one replica" }}
 {{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) .Values.broker.embedded }}
+{{- fail "replicaCount > 1 needs an external broker (broker.embedded=false): only the leader's embedded broker listens, and the broker Service would send proplets to standbys too" }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: two leaders would run every task twice" }}
 {{- end }}
