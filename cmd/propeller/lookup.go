@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/absmach/propeller/api/rest"
 )
 
@@ -54,6 +56,16 @@ func findTask(ctx context.Context, c *rest.Client, ref string) (rest.Task, error
 		return rest.Task{}, ambiguous(fmt.Sprintf("%d task ids start with %q", len(byPrefix), ref), byPrefix)
 	}
 	return rest.Task{}, fmt.Errorf("task %q not found: no task has that id or name, and no id starts with it", ref)
+}
+
+// task is the client of a task command and the task its argument names.
+func (o *clientOptions) task(cmd *cobra.Command, ref string) (*rest.Client, rest.Task, error) {
+	c, err := o.client(cmd)
+	if err != nil {
+		return nil, rest.Task{}, err
+	}
+	t, err := findTask(cmd.Context(), c, ref)
+	return c, t, err
 }
 
 func ambiguous(what string, tasks []rest.Task) error {

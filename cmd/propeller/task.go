@@ -250,11 +250,7 @@ func newTaskGetCommand(co *clientOptions) *cobra.Command {
 		Long:  "Show a task with its result.\n\n" + taskRefHelp,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := co.client(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := findTask(cmd.Context(), c, args[0])
+			_, t, err := co.task(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -272,11 +268,7 @@ func newTaskWaitCommand(co *clientOptions) *cobra.Command {
 			"Succeeded; 3: it Failed or was Cancelled; 4: --wait-timeout passed first.\n\n" + taskRefHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := co.client(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := findTask(cmd.Context(), c, args[0])
+			c, t, err := co.task(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -295,11 +287,7 @@ func newTaskStartCommand(co *clientOptions) *cobra.Command {
 		Long:  "Start a task created with --suspend.\n\n" + taskRefHelp,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := co.client(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := findTask(cmd.Context(), c, args[0])
+			c, t, err := co.task(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -334,11 +322,7 @@ func newTaskUploadCommand(co *clientOptions) *cobra.Command {
 			if err != nil {
 				return usageErrorf("--file: %v", err)
 			}
-			c, err := co.client(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := findTask(cmd.Context(), c, args[0])
+			c, t, err := co.task(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -365,11 +349,7 @@ func newTaskStopCommand(co *clientOptions) *cobra.Command {
 		Long:  "Cancel a task; a running one is stopped on its proplet.\n\n" + taskRefHelp,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := co.client(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := findTask(cmd.Context(), c, args[0])
+			c, t, err := co.task(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -388,11 +368,7 @@ func newTaskDeleteCommand(co *clientOptions) *cobra.Command {
 		Long:  "Delete a task (stopping it first if it runs).\n\n" + taskRefHelp,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := co.client(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := findTask(cmd.Context(), c, args[0])
+			c, t, err := co.task(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -418,11 +394,7 @@ func newTaskLogsCommand(co *clientOptions) *cobra.Command {
 			"task to end first and exits as 'task wait' does.\n\n" + taskRefHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := co.client(cmd)
-			if err != nil {
-				return err
-			}
-			t, err := findTask(cmd.Context(), c, args[0])
+			c, t, err := co.task(cmd, args[0])
 			if err != nil {
 				return err
 			}
