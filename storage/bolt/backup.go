@@ -23,13 +23,3 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 	}
 	return n, nil
 }
-
-// BackupSize is the size a Backup taken now would have.
-func (s *Store) BackupSize() (int64, error) {
-	var n int64
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		n = tx.Size()
-		return nil
-	})
-	return n, err
-}
