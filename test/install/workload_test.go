@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/absmach/propeller/api/v1alpha1"
+	"github.com/absmach/propeller/api/wire"
 	"github.com/absmach/propeller/examples/exampletest"
 	"github.com/absmach/propeller/examples/fl/digits"
 	"github.com/absmach/propeller/manager/blobs"
@@ -87,7 +88,7 @@ func runFederatedJob(t *testing.T, ns, dataDir, proplet string) {
 	require.NoError(t, err)
 	fj := &v1.FederatedJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "digits"}}
 	fj.Spec = v1.FederatedJobSpec{
-		ExperimentID: "install", ModelRef: "blob://" + modelDigest, TaskWasmImage: "blob://" + wasmDigest,
+		ExperimentID: "install", ModelRef: wire.BlobScheme + modelDigest, TaskWasmImage: wire.BlobScheme + wasmDigest,
 		Participants: []v1.Participant{{PropletID: proplet}}, KOfN: 1, TimeoutSeconds: 240,
 		Rounds: v1.Rounds{Total: 1}, Aggregator: v1.Aggregator{Algorithm: "fedavg"},
 		Hyperparams: &apiextensionsv1.JSON{Raw: []byte(`{"lr":0.5,"epochs":1,"batch_size":16}`)},
