@@ -86,8 +86,8 @@ soak: ## long chaos run: make soak DURATION=30m [SEED=n]
 		$(GO) test -count=1 -timeout 0 -run '^TestChaos$$' ./test/chaos/ ; status=$$?; \
 		cat $(BIN)/soak-report.txt 2>/dev/null; exit $$status
 
-FUZZTIME ?= 10s
-fuzz: ## run every fuzz target for FUZZTIME each (CI: 10s) and print executions per target
+FUZZTIME ?= 20000x
+fuzz: ## run every fuzz target for FUZZTIME each (go test -fuzztime: a count such as 20000x, or a duration) and print executions per target
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 test-short: ## unit tests only
